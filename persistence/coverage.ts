@@ -1,0 +1,281 @@
+// What a document's log already holds, as a Yjs state vector plus delete set,
+// and how to cut an incoming update down to what the log lacks.
+//
+// This is what makes appends idempotent: a resend after a lost ack, a sync
+// step 2 on reconnect, or the same edit arriving at two instances adds nothing
+// the second time, and a partly new update adds only its new part. The
+// coverage is a pure value: callers copy it before a tentative change and keep
+// the copy only once the change is committed.
+
+import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
+import * as Y from 'yjs';
+
+/** Half-open clock ranges [start, end), sorted, merged, non-overlapping. */
+type Ranges = Array<[number, number]>;
+
+export interface Coverage {
+  /** Per Yjs client: every struct with clock < sv[client] is in the log. */
+  sv: Map<number, number>;
+  /** Per Yjs client: the deleted clock ranges the log records. */
+  ds: Map<number, Ranges>;
+}
+
+/** An update decoded once: its struct ranges and its delete set. */
+export interface DecodedUpdate {
+  bytes: Uint8Array;
+  structs: Map<number, Ranges>;
+  ds: Map<number, Ranges>;
+  /** The delete set as Yjs decoded it, in encoding order (for byte-exact re-encoding). */
+  dsInOrder: Array<[number, Array<{ clock: number; len: number }>]>;
+}
+
+export class MalformedUpdateError extends Error {
+  readonly code = 'MALFORMED_UPDATE';
+  constructor(cause: unknown) {
+    super(`update does not decode as a Yjs update: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'MalformedUpdateError';
+  }
+}
+
+export function emptyCoverage(): Coverage {
+  return { sv: new Map(), ds: new Map() };
+}
+
+export function cloneCoverage(coverage: Coverage): Coverage {
+  const ds = new Map<number, Ranges>();
+  for (const [client, ranges] of coverage.ds) ds.set(client, ranges.map(([s, e]) => [s, e]));
+  return { sv: new Map(coverage.sv), ds };
+}
+
+/**
+ * Decodes an update completely; anything Yjs cannot decode throws
+ * MalformedUpdateError, so nothing malformed ever reaches the log.
+ */
+export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
+  let decoded: ReturnType<typeof Y.decodeUpdate>;
+  try {
+    decoded = Y.decodeUpdate(bytes);
+  } catch (error) {
+    throw new MalformedUpdateError(error);
+  }
+  const structs = new Map<number, Ranges>();
+  for (const struct of decoded.structs) {
+    if (struct instanceof Y.Skip) continue;
+    if (!Number.isSafeInteger(struct.id.clock) || !(struct.length > 0)) {
+      throw new MalformedUpdateError('struct with an invalid clock or length');
+    }
+    addRange(structs, struct.id.client, struct.id.clock, struct.id.clock + struct.length);
+  }
+  const ds = new Map<number, Ranges>();
+  const dsInOrder: DecodedUpdate['dsInOrder'] = [];
+  for (const [client, items] of decoded.ds.clients) {
+    dsInOrder.push([client, items.map((item) => ({ clock: item.clock, len: item.len }))]);
+    for (const item of items) {
+      if (item.len > 0) addRange(ds, client, item.clock, item.clock + item.len);
+    }
+  }
+  return { bytes, structs, ds, dsInOrder };
+}
+
+/**
+ * Returns the part of `update` the log does not hold yet, or null when it
+ * holds all of it. The result is itself a valid Yjs update.
+ */
+export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8Array | null {
+  let newStructs = false;
+  for (const [client, ranges] of update.structs) {
+    const covered = coverage.sv.get(client) ?? 0;
+    if (ranges.some(([, end]) => end > covered)) {
+      newStructs = true;
+      break;
+    }
+  }
+  const newDs = subtractRanges(update.ds, coverage.ds);
+  if (!newStructs && newDs.size === 0) return null;
+
+  const sameDs = newDs.size === update.ds.size &&
+    [...update.ds].every(([client, ranges]) => equalRanges(ranges, newDs.get(client)));
+  if (!newStructs) return encodeDeleteOnlyUpdate(newDs);
+
+  const trimmed = Y.diffUpdate(update.bytes, Y.encodeStateVector(coverage.sv));
+  if (sameDs) return trimmed;
+  // diffUpdate keeps the whole delete set; replace it by the new part when the
+  // tail of the trimmed update is exactly the delete set we decoded.
+  const fullDs = encodeDeleteSetInOrder(update.dsInOrder);
+  if (!endsWith(trimmed, fullDs)) return trimmed;
+  const structSection = trimmed.subarray(0, trimmed.length - fullDs.length);
+  const dsSection = encodeDeleteSet(newDs);
+  const result = new Uint8Array(structSection.length + dsSection.length);
+  result.set(structSection, 0);
+  result.set(dsSection, structSection.length);
+  return result;
+}
+
+/** Folds an update that is now in the log into the coverage (mutates it). */
+export function foldInto(coverage: Coverage, update: DecodedUpdate): void {
+  for (const [client, ranges] of update.structs) {
+    let covered = coverage.sv.get(client) ?? 0;
+    // Structs beyond a gap are not counted: Yjs keeps them pending until the
+    // gap fills, and a resend of them is then logged again (harmless, rare).
+    for (const [start, end] of ranges) {
+      if (start <= covered && end > covered) covered = end;
+    }
+    if (covered > 0) coverage.sv.set(client, covered);
+  }
+  for (const [client, ranges] of update.ds) {
+    for (const [start, end] of ranges) addRange(coverage.ds, client, start, end);
+  }
+}
+
+/** The coverage of a document's current state (used when rebuilding from the log). */
+export function coverageOfDoc(doc: Y.Doc): Coverage {
+  const snapshot = Y.snapshot(doc);
+  const coverage = emptyCoverage();
+  for (const [client, clock] of snapshot.sv) coverage.sv.set(client, clock);
+  for (const [client, items] of snapshot.ds.clients) {
+    for (const item of items) addRange(coverage.ds, client, item.clock, item.clock + item.len);
+  }
+  return coverage;
+}
+
+export function encodeCoverage(coverage: Coverage): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, coverage.sv.size);
+  for (const [client, clock] of coverage.sv) {
+    encoding.writeVarUint(encoder, client);
+    encoding.writeVarUint(encoder, clock);
+  }
+  writeRanges(encoder, coverage.ds);
+  return encoding.toUint8Array(encoder);
+}
+
+export function decodeCoverage(bytes: Uint8Array): Coverage {
+  const decoder = decoding.createDecoder(bytes);
+  const coverage = emptyCoverage();
+  const svSize = decoding.readVarUint(decoder);
+  for (let i = 0; i < svSize; i++) {
+    const client = decoding.readVarUint(decoder);
+    coverage.sv.set(client, decoding.readVarUint(decoder));
+  }
+  const dsSize = decoding.readVarUint(decoder);
+  for (let i = 0; i < dsSize; i++) {
+    const client = decoding.readVarUint(decoder);
+    const count = decoding.readVarUint(decoder);
+    const ranges: Ranges = [];
+    for (let j = 0; j < count; j++) {
+      const start = decoding.readVarUint(decoder);
+      ranges.push([start, start + decoding.readVarUint(decoder)]);
+    }
+    coverage.ds.set(client, ranges);
+  }
+  return coverage;
+}
+
+export function equalCoverage(a: Coverage, b: Coverage): boolean {
+  if (a.sv.size !== b.sv.size || a.ds.size !== b.ds.size) return false;
+  for (const [client, clock] of a.sv) if (b.sv.get(client) !== clock) return false;
+  for (const [client, ranges] of a.ds) if (!equalRanges(ranges, b.ds.get(client))) return false;
+  return true;
+}
+
+// Delete sets in Yjs' v1 update encoding: count, then per client its ranges.
+function writeRanges(encoder: encoding.Encoder, ds: Map<number, Ranges>): void {
+  encoding.writeVarUint(encoder, ds.size);
+  for (const [client, ranges] of ds) {
+    encoding.writeVarUint(encoder, client);
+    encoding.writeVarUint(encoder, ranges.length);
+    for (const [start, end] of ranges) {
+      encoding.writeVarUint(encoder, start);
+      encoding.writeVarUint(encoder, end - start);
+    }
+  }
+}
+
+function encodeDeleteSet(ds: Map<number, Ranges>): Uint8Array {
+  const encoder = encoding.createEncoder();
+  writeRanges(encoder, ds);
+  return encoding.toUint8Array(encoder);
+}
+
+function encodeDeleteSetInOrder(ds: DecodedUpdate['dsInOrder']): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, ds.length);
+  for (const [client, items] of ds) {
+    encoding.writeVarUint(encoder, client);
+    encoding.writeVarUint(encoder, items.length);
+    for (const item of items) {
+      encoding.writeVarUint(encoder, item.clock);
+      encoding.writeVarUint(encoder, item.len);
+    }
+  }
+  return encoding.toUint8Array(encoder);
+}
+
+function encodeDeleteOnlyUpdate(ds: Map<number, Ranges>): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarUint(encoder, 0); // no structs
+  writeRanges(encoder, ds);
+  return encoding.toUint8Array(encoder);
+}
+
+function addRange(map: Map<number, Ranges>, client: number, start: number, end: number): void {
+  let ranges = map.get(client);
+  if (ranges === undefined) {
+    map.set(client, [[start, end]]);
+    return;
+  }
+  // Appends are the common case (clocks grow); fall back to a merge otherwise.
+  const last = ranges[ranges.length - 1];
+  if (start > last[1]) {
+    ranges.push([start, end]);
+    return;
+  }
+  if (start >= last[0]) {
+    last[1] = Math.max(last[1], end);
+    return;
+  }
+  ranges.push([start, end]);
+  ranges.sort((a, b) => a[0] - b[0]);
+  const merged: Ranges = [];
+  for (const range of ranges) {
+    const top = merged[merged.length - 1];
+    if (top !== undefined && range[0] <= top[1]) top[1] = Math.max(top[1], range[1]);
+    else merged.push([range[0], range[1]]);
+  }
+  ranges = merged;
+  map.set(client, ranges);
+}
+
+/** a minus b, per client. */
+function subtractRanges(a: Map<number, Ranges>, b: Map<number, Ranges>): Map<number, Ranges> {
+  const result = new Map<number, Ranges>();
+  for (const [client, ranges] of a) {
+    const minus = b.get(client) ?? [];
+    const left: Ranges = [];
+    for (const [start, end] of ranges) {
+      let cursor = start;
+      for (const [ms, me] of minus) {
+        if (me <= cursor) continue;
+        if (ms >= end) break;
+        if (ms > cursor) left.push([cursor, ms]);
+        cursor = Math.max(cursor, me);
+        if (cursor >= end) break;
+      }
+      if (cursor < end) left.push([cursor, end]);
+    }
+    if (left.length > 0) result.set(client, left);
+  }
+  return result;
+}
+
+function equalRanges(a: Ranges, b: Ranges | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every(([s, e], i) => s === b[i][0] && e === b[i][1]);
+}
+
+function endsWith(bytes: Uint8Array, tail: Uint8Array): boolean {
+  if (tail.length > bytes.length) return false;
+  const offset = bytes.length - tail.length;
+  for (let i = 0; i < tail.length; i++) if (bytes[offset + i] !== tail[i]) return false;
+  return true;
+}

@@ -1,0 +1,101 @@
+// The event store contract: an append-only, per-document update log plus
+// snapshots that cache its state. The server depends only on this interface,
+// so another backend (PostgreSQL for instances on several hosts) can stand in
+// for SQLite; test/store-contract.test.ts runs the same suite over a backend.
+//
+// Every method is async so that a networked backend fits the same shape.
+
+export interface AppendMeta {
+  instanceId: string;
+  user: string | null;
+}
+
+export interface AppendResult {
+  /** The seq the entry got, or null when the log already held all of it. */
+  seq: number | null;
+  /** Bytes actually logged (0 when nothing was new). */
+  size: number;
+}
+
+export interface LogEntry {
+  seq: number;
+  receivedAt: Date;
+  instanceId: string;
+  user: string | null;
+  size: number;
+  update: Uint8Array;
+}
+
+export interface DocumentState {
+  doc: string;
+  /** Highest seq folded into `update` (0 for an empty or unknown document). */
+  seq: number;
+  /** The state as one Yjs update. */
+  update: Uint8Array;
+}
+
+/** What the server loads: the latest snapshot plus the log after it. */
+export interface LoadedDocument {
+  doc: string;
+  seq: number;
+  snapshot: { seq: number; state: Uint8Array } | null;
+  tail: Uint8Array[];
+}
+
+export interface SnapshotInfo {
+  seq: number;
+  createdAt: Date;
+  size: number;
+}
+
+export interface DocumentInfo {
+  doc: string;
+  seq: number;
+  updatedAt: Date | null;
+  snapshots: SnapshotInfo[];
+  /** Lowest seq still in the log (retention may have dropped older entries). */
+  firstRetainedSeq: number | null;
+}
+
+export interface CompactionResult {
+  doc: string;
+  seq: number;
+  size: number;
+  /** Log entries removed under the retention policy. */
+  pruned: number;
+}
+
+export interface VerifyProblem {
+  doc: string;
+  seq: number | null;
+  problem: string;
+}
+
+export interface VerifyReport {
+  documents: number;
+  entries: number;
+  snapshots: number;
+  problems: VerifyProblem[];
+}
+
+export interface EventStore {
+  /**
+   * Appends a client update. Resolves once it is committed (the caller may
+   * then acknowledge the client); rejects when it could not be written, in
+   * which case nothing was logged and the client must resend. Concurrent
+   * calls are grouped into one transaction.
+   */
+  append(doc: string, update: Uint8Array, meta: AppendMeta): Promise<AppendResult>;
+  load(doc: string): Promise<LoadedDocument>;
+  /** The state after `seq` (default: the latest). */
+  stateAt(doc: string, seq?: number): Promise<DocumentState>;
+  entries(doc: string, options?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
+  documents(): Promise<string[]>;
+  info(doc: string): Promise<DocumentInfo | null>;
+  /** Writes a snapshot at the latest seq if it has none; null when there is nothing to do. */
+  compact(doc: string): Promise<CompactionResult | null>;
+  verify(options?: { onProgress?: (doc: string, index: number, total: number) => void }): Promise<VerifyReport>;
+  /** False after a failed write until a later write succeeds. */
+  healthy(): boolean;
+  close(): Promise<void>;
+}

@@ -1,0 +1,68 @@
+// The SQLite schema and its migrations, keyed by PRAGMA user_version. Each
+// migration runs in its own transaction; add new ones at the end, never edit
+// one that has shipped.
+
+import type { Database } from 'better-sqlite3';
+import { StoreError } from './errors.js';
+
+/** Marks a file as a Palimpsest event store ("PLMP"), so a foreign SQLite file is refused. */
+export const APPLICATION_ID = 0x504c4d50;
+
+const migrations: string[] = [
+  // 1: the log, snapshots and one row per document holding its last seq.
+  `
+  CREATE TABLE documents (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL DEFAULT 0
+  );
+  -- The append-only log. seq is gap-free per document, from 1.
+  CREATE TABLE updates (
+    doc_id       INTEGER NOT NULL REFERENCES documents(id),
+    seq          INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    instance_id  TEXT NOT NULL,
+    user         TEXT,
+    size         INTEGER NOT NULL,
+    update_bytes BLOB NOT NULL,
+    PRIMARY KEY (doc_id, seq)
+  );
+  -- state = the document after applying the log up to seq; coverage = its
+  -- state vector and delete set (see coverage.ts). A cache: any row can be
+  -- dropped and rebuilt from the log.
+  CREATE TABLE snapshots (
+    doc_id      INTEGER NOT NULL REFERENCES documents(id),
+    seq         INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    state       BLOB NOT NULL,
+    coverage    BLOB NOT NULL,
+    PRIMARY KEY (doc_id, seq)
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = migrations.length;
+
+export function migrate(db: Database, path: string): void {
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (appId !== APPLICATION_ID) {
+    const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
+    if (appId !== 0 || tables.n > 0) {
+      throw new StoreError('STORE_OPEN_FAILED',
+        `${path} is a SQLite database of another application; point --data at a new or Palimpsest file`);
+    }
+  }
+  if (version > SCHEMA_VERSION) {
+    throw new StoreError('STORE_OPEN_FAILED',
+      `${path} has schema version ${version}, newer than this Palimpsest (${SCHEMA_VERSION}); upgrade Palimpsest`);
+  }
+  for (let next = version; next < SCHEMA_VERSION; next++) {
+    db.transaction(() => {
+      db.exec(migrations[next]);
+      db.pragma(`user_version = ${next + 1}`);
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+    }).immediate();
+  }
+}

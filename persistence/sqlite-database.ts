@@ -1,0 +1,113 @@
+// Opening the SQLite file: pragmas, migrations and the statements every user
+// of the file (the store on the main thread and the compaction worker)
+// prepares once.
+//
+// WAL lets readers (history, export, several instances) work beside the one
+// writer. `synchronous` decides what a commit survives; see the README:
+//   FULL   - the WAL is fsynced at every commit: an acknowledged update
+//            survives a process crash and a power cut. (default)
+//   NORMAL - fsync only at checkpoints: survives a process crash (SIGKILL),
+//            a power cut can lose the last commits.
+//   OFF    - no fsync: survives a process crash only.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
+import { StoreError } from './errors.js';
+import { migrate } from './schema.js';
+
+export type SynchronousMode = 'off' | 'normal' | 'full' | 'extra';
+
+export interface OpenOptions {
+  path: string;
+  synchronous?: SynchronousMode;
+  readonly?: boolean;
+  busyTimeoutMs?: number;
+}
+
+export interface Statements {
+  insertDocument: Statement<[string, number]>;
+  documentByName: Statement<[string], { id: number; last_seq: number } | undefined>;
+  setLastSeq: Statement<[number, number]>;
+  insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array]>;
+  updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
+  updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
+  entriesAfter: Statement<[number, number, number], {
+    seq: number; received_at: number; instance_id: string; user: string | null; size: number; update_bytes: Uint8Array;
+  }>;
+  latestSnapshotAtOrBefore: Statement<[number, number], { seq: number; state: Uint8Array; coverage: Uint8Array } | undefined>;
+  insertSnapshot: Statement<[number, number, number, Uint8Array, Uint8Array]>;
+  snapshotsOf: Statement<[number], { seq: number; created_at: number; size: number }>;
+  snapshotRows: Statement<[number], { seq: number; state: Uint8Array; coverage: Uint8Array }>;
+  pruneUpdatesUpTo: Statement<[number, number]>;
+  countAfter: Statement<[number, number], { n: number; bytes: number | null }>;
+  firstRetained: Statement<[number], { seq: number | null }>;
+  lastReceived: Statement<[number], { at: number | null }>;
+  documentNames: Statement<[], { name: string }>;
+}
+
+export interface OpenDatabase {
+  db: SqliteDatabase;
+  statements: Statements;
+  path: string;
+}
+
+export function openDatabase(options: OpenOptions): OpenDatabase {
+  const { path } = options;
+  let db: SqliteDatabase;
+  try {
+    if (!options.readonly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  } catch (error) {
+    throw new StoreError('STORE_OPEN_FAILED', `cannot open the database ${path}: ${reason(error)}`, { cause: error });
+  }
+  try {
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    if (!options.readonly) {
+      db.pragma('journal_mode = WAL');
+      migrate(db, path);
+    }
+    db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
+    db.pragma('foreign_keys = ON');
+    return { db, statements: prepareStatements(db), path };
+  } catch (error) {
+    db.close();
+    if (error instanceof StoreError) throw error;
+    throw new StoreError('STORE_OPEN_FAILED',
+      `cannot use the database ${path}: ${reason(error)} (is it a Palimpsest database, writable, and not corrupt?)`,
+      { cause: error });
+  }
+}
+
+function prepareStatements(db: SqliteDatabase): Statements {
+  return {
+    insertDocument: db.prepare('INSERT OR IGNORE INTO documents (name, created_at) VALUES (?, ?)'),
+    documentByName: db.prepare('SELECT id, last_seq FROM documents WHERE name = ?'),
+    setLastSeq: db.prepare('UPDATE documents SET last_seq = ? WHERE id = ?'),
+    insertUpdate: db.prepare(
+      'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
+    updatesBetween: db.prepare(
+      'SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq'),
+    entriesAfter: db.prepare(
+      `SELECT seq, received_at, instance_id, user, size, update_bytes FROM updates
+       WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+    latestSnapshotAtOrBefore: db.prepare(
+      'SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1'),
+    insertSnapshot: db.prepare(
+      'INSERT OR IGNORE INTO snapshots (doc_id, seq, created_at, state, coverage) VALUES (?, ?, ?, ?, ?)'),
+    snapshotsOf: db.prepare(
+      'SELECT seq, created_at, length(state) AS size FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    snapshotRows: db.prepare('SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    pruneUpdatesUpTo: db.prepare('DELETE FROM updates WHERE doc_id = ? AND seq <= ?'),
+    countAfter: db.prepare('SELECT count(*) AS n, sum(size) AS bytes FROM updates WHERE doc_id = ? AND seq > ?'),
+    firstRetained: db.prepare('SELECT min(seq) AS seq FROM updates WHERE doc_id = ?'),
+    lastReceived: db.prepare('SELECT max(received_at) AS at FROM updates WHERE doc_id = ?'),
+    documentNames: db.prepare('SELECT name FROM documents ORDER BY name'),
+  } as Statements;
+}
+
+export function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

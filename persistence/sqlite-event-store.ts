@@ -1,0 +1,476 @@
+// The EventStore on one SQLite file (better-sqlite3). Several processes on one
+// host may share the file: every append re-reads what other processes logged
+// since, inside its write transaction, so each update is logged once.
+//
+// Appends are grouped: every append that arrives in one event-loop turn is
+// written by one IMMEDIATE transaction (one fsync), and each caller's promise
+// settles when that transaction has committed.
+
+import { Worker } from 'node:worker_threads';
+import * as Y from 'yjs';
+import { compactDocument, type RetentionPolicy } from './compaction.js';
+import type { CompactionWorkerData } from './compaction-worker.js';
+import {
+  cloneCoverage, decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
+  uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
+} from './coverage.js';
+import { StoreError } from './errors.js';
+import type {
+  AppendMeta, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
+  VerifyProblem, VerifyReport,
+} from './event-store.js';
+import { canonicalState, equalBytes, replay } from './replay.js';
+import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './sqlite-database.js';
+
+export interface SqliteEventStoreOptions {
+  path: string;
+  synchronous?: SynchronousMode;
+  retention?: RetentionPolicy;
+  /** Compact a document once this many entries follow its latest snapshot. 0 = never automatically. */
+  compactAfterEntries?: number;
+  /** … or once the entries after its latest snapshot reach this many bytes. */
+  compactAfterBytes?: number;
+  /** Run automatic compactions on a worker thread (the server) or inline (CLI, tests). */
+  compactInBackground?: boolean;
+  readonly?: boolean;
+  /** Called when an automatic compaction ends or fails; for logs and metrics. */
+  onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
+}
+
+interface PendingAppend {
+  doc: string;
+  update: DecodedUpdate;
+  meta: AppendMeta;
+  resolve: (result: AppendResult) => void;
+  reject: (error: Error) => void;
+}
+
+/** What this process knows about a document's log; refreshed from the file inside each write. */
+interface LogCursor {
+  docId: number;
+  lastSeq: number;
+  coverage: Coverage;
+  entriesSinceSnapshot: number;
+  bytesSinceSnapshot: number;
+}
+
+const CURSOR_CACHE_LIMIT = 2048;
+
+export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEventStore {
+  return new SqliteEventStore(options);
+}
+
+export class SqliteEventStore implements EventStore {
+  private readonly open: OpenDatabase;
+  private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
+  private readonly cursors = new Map<string, LogCursor>();
+  private pending: PendingAppend[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private lastWriteFailed = false;
+  private worker: Worker | null = null;
+  private readonly compactionQueue = new Set<string>();
+  private compactionRunning: string | null = null;
+  private compactionStartedAt = 0;
+  private compactionIdleWaiters: Array<() => void> = [];
+
+  constructor(options: SqliteEventStoreOptions) {
+    this.options = {
+      synchronous: 'full',
+      retention: 'all',
+      compactAfterEntries: 500,
+      compactAfterBytes: 1024 * 1024,
+      compactInBackground: false,
+      readonly: false,
+      ...options,
+    };
+    this.open = openDatabase({ path: options.path, synchronous: this.options.synchronous, readonly: this.options.readonly });
+  }
+
+  get path(): string {
+    return this.open.path;
+  }
+
+  healthy(): boolean {
+    return !this.closed && !this.lastWriteFailed;
+  }
+
+  append(doc: string, update: Uint8Array, meta: AppendMeta): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'the event store is closed'));
+    let decoded: DecodedUpdate;
+    try {
+      decoded = decodeUpdate(update);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ doc, update: decoded, meta, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Writes every pending append in one transaction. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    // Work on copies so a failed transaction leaves the cached cursors as the file is.
+    const touched = new Map<string, LogCursor>();
+    let results: AppendResult[];
+    try {
+      results = this.open.db.transaction(() => batch.map((item) => this.appendOne(item, touched))).immediate();
+    } catch (error) {
+      this.lastWriteFailed = true;
+      const failure = new StoreError('STORE_WRITE_FAILED', `could not write to ${this.open.path}: ${reason(error)}`, { cause: error });
+      for (const item of batch) item.reject(failure);
+      return;
+    }
+    this.lastWriteFailed = false;
+    for (const [doc, cursor] of touched) this.remember(doc, cursor);
+    batch.forEach((item, i) => item.resolve(results[i]));
+    for (const [doc, cursor] of touched) {
+      const { compactAfterEntries, compactAfterBytes } = this.options;
+      if ((compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
+          (compactAfterBytes > 0 && cursor.bytesSinceSnapshot >= compactAfterBytes)) {
+        this.scheduleCompaction(doc);
+      }
+    }
+  }
+
+  private appendOne(item: PendingAppend, touched: Map<string, LogCursor>): AppendResult {
+    const cursor = touched.get(item.doc) ?? this.cursorForWrite(item.doc);
+    touched.set(item.doc, cursor);
+    const part = uncoveredPart(cursor.coverage, item.update);
+    if (part === null) return { seq: null, size: 0 };
+    const seq = cursor.lastSeq + 1;
+    this.open.statements.insertUpdate.run(
+      cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part);
+    this.open.statements.setLastSeq.run(seq, cursor.docId);
+    cursor.lastSeq = seq;
+    foldInto(cursor.coverage, item.update);
+    cursor.entriesSinceSnapshot += 1;
+    cursor.bytesSinceSnapshot += part.length;
+    return { seq, size: part.length };
+  }
+
+  /** A private copy of the document's cursor, brought up to date with the file. Runs inside the write transaction. */
+  private cursorForWrite(doc: string): LogCursor {
+    const { statements } = this.open;
+    let row = statements.documentByName.get(doc);
+    if (row === undefined) {
+      statements.insertDocument.run(doc, Date.now());
+      row = statements.documentByName.get(doc);
+      if (row === undefined) throw new Error(`document row for ${doc} missing after insert`);
+    }
+    const cached = this.cursors.get(doc);
+    if (cached !== undefined && cached.docId === row.id && cached.lastSeq <= row.last_seq) {
+      const cursor = { ...cached, coverage: cloneCoverage(cached.coverage) };
+      // Entries other processes appended since we last looked.
+      for (const entry of statements.updatesAfter.iterate(row.id, cached.lastSeq)) {
+        foldInto(cursor.coverage, decodeUpdate(entry.update_bytes));
+        cursor.lastSeq = entry.seq;
+        cursor.entriesSinceSnapshot += 1;
+        cursor.bytesSinceSnapshot += entry.update_bytes.length;
+      }
+      if (cursor.lastSeq === row.last_seq) return cursor;
+    }
+    return this.buildCursor(row.id, row.last_seq);
+  }
+
+  /** Coverage from the latest snapshot plus every entry after it. */
+  private buildCursor(docId: number, lastSeq: number): LogCursor {
+    const { statements } = this.open;
+    const snapshot = statements.latestSnapshotAtOrBefore.get(docId, lastSeq);
+    const cursor: LogCursor = {
+      docId, lastSeq: snapshot?.seq ?? 0,
+      coverage: snapshot === undefined ? emptyCoverage() : decodeCoverage(snapshot.coverage),
+      entriesSinceSnapshot: 0, bytesSinceSnapshot: 0,
+    };
+    for (const entry of statements.updatesAfter.iterate(docId, cursor.lastSeq)) {
+      foldInto(cursor.coverage, decodeUpdate(entry.update_bytes));
+      cursor.lastSeq = entry.seq;
+      cursor.entriesSinceSnapshot += 1;
+      cursor.bytesSinceSnapshot += entry.update_bytes.length;
+    }
+    return cursor;
+  }
+
+  private remember(doc: string, cursor: LogCursor): void {
+    this.cursors.delete(doc);
+    this.cursors.set(doc, cursor);
+    if (this.cursors.size > CURSOR_CACHE_LIMIT) {
+      const oldest = this.cursors.keys().next().value;
+      if (oldest !== undefined) this.cursors.delete(oldest);
+    }
+  }
+
+  async load(doc: string): Promise<LoadedDocument> {
+    const { db, statements } = this.open;
+    return db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      if (row === undefined) return { doc, seq: 0, snapshot: null, tail: [] };
+      const snapshot = statements.latestSnapshotAtOrBefore.get(row.id, row.last_seq);
+      const tail = statements.updatesAfter.all(row.id, snapshot?.seq ?? 0).map((r) => r.update_bytes);
+      return {
+        doc, seq: row.last_seq,
+        snapshot: snapshot === undefined ? null : { seq: snapshot.seq, state: snapshot.state },
+        tail,
+      };
+    })();
+  }
+
+  async stateAt(doc: string, seq?: number): Promise<DocumentState> {
+    const { db, statements } = this.open;
+    const plan = db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      const lastSeq = row?.last_seq ?? 0;
+      const target = seq ?? lastSeq;
+      if (!Number.isSafeInteger(target) || target < 0 || target > lastSeq) {
+        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${target} (its log ends at ${lastSeq})`);
+      }
+      if (row === undefined || target === 0) return { target, base: null, tail: [] as Uint8Array[] };
+      const snapshot = statements.latestSnapshotAtOrBefore.get(row.id, target);
+      const from = snapshot?.seq ?? 0;
+      const tail = statements.updatesBetween.all(row.id, from, target);
+      if (tail.length !== target - from) {
+        throw new StoreError('HISTORY_PRUNED',
+          `${doc} at seq ${target} is no longer available: the retention policy dropped those log entries`);
+      }
+      return { target, base: snapshot?.state ?? null, tail: tail.map((r) => r.update_bytes) };
+    })();
+    const ydoc = replay(plan.base, plan.tail);
+    const update = Y.encodeStateAsUpdate(ydoc);
+    ydoc.destroy();
+    return { doc, seq: plan.target, update };
+  }
+
+  async entries(doc: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    return statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1).map((r) => ({
+      seq: r.seq,
+      receivedAt: new Date(r.received_at),
+      instanceId: r.instance_id,
+      user: r.user,
+      size: r.size,
+      update: r.update_bytes,
+    }));
+  }
+
+  async documents(): Promise<string[]> {
+    return this.open.statements.documentNames.all().map((r) => r.name);
+  }
+
+  async info(doc: string): Promise<DocumentInfo | null> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return null;
+    const updatedAt = statements.lastReceived.get(row.id)?.at ?? null;
+    return {
+      doc,
+      seq: row.last_seq,
+      updatedAt: updatedAt === null ? null : new Date(updatedAt),
+      snapshots: statements.snapshotsOf.all(row.id).map((s) => ({ seq: s.seq, createdAt: new Date(s.created_at), size: s.size })),
+      firstRetainedSeq: statements.firstRetained.get(row.id)?.seq ?? null,
+    };
+  }
+
+  async compact(doc: string): Promise<CompactionResult | null> {
+    const result = compactDocument(this.open, doc, this.options.retention);
+    if (result !== null) this.afterCompaction(doc, result);
+    return result;
+  }
+
+  private afterCompaction(doc: string, result: CompactionResult): void {
+    const cursor = this.cursors.get(doc);
+    if (cursor === undefined) return;
+    // Counts restart from the new snapshot; entries logged meanwhile stay counted.
+    const after = this.open.statements.countAfter.get(cursor.docId, result.seq);
+    cursor.entriesSinceSnapshot = after?.n ?? 0;
+    cursor.bytesSinceSnapshot = after?.bytes ?? 0;
+  }
+
+  private scheduleCompaction(doc: string): void {
+    if (!this.options.compactInBackground) {
+      const started = performance.now();
+      try {
+        const result = compactDocument(this.open, doc, this.options.retention);
+        if (result !== null) this.afterCompaction(doc, result);
+        this.options.onCompaction?.({ doc, result, durationMs: performance.now() - started });
+      } catch (error) {
+        this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - started });
+      }
+      return;
+    }
+    if (this.compactionRunning === doc) {
+      this.compactionQueue.add(doc);
+      return;
+    }
+    this.compactionQueue.add(doc);
+    this.runNextCompaction();
+  }
+
+  private runNextCompaction(): void {
+    if (this.compactionRunning !== null || this.closed) return;
+    const next = this.compactionQueue.values().next();
+    if (next.done === true) {
+      for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+      return;
+    }
+    const doc = next.value;
+    this.compactionQueue.delete(doc);
+    this.compactionRunning = doc;
+    this.compactionStartedAt = performance.now();
+    this.compactionWorker().postMessage({ doc });
+  }
+
+  private compactionWorker(): Worker {
+    if (this.worker !== null) return this.worker;
+    const workerData: CompactionWorkerData = {
+      path: this.open.path, synchronous: this.options.synchronous, retention: this.options.retention,
+    };
+    const worker = new Worker(new URL('./compaction-worker.js', import.meta.url), { workerData });
+    worker.on('message', (message: { doc: string; result?: CompactionResult | null; error?: string }) => {
+      const durationMs = performance.now() - this.compactionStartedAt;
+      if (message.result) this.afterCompaction(message.doc, message.result);
+      this.options.onCompaction?.({ doc: message.doc, result: message.result, error: message.error, durationMs });
+      this.compactionRunning = null;
+      this.runNextCompaction();
+    });
+    worker.on('error', (error) => {
+      const doc = this.compactionRunning ?? '';
+      this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - this.compactionStartedAt });
+      this.compactionRunning = null;
+      this.worker = null;
+      this.runNextCompaction();
+    });
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Resolves once no background compaction is queued or running. */
+  compactionsIdle(): Promise<void> {
+    if (this.compactionRunning === null && this.compactionQueue.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.compactionIdleWaiters.push(resolve));
+  }
+
+  async verify(options: { onProgress?: (doc: string, index: number, total: number) => void } = {}): Promise<VerifyReport> {
+    const { statements } = this.open;
+    const names = statements.documentNames.all().map((r) => r.name);
+    const report: VerifyReport = { documents: names.length, entries: 0, snapshots: 0, problems: [] };
+    names.forEach((doc, index) => {
+      options.onProgress?.(doc, index, names.length);
+      const problems = this.verifyDocument(doc);
+      report.entries += problems.entries;
+      report.snapshots += problems.snapshots;
+      report.problems.push(...problems.problems);
+    });
+    return report;
+  }
+
+  private verifyDocument(doc: string): { entries: number; snapshots: number; problems: VerifyProblem[] } {
+    const { db, statements } = this.open;
+    const problems: VerifyProblem[] = [];
+    return db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      if (row === undefined) return { entries: 0, snapshots: 0, problems };
+      const snapshots = statements.snapshotRows.all(row.id);
+      const first = statements.firstRetained.get(row.id)?.seq ?? null;
+      // Replay starts at seq 1, or, where retention pruned the log, at the
+      // snapshot the retained log continues from (which is then trusted).
+      const ydoc = new Y.Doc();
+      let seq = 0;
+      let entries = 0;
+      let snapshotIndex = 0;
+      if (first !== null && first > 1) {
+        const base = snapshots.find((s) => s.seq === first - 1);
+        if (base === undefined) {
+          problems.push({ doc, seq: first, problem: `the log starts at seq ${first} and no snapshot covers seq ${first - 1}` });
+          return { entries: 0, snapshots: snapshots.length, problems };
+        }
+        try {
+          Y.applyUpdate(ydoc, base.state);
+        } catch (error) {
+          problems.push({ doc, seq: base.seq, problem: `snapshot does not decode: ${reason(error)}` });
+          return { entries: 0, snapshots: snapshots.length, problems };
+        }
+        seq = base.seq;
+        snapshotIndex = snapshots.indexOf(base) + 1;
+      }
+      const checkSnapshotsUpTo = (upTo: number) => {
+        while (snapshotIndex < snapshots.length && snapshots[snapshotIndex].seq <= upTo) {
+          const snapshot = snapshots[snapshotIndex++];
+          if (snapshot.seq !== upTo) continue; // pruned region: checked via the base above
+          const problem = compareSnapshot(ydoc, snapshot);
+          if (problem !== null) problems.push({ doc, seq: snapshot.seq, problem });
+        }
+      };
+      checkSnapshotsUpTo(seq);
+      for (const entry of statements.updatesAfter.iterate(row.id, seq)) {
+        if (entry.seq !== seq + 1) problems.push({ doc, seq: entry.seq, problem: `gap in the log: seq ${seq + 1} to ${entry.seq - 1} missing` });
+        try {
+          Y.applyUpdate(ydoc, entry.update_bytes);
+        } catch (error) {
+          problems.push({ doc, seq: entry.seq, problem: `log entry does not apply: ${reason(error)}` });
+        }
+        seq = entry.seq;
+        entries += 1;
+        checkSnapshotsUpTo(seq);
+      }
+      if (seq !== row.last_seq) problems.push({ doc, seq: row.last_seq, problem: `the document records last seq ${row.last_seq} but the log ends at ${seq}` });
+      for (; snapshotIndex < snapshots.length; snapshotIndex++) {
+        problems.push({ doc, seq: snapshots[snapshotIndex].seq, problem: 'snapshot beyond the end of the log' });
+      }
+      ydoc.destroy();
+      return { entries, snapshots: snapshots.length, problems };
+    })();
+  }
+
+  /** Finishes pending writes and background work, then closes the file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.pending.length > 0) this.flush();
+    this.closed = true;
+    this.compactionQueue.clear();
+    if (this.worker !== null) {
+      const worker = this.worker;
+      this.worker = null;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage({ close: true });
+      await exited;
+    }
+    for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+    this.open.db.close();
+  }
+}
+
+function compareSnapshot(replayed: Y.Doc, snapshot: { seq: number; state: Uint8Array; coverage: Uint8Array }): string | null {
+  const fromSnapshot = new Y.Doc();
+  try {
+    Y.applyUpdate(fromSnapshot, snapshot.state);
+  } catch (error) {
+    return `snapshot does not decode: ${reason(error)}`;
+  }
+  try {
+    if (!equalBytes(canonicalState(replayed), canonicalState(fromSnapshot))) {
+      return 'snapshot differs from the replayed log';
+    }
+    let coverage: Coverage;
+    try {
+      coverage = decodeCoverage(snapshot.coverage);
+    } catch (error) {
+      return `snapshot coverage does not decode: ${reason(error)}`;
+    }
+    if (!equalCoverage(coverage, coverageOfDoc(replayed))) return 'snapshot coverage differs from the replayed log';
+    return null;
+  } finally {
+    fromSnapshot.destroy();
+  }
+}
+
