@@ -1,0 +1,88 @@
+// <palimpsest-editor>: mountEditor as a custom element, for pages that would
+// rather write HTML than JavaScript. Attributes: document (required), url,
+// user, color, token, offline (boolean). Renders into light DOM so the page's
+// own fonts apply and tests can find the data-testid hooks with plain selectors.
+
+import { type MountedEditor, mountEditor } from './mount.ts';
+
+const REMOUNT_ATTRIBUTES = ['document', 'url', 'user', 'color', 'token'];
+
+export class PalimpsestEditorElement extends HTMLElement {
+  static readonly observedAttributes = [...REMOUNT_ATTRIBUTES, 'offline'];
+
+  #mounted: MountedEditor | null = null;
+  #remountScheduled = false;
+
+  /** The live editor, or null while the element is not in the page. */
+  get mounted(): MountedEditor | null {
+    return this.#mounted;
+  }
+
+  get editor() { return this.#mounted?.editor ?? null; }
+  get provider() { return this.#mounted?.provider ?? null; }
+  get ydoc() { return this.#mounted?.ydoc ?? null; }
+
+  connectedCallback(): void {
+    this.#mount();
+  }
+
+  disconnectedCallback(): void {
+    this.#unmount();
+  }
+
+  attributeChangedCallback(name: string, oldValue: string | null, newValue: string | null): void {
+    if (!this.isConnected || oldValue === newValue) return;
+    if (name === 'offline') {
+      this.#mounted?.setOffline(newValue !== null);
+      return;
+    }
+    // Several attributes often change together (framework re-renders); one
+    // remount after the current task covers them all.
+    if (this.#remountScheduled) return;
+    this.#remountScheduled = true;
+    queueMicrotask(() => {
+      this.#remountScheduled = false;
+      if (!this.isConnected) return;
+      this.#unmount();
+      this.#mount();
+    });
+  }
+
+  #mount(): void {
+    if (this.#mounted) return;
+    const documentName = this.getAttribute('document');
+    if (!documentName) {
+      this.textContent = 'palimpsest-editor: the "document" attribute is required.';
+      return;
+    }
+    const userName = this.getAttribute('user');
+    try {
+      this.replaceChildren();
+      this.#mounted = mountEditor(this, {
+        document: documentName,
+        url: this.getAttribute('url') ?? undefined,
+        token: this.getAttribute('token') ?? undefined,
+        user: userName ? { name: userName, color: this.getAttribute('color') ?? undefined } : undefined,
+        offline: this.hasAttribute('offline'),
+      });
+    } catch (error) {
+      // Shown in place rather than only thrown: a custom element has no caller to catch it.
+      this.textContent = `palimpsest-editor: ${error instanceof Error ? error.message : String(error)}`;
+      console.error('[palimpsest] could not mount <palimpsest-editor>', error);
+      return;
+    }
+    this.dispatchEvent(new CustomEvent('palimpsest-ready', { detail: this.#mounted, bubbles: true }));
+  }
+
+  #unmount(): void {
+    this.#mounted?.destroy();
+    this.#mounted = null;
+  }
+}
+
+/** Registers the element (once) under `tagName`; safe to call more than once. */
+export function definePalimpsestEditor(tagName = 'palimpsest-editor'): void {
+  if (customElements.get(tagName)) return;
+  // A fresh subclass per tag name: one constructor cannot be defined twice.
+  customElements.define(tagName, class extends PalimpsestEditorElement {});
+}
