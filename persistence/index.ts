@@ -19,3 +19,4 @@ import type { EventStore } from './event-store.js';
 export function openEventStore(options: SqliteEventStoreOptions): EventStore & { compactionsIdle(): Promise<void> } {
   return openSqliteEventStore(options);
 }
+export { computeRestoreUpdate } from './restore.js';

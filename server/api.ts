@@ -1,0 +1,185 @@
+// The document REST API under /api/ (described by /api/openapi.json):
+// list documents, read a document's history and its state at any seq, restore
+// an old version (as a new forward update) and compact. Document names go in
+// one path segment, percent-encoded (a/b → a%2Fb).
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Hocuspocus } from '@hocuspocus/server';
+import type { Logger } from 'pino';
+import * as Y from 'yjs';
+import { computeRestoreUpdate, StoreError, type EventStore } from '../persistence/index.js';
+import { documentNameProblem } from './document-name.js';
+import { logEntryToJson } from './log-entry-json.js';
+import { openApiDocument } from './openapi.js';
+
+export interface ApiOptions {
+  store: EventStore;
+  hocuspocus: Hocuspocus;
+  instanceId: string;
+  logger: Logger;
+  /**
+   * Checks the caller may `access` the document (or the document list when
+   * doc is null); returns the user id to record, or throws an ApiError.
+   */
+  authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<string | null>;
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+export async function handleApi(request: IncomingMessage, response: ServerResponse, url: URL, options: ApiOptions): Promise<void> {
+  try {
+    await route(request, response, url, options);
+  } catch (error) {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) options.logger.error({ err: (error as Error).message, path: url.pathname }, 'api request failed');
+    sendJson(response, apiError.status, { error: { code: apiError.code, message: apiError.message } });
+  }
+}
+
+async function route(request: IncomingMessage, response: ServerResponse, url: URL, options: ApiOptions): Promise<void> {
+  const { store } = options;
+  const segments = url.pathname.split('/').slice(2); // ['', 'api', ...]
+  const method = request.method ?? 'GET';
+
+  if (segments.length === 1 && segments[0] === 'openapi.json') {
+    allow(method, ['GET']);
+    return sendJson(response, 200, openApiDocument);
+  }
+  if (segments[0] !== 'documents') throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+
+  if (segments.length === 1) {
+    allow(method, ['GET']);
+    await options.authorize(request, null, 'read');
+    return sendJson(response, 200, { documents: await store.documents() });
+  }
+
+  const doc = decodeDocumentName(segments[1]);
+  const action = segments.slice(2).join('/');
+  switch (action) {
+    case '': {
+      allow(method, ['GET']);
+      await options.authorize(request, doc, 'read');
+      const info = await store.info(doc);
+      if (info === null) throw new ApiError(404, 'UNKNOWN_DOCUMENT', `no document named ${doc}`);
+      return sendJson(response, 200, {
+        doc: info.doc,
+        seq: info.seq,
+        updatedAt: info.updatedAt?.toISOString() ?? null,
+        firstRetainedSeq: info.firstRetainedSeq,
+        snapshots: info.snapshots.map((s) => ({ seq: s.seq, createdAt: s.createdAt.toISOString(), size: s.size })),
+      });
+    }
+    case 'history': {
+      allow(method, ['GET']);
+      await options.authorize(request, doc, 'read');
+      const afterSeq = optionalInteger(url, 'after') ?? 0;
+      const limit = optionalInteger(url, 'limit') ?? 1000;
+      const entries = await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) });
+      return sendJson(response, 200, entries.map(logEntryToJson));
+    }
+    case 'state': {
+      allow(method, ['GET']);
+      await options.authorize(request, doc, 'read');
+      const state = await store.stateAt(doc, optionalInteger(url, 'at') ?? undefined);
+      if ((request.headers.accept ?? '').includes('application/json')) {
+        return sendJson(response, 200, { doc, seq: state.seq, update: Buffer.from(state.update).toString('base64') });
+      }
+      response.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': state.update.length,
+        'x-palimpsest-seq': String(state.seq),
+      });
+      response.end(state.update);
+      return;
+    }
+    case 'restore': {
+      allow(method, ['POST']);
+      const user = await options.authorize(request, doc, 'write');
+      const body = await readJson(request);
+      const seq = (body as { seq?: unknown }).seq;
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+        throw new ApiError(400, 'BAD_REQUEST', 'body must be {"seq": <the seq to restore>}');
+      }
+      const update = await computeRestoreUpdate(store, doc, seq);
+      if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: (await store.info(doc))?.seq ?? 0 });
+      const result = await store.append(doc, update, { instanceId: options.instanceId, user });
+      // Bring the live document (here, and through Redis on other instances) up to date.
+      const connection = await options.hocuspocus.openDirectConnection(doc, {});
+      await connection.transact((document) => Y.applyUpdate(document, update));
+      await connection.disconnect();
+      options.logger.info({ doc, restoredTo: seq, seq: result.seq, user }, 'document restored');
+      return sendJson(response, 200, { doc, restoredTo: seq, seq: result.seq });
+    }
+    case 'compact': {
+      allow(method, ['POST']);
+      await options.authorize(request, doc, 'write');
+      const result = await store.compact(doc);
+      return sendJson(response, 200, result ?? { doc, seq: (await store.info(doc))?.seq ?? 0, compacted: false });
+    }
+    default:
+      throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+  }
+}
+
+function decodeDocumentName(segment: string): string {
+  let doc: string;
+  try {
+    doc = decodeURIComponent(segment);
+  } catch {
+    throw new ApiError(400, 'INVALID_DOCUMENT_NAME', 'the document name is not valid percent-encoding');
+  }
+  const problem = documentNameProblem(doc);
+  if (problem !== null) throw new ApiError(400, 'INVALID_DOCUMENT_NAME', problem);
+  return doc;
+}
+
+function allow(method: string, allowed: string[]): void {
+  if (!allowed.includes(method)) throw new ApiError(405, 'METHOD_NOT_ALLOWED', `use ${allowed.join(' or ')}`);
+}
+
+function optionalInteger(url: URL, name: string): number | null {
+  const value = url.searchParams.get(name);
+  if (value === null) return null;
+  if (!/^\d+$/.test(value)) throw new ApiError(400, 'BAD_REQUEST', `query parameter ${name} must be a whole number`);
+  return Number(value);
+}
+
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new ApiError(413, 'BODY_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  } catch {
+    throw new ApiError(400, 'BAD_REQUEST', 'the body is not valid JSON');
+  }
+}
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof StoreError) {
+    switch (error.code) {
+      case 'UNKNOWN_SEQ': return new ApiError(404, error.code, error.message);
+      case 'HISTORY_PRUNED': return new ApiError(410, error.code, error.message);
+      default: return new ApiError(503, error.code, error.message);
+    }
+  }
+  return new ApiError(500, 'INTERNAL', 'internal error; see the server log');
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}

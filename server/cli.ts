@@ -1,0 +1,259 @@
+// The `palimpsest` command: serve, history, export, compact, verify.
+// Exit codes: 0 success, 1 runtime failure (message names the path or cause,
+// no stack trace), 2 bad usage or config (message names the flag).
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { openEventStore, StoreError, type EventStore } from '../persistence/index.js';
+import { ConfigError, integer, parseFlags, serveFlags } from './config.js';
+import { documentNameProblem } from './document-name.js';
+import { logEntryToJson } from './log-entry-json.js';
+import { serve } from './serve.js';
+
+const dataFlag = { data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' } };
+
+interface Command {
+  summary: string;
+  usage: string;
+  flags: Record<string, { env?: string; help: string; default?: string; boolean?: boolean }>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+const commands: Record<string, Command> = {
+  serve: {
+    summary: 'Run the collaboration server',
+    usage: 'palimpsest serve [flags]',
+    flags: serveFlags,
+    async run() {
+      throw new Error('handled in main');
+    },
+  },
+  history: {
+    summary: "Print a document's log entries, oldest first",
+    usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file>]',
+    flags: {
+      ...dataFlag,
+      json: { boolean: true, help: 'One JSON array of { seq, receivedAt, instanceId, user, size, update (base64) }' },
+      after: { help: 'Only entries with a greater seq', default: '0' },
+      limit: { help: 'At most this many entries (default: all)' },
+    },
+    async run(values, positionals) {
+      const doc = documentArgument(positionals);
+      const afterSeq = integer('--after', values.after as string, 0, Number.MAX_SAFE_INTEGER);
+      const limit = values.limit === undefined ? undefined : integer('--limit', values.limit as string, 1, Number.MAX_SAFE_INTEGER);
+      const entries = await withStore(values.data as string, { mustExist: false }, (store) => store.entries(doc, { afterSeq, limit }), []);
+      if (values.json === true) {
+        process.stdout.write(`${JSON.stringify(entries.map(logEntryToJson))}\n`);
+      } else if (entries.length === 0) {
+        process.stdout.write(`${doc}: no log entries\n`);
+      } else {
+        process.stdout.write('seq\treceived at\t\t\tinstance\tuser\tbytes\n');
+        for (const e of entries) {
+          process.stdout.write(`${e.seq}\t${e.receivedAt.toISOString()}\t${e.instanceId}\t${e.user ?? '-'}\t${e.size}\n`);
+        }
+      }
+      return 0;
+    },
+  },
+  export: {
+    summary: "Write a document's state (at a seq) as one binary Yjs update",
+    usage: 'palimpsest export <doc> [--at <seq>] [--json] [--out <file>] [--data <file>]',
+    flags: {
+      ...dataFlag,
+      at: { help: 'The seq to export (default: the latest)' },
+      json: { boolean: true, help: 'Print { doc, seq, update (base64) } instead of binary' },
+      out: { help: 'Write the binary update to this file instead of stdout' },
+    },
+    async run(values, positionals) {
+      const doc = documentArgument(positionals);
+      const at = values.at === undefined ? undefined : integer('--at', values.at as string, 0, Number.MAX_SAFE_INTEGER);
+      const state = await withStore(values.data as string, { mustExist: false }, (store) => store.stateAt(doc, at), null);
+      const update = state?.update ?? new Uint8Array([0, 0]);
+      const seq = state?.seq ?? 0;
+      if (state === null && at !== undefined && at > 0) {
+        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${at} (its log ends at 0)`);
+      }
+      if (values.json === true) process.stdout.write(`${JSON.stringify({ doc, seq, update: Buffer.from(update).toString('base64') })}\n`);
+      else if (typeof values.out === 'string') {
+        writeFileSync(values.out, update);
+        process.stderr.write(`wrote ${doc} at seq ${seq} (${update.length} bytes) to ${values.out}\n`);
+      } else process.stdout.write(update);
+      return 0;
+    },
+  },
+  compact: {
+    summary: 'Write a snapshot of one document, or of every document',
+    usage: 'palimpsest compact [<doc>] [--json] [--data <file>]',
+    flags: { ...dataFlag, json: { boolean: true, help: 'Print the results as JSON' } },
+    async run(values, positionals) {
+      if (positionals.length > 1) throw new ConfigError(positionals[1], 'compact takes at most one document');
+      const only = positionals.length === 1 ? documentArgument(positionals) : null;
+      const results = await withStore(values.data as string, { mustExist: true }, async (store) => {
+        const docs = only === null ? await store.documents() : [only];
+        const progress = progressReporter('compact', docs.length);
+        const out = [];
+        for (const [i, doc] of docs.entries()) {
+          progress(i, doc);
+          out.push({ doc, result: await store.compact(doc) });
+        }
+        progress(docs.length, null);
+        return out;
+      }, []);
+      if (values.json === true) process.stdout.write(`${JSON.stringify(results.map((r) => r.result ?? { doc: r.doc, compacted: false }))}\n`);
+      else {
+        for (const { doc, result } of results) {
+          process.stdout.write(result === null ? `${doc}: already compact\n`
+            : `${doc}: snapshot at seq ${result.seq} (${result.size} bytes)${result.pruned > 0 ? `, ${result.pruned} entries pruned` : ''}\n`);
+        }
+      }
+      return 0;
+    },
+  },
+  verify: {
+    summary: 'Replay every log and check it against its snapshots',
+    usage: 'palimpsest verify [--json] [--data <file>]',
+    flags: { ...dataFlag, json: { boolean: true, help: 'Print the report as JSON' } },
+    async run(values) {
+      const report = await withStore(values.data as string, { mustExist: true }, async (store) => {
+        let progress = progressReporter('verify', 0);
+        const result = await store.verify({
+          onProgress: (doc, index, count) => {
+            if (index === 0) progress = progressReporter('verify', count);
+            progress(index, doc);
+          },
+        });
+        progress(result.documents, null);
+        return result;
+      }, null);
+      if (report === null) return 1;
+      if (values.json === true) process.stdout.write(`${JSON.stringify(report)}\n`);
+      else {
+        process.stdout.write(`${report.documents} documents, ${report.entries} log entries, ${report.snapshots} snapshots checked\n`);
+        for (const p of report.problems) process.stdout.write(`PROBLEM ${p.doc}${p.seq === null ? '' : ` at seq ${p.seq}`}: ${p.problem}\n`);
+        process.stdout.write(report.problems.length === 0 ? 'OK: every snapshot agrees with its log\n'
+          : `${report.problems.length} problem(s); snapshots are a cache: a damaged one can be dropped and rebuilt by compact\n`);
+      }
+      return report.problems.length === 0 ? 0 : 1;
+    },
+  },
+};
+
+function documentArgument(positionals: string[]): string {
+  if (positionals.length === 0) throw new ConfigError('<doc>', 'a document name is required');
+  if (positionals.length > 1) throw new ConfigError(positionals[1], 'unexpected extra argument');
+  const doc = positionals[0];
+  const problem = documentNameProblem(doc);
+  if (problem !== null) throw new ConfigError('<doc>', problem);
+  return doc;
+}
+
+async function withStore<T>(path: string, options: { mustExist: boolean }, use: (store: EventStore) => Promise<T>, whenMissing: T): Promise<T> {
+  if (!existsSync(path)) {
+    if (options.mustExist) throw new StoreError('STORE_OPEN_FAILED', `no database at ${path}; pass --data <file>`);
+    return whenMissing;
+  }
+  const store = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0 });
+  try {
+    return await use(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Progress on stderr for long work: at most one line a second, and a last one. */
+function progressReporter(task: string, total: number): (done: number, current: string | null) => void {
+  let lastPrinted = 0;
+  const started = Date.now();
+  return (done, current) => {
+    const now = Date.now();
+    if (current !== null && now - lastPrinted < 1000) return;
+    if (current === null && now - started < 1000) return;
+    lastPrinted = now;
+    process.stderr.write(current === null ? `${task}: ${done}/${total} documents done in ${((now - started) / 1000).toFixed(1)} s\n`
+      : `${task}: ${done}/${total} documents (${current})\n`);
+  };
+}
+
+function helpText(name: string | null): string {
+  if (name === null) {
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return [
+      `palimpsest ${version} — event-sourced collaborative editing on Yjs`,
+      '',
+      'Usage: palimpsest <command> [flags]',
+      '',
+      'Commands:',
+      ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(9)} ${c.summary}`),
+      '',
+      'Run `palimpsest <command> --help` for its flags.',
+    ].join('\n');
+  }
+  const command = commands[name];
+  const lines = [command.usage, '', command.summary, '', 'Flags:'];
+  for (const [flag, spec] of Object.entries(command.flags)) {
+    const extra = [spec.env !== undefined ? `env ${spec.env}` : null, spec.default !== undefined ? `default ${spec.default}` : null]
+      .filter((x) => x !== null).join(', ');
+    lines.push(`  --${flag.padEnd(24)} ${spec.help}${extra === '' ? '' : ` (${extra})`}`);
+  }
+  lines.push(`  --${'help'.padEnd(24)} Show this help`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${helpText(null)}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    process.stdout.write(`${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    process.stderr.write(`palimpsest: unknown command "${name}"\n\n${helpText(null)}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${helpText(name)}\n`);
+    return 0;
+  }
+  try {
+    if (name === 'serve') {
+      const running = await serve(rest, process.env);
+      await new Promise<void>((resolve) => {
+        const onSignal = () => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          process.once('SIGINT', () => process.exit(1)); // a second Ctrl-C gives up waiting
+          running.stop().then(resolve, (error: Error) => {
+            process.stderr.write(`palimpsest: shutdown failed: ${error.message}\n`);
+            process.exit(1);
+          });
+        };
+        process.once('SIGTERM', onSignal);
+        process.once('SIGINT', onSignal);
+      });
+      // Everything is closed; do not let a stray timer of a dependency keep the process up.
+      setTimeout(() => process.exit(0), 1000).unref();
+      return 0;
+    }
+    const { values, positionals } = parseFlags(rest, command.flags, process.env);
+    return await command.run(values, positionals);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`palimpsest ${name}: ${error.message}\nRun \`palimpsest ${name} --help\` for usage.\n`);
+      return 2;
+    }
+    if (error instanceof StoreError) {
+      process.stderr.write(`palimpsest ${name}: ${error.message}\n`);
+      return 1;
+    }
+    const err = error as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
+      process.stderr.write(`palimpsest ${name}: cannot listen: ${err.message} (choose another --port or --host)\n`);
+      return 1;
+    }
+    process.stderr.write(`palimpsest ${name}: ${err.message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,187 @@
+// The one place that reads flags and the environment. Every setting has a
+// flag, an environment fallback and a documented default; a bad value fails at
+// start with a ConfigError naming the flag (exit code 2). See .env.example.
+
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { RetentionPolicy, SynchronousMode } from '../persistence/index.js';
+
+export class ConfigError extends Error {
+  readonly flag: string;
+  constructor(flag: string, message: string) {
+    super(`${flag}: ${message}`);
+    this.name = 'ConfigError';
+    this.flag = flag;
+  }
+}
+
+export interface StoreConfig {
+  /** SQLite file. */
+  data: string;
+  synchronous: SynchronousMode;
+  retention: RetentionPolicy;
+  compactAfterEntries: number;
+  compactAfterBytes: number;
+}
+
+export interface AuthConfig {
+  /** HS256 shared secret; null when not configured. */
+  jwtSecret: string | null;
+  /** Path of a JWKS file for RS256/ES256 tokens; null when not configured. */
+  jwksFile: string | null;
+  /** Allow binding beyond loopback without authentication. */
+  insecure: boolean;
+  /** Browser origins allowed to open WebSockets; empty = any. */
+  allowedOrigins: string[];
+}
+
+export interface LimitsConfig {
+  /** Largest accepted WebSocket frame; larger ones close the socket with 1009. */
+  maxMessageBytes: number;
+  /** Ping interval; a peer that does not answer is dropped. */
+  keepAliveMs: number;
+  /** Hocuspocus' idle timeout, also the deadline to authenticate. */
+  timeoutMs: number;
+}
+
+export interface ServeConfig {
+  host: string;
+  port: number;
+  redis: string | null;
+  instanceId: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  store: StoreConfig;
+  auth: AuthConfig;
+  limits: LimitsConfig;
+  /** Folder of the built demo editor, served at /. */
+  staticDir: string | null;
+}
+
+type Env = Record<string, string | undefined>;
+
+interface FlagSpec {
+  env?: string;
+  help: string;
+  default?: string;
+  boolean?: boolean;
+}
+
+/** Flags of `palimpsest serve`, with their environment fallbacks and defaults (also the --help text). */
+export const serveFlags: Record<string, FlagSpec> = {
+  host: { env: 'HOST', default: '127.0.0.1', help: 'Address to listen on' },
+  port: { env: 'PORT', default: '1234', help: 'Port to listen on (0 = any free port)' },
+  data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' },
+  redis: { env: 'REDIS_URL', help: 'Redis URL; turns on fan-out between instances (off by default)' },
+  'instance-id': { env: 'PALIMPSEST_INSTANCE_ID', help: 'Name of this instance in logs and log entries (default: generated)' },
+  synchronous: { env: 'PALIMPSEST_SYNCHRONOUS', default: 'full', help: 'SQLite synchronous: full | normal | off | extra (see README)' },
+  retention: { env: 'PALIMPSEST_RETENTION', default: 'all', help: "Log retention: all (keep the history) | snapshot (drop entries a snapshot covers)" },
+  'compact-after-entries': { env: 'PALIMPSEST_COMPACT_AFTER_ENTRIES', default: '500', help: 'Snapshot a document after this many new entries (0 = never)' },
+  'compact-after-bytes': { env: 'PALIMPSEST_COMPACT_AFTER_BYTES', default: '1048576', help: '… or after this many new bytes (0 = never)' },
+  'max-message-bytes': { env: 'PALIMPSEST_MAX_MESSAGE_BYTES', default: '8388608', help: 'Largest WebSocket frame accepted' },
+  'keep-alive-ms': { env: 'PALIMPSEST_KEEP_ALIVE_MS', default: '30000', help: 'WebSocket ping interval' },
+  'timeout-ms': { env: 'PALIMPSEST_TIMEOUT_MS', default: '60000', help: 'Idle timeout of a connection' },
+  'jwt-secret': { env: 'PALIMPSEST_JWT_SECRET', help: 'HS256 secret for client tokens' },
+  'jwks-file': { env: 'PALIMPSEST_JWKS_FILE', help: 'JWKS file with RS256/ES256 public keys for client tokens' },
+  insecure: { env: 'PALIMPSEST_INSECURE', boolean: true, help: 'Allow listening beyond loopback without authentication' },
+  'allowed-origins': { env: 'PALIMPSEST_ALLOWED_ORIGINS', help: 'Comma-separated browser origins allowed to connect (default: any)' },
+  'static-dir': { env: 'PALIMPSEST_STATIC_DIR', help: 'Folder of the demo editor served at / (default: the built one)' },
+  'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
+};
+
+/** Parses `argv` (after the command name) against `flags`, filling in environment values and defaults. */
+export function parseFlags(
+  argv: string[], flags: Record<string, FlagSpec>, env: Env, extra: ParseArgsConfig['options'] = {},
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  const options: NonNullable<ParseArgsConfig['options']> = { ...extra };
+  for (const [name, spec] of Object.entries(flags)) options[name] = { type: spec.boolean === true ? 'boolean' : 'string' };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    const message = (error as Error).message;
+    const flag = /'(-[^']+)'/.exec(message)?.[1] ?? '(arguments)';
+    throw new ConfigError(flag, message);
+  }
+  const values = { ...parsed.values } as Record<string, string | boolean | undefined>;
+  for (const [name, spec] of Object.entries(flags)) {
+    if (values[name] !== undefined) continue;
+    const fromEnv = spec.env === undefined ? undefined : env[spec.env];
+    if (fromEnv !== undefined && fromEnv !== '') values[name] = spec.boolean === true ? parseBoolean(name, fromEnv) : fromEnv;
+    else if (spec.default !== undefined) values[name] = spec.default;
+  }
+  return { values, positionals: parsed.positionals };
+}
+
+export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir: string | null }): ServeConfig {
+  const { values, positionals } = parseFlags(argv, serveFlags, env);
+  if (positionals.length > 0) throw new ConfigError(positionals[0], 'serve takes no positional arguments');
+  const str = (name: string) => values[name] as string | undefined;
+  const config: ServeConfig = {
+    host: nonEmpty('--host', str('host')),
+    port: integer('--port', str('port'), 0, 65535),
+    redis: str('redis') ?? null,
+    instanceId: str('instance-id') ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
+    logLevel: oneOf('--log-level', str('log-level'), ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    store: {
+      data: nonEmpty('--data', str('data')),
+      synchronous: oneOf('--synchronous', str('synchronous')?.toLowerCase(), ['full', 'normal', 'off', 'extra'] as const),
+      retention: oneOf('--retention', str('retention'), ['all', 'snapshot'] as const),
+      compactAfterEntries: integer('--compact-after-entries', str('compact-after-entries'), 0, 1e9),
+      compactAfterBytes: integer('--compact-after-bytes', str('compact-after-bytes'), 0, 2 ** 40),
+    },
+    auth: {
+      jwtSecret: str('jwt-secret') ?? null,
+      jwksFile: str('jwks-file') ?? null,
+      insecure: values.insecure === true,
+      allowedOrigins: (str('allowed-origins') ?? '').split(',').map((o) => o.trim()).filter((o) => o.length > 0),
+    },
+    limits: {
+      maxMessageBytes: integer('--max-message-bytes', str('max-message-bytes'), 1024, 2 ** 31),
+      keepAliveMs: integer('--keep-alive-ms', str('keep-alive-ms'), 100, 3_600_000),
+      timeoutMs: integer('--timeout-ms', str('timeout-ms'), 100, 3_600_000),
+    },
+    staticDir: str('static-dir') ?? defaults.staticDir,
+  };
+  if (config.redis !== null && !/^rediss?:\/\//.test(config.redis)) {
+    throw new ConfigError('--redis', `expected a redis:// or rediss:// URL, got "${config.redis}"`);
+  }
+  if (config.auth.jwtSecret !== null && config.auth.jwtSecret.length < 32) {
+    throw new ConfigError('--jwt-secret', 'use a secret of at least 32 characters');
+  }
+  if (!isLoopback(config.host) && config.auth.jwtSecret === null && config.auth.jwksFile === null && !config.auth.insecure) {
+    throw new ConfigError('--host',
+      `listening on ${config.host} without authentication would let anyone on the network read and edit every document; ` +
+      'configure --jwt-secret or --jwks-file, or pass --insecure to accept that');
+  }
+  return config;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function nonEmpty(flag: string, value: string | undefined): string {
+  if (value === undefined || value.trim() === '') throw new ConfigError(flag, 'must not be empty');
+  return value;
+}
+
+export function integer(flag: string, value: string | undefined, min: number, max: number): number {
+  if (value === undefined || !/^\d+$/.test(value.trim())) throw new ConfigError(flag, `expected a whole number, got "${value ?? ''}"`);
+  const number = Number(value);
+  if (number < min || number > max) throw new ConfigError(flag, `must be between ${min} and ${max}, got ${number}`);
+  return number;
+}
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T {
+  if (value === undefined || !(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(flag, `expected one of ${allowed.join(', ')}, got "${value ?? ''}"`);
+  }
+  return value as T;
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
+  throw new ConfigError(`--${name}`, `expected true or false, got "${value}"`);
+}

@@ -1,0 +1,145 @@
+// createCollabServer wires one Palimpsest server: our own http server carries
+// WebSockets (Hocuspocus and y-websocket framing), /healthz, /readyz,
+// /metrics, the REST API and the demo editor on one port. Hocuspocus hosts
+// the documents; the durable-log extension appends every client update to the
+// event store before it is acknowledged.
+//
+// It takes its dependencies (store, config, logger) and does no I/O until
+// listen(); bin/palimpsest.js → cli.ts is the process wiring.
+
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Hocuspocus, type Extension } from '@hocuspocus/server';
+import type { Logger } from 'pino';
+import type { EventStore } from '../persistence/index.js';
+import { handleApi, sendJson, type ApiOptions } from './api.js';
+import { CloseCodes } from './close-codes.js';
+import type { ServeConfig } from './config.js';
+import { createDurableLog } from './durable-log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { serveStatic, type StaticMount } from './static-files.js';
+import { attachWebSocketTransport, type Transport, type TransportOptions } from './websocket-transport.js';
+
+export interface ReadinessCheck {
+  name: string;
+  /** null when ready, otherwise what is wrong. */
+  problem(): string | null;
+}
+
+export interface CollabServerOptions {
+  config: ServeConfig;
+  store: EventStore;
+  logger: Logger;
+  /** More Hocuspocus extensions (authentication, Redis fan-out), run after the durable log. */
+  extensions?: Extension[];
+  readinessChecks?: ReadinessCheck[];
+  /** Upgrade admission and per-frame checks (limits, origins). */
+  admit?: TransportOptions['admit'];
+  onFrame?: TransportOptions['onFrame'];
+  /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
+  authorizeApi?: ApiOptions['authorize'];
+  metrics?: Metrics;
+}
+
+export interface CollabServer {
+  readonly httpServer: HttpServer;
+  readonly hocuspocus: Hocuspocus;
+  readonly metrics: Metrics;
+  readonly transport: Transport;
+  listen(): Promise<{ host: string; port: number }>;
+  /**
+   * Stops taking connections and closes every socket (1001). Does not close
+   * the store: closing it afterwards commits appends still pending (their
+   * clients get no ack and resend, which the log then skips).
+   */
+  close(): Promise<void>;
+}
+
+export function createCollabServer(options: CollabServerOptions): CollabServer {
+  const { config, store, logger } = options;
+  const metrics = options.metrics ?? createMetrics(config.instanceId);
+  const hocuspocus = new Hocuspocus({
+    name: config.instanceId,
+    quiet: true,
+    timeout: config.limits.timeoutMs,
+    unloadImmediately: true,
+    extensions: [
+      createDurableLog({ store, instanceId: config.instanceId, logger, metrics }),
+      ...(options.extensions ?? []),
+    ],
+  });
+
+  const readinessChecks: ReadinessCheck[] = [
+    { name: 'database', problem: () => (store.healthy() ? null : 'the last write to the database failed') },
+    ...(options.readinessChecks ?? []),
+  ];
+  const staticMounts: StaticMount[] = config.staticDir === null ? [] : [
+    { prefix: '/lib/', dir: `${config.staticDir}-lib` },
+    { prefix: '/', dir: config.staticDir, index: 'index.html' },
+  ];
+  const apiOptions: ApiOptions = {
+    store, hocuspocus, instanceId: config.instanceId, logger,
+    authorize: options.authorizeApi ?? (async () => null),
+  };
+
+  const httpServer = createServer((request, response) => {
+    handleHttp(request, response).catch((error: Error) => {
+      logger.error({ err: error.message, url: request.url }, 'http request failed');
+      if (!response.headersSent) sendJson(response, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
+      else response.destroy();
+    });
+  });
+
+  async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') return sendJson(response, 200, { status: 'ok', instanceId: config.instanceId });
+    if (url.pathname === '/readyz') {
+      const problems = readinessChecks
+        .map((check) => ({ check: check.name, problem: check.problem() }))
+        .filter((result) => result.problem !== null);
+      return sendJson(response, problems.length === 0 ? 200 : 503,
+        { status: problems.length === 0 ? 'ready' : 'not-ready', instanceId: config.instanceId, problems });
+    }
+    if (url.pathname === '/metrics') {
+      metrics.documentsLoaded.set(hocuspocus.getDocumentsCount());
+      const body = await metrics.registry.metrics();
+      response.writeHead(200, { 'content-type': metrics.registry.contentType });
+      response.end(body);
+      return;
+    }
+    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(request, response, url, apiOptions);
+    if (await serveStatic(request, response, url.pathname, staticMounts)) return;
+    sendJson(response, 404, { error: { code: 'NOT_FOUND', message: `nothing at ${url.pathname}` } });
+  }
+
+  const transport = attachWebSocketTransport({
+    httpServer, hocuspocus, logger, metrics,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    keepAliveMs: config.limits.keepAliveMs,
+    admit: options.admit,
+    onFrame: options.onFrame,
+  });
+
+  return {
+    httpServer, hocuspocus, metrics, transport,
+    listen() {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.port, config.host, () => {
+          httpServer.off('error', reject);
+          const address = httpServer.address() as AddressInfo;
+          resolve({ host: address.address, port: address.port });
+        });
+      });
+    },
+    async close() {
+      const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      await transport.close(CloseCodes.ServerShutdown);
+      httpServer.closeAllConnections();
+      await stopped;
+    },
+  };
+}
+
+export { createMetrics, type Metrics } from './metrics.js';
+export { CloseCodes } from './close-codes.js';

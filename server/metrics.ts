@@ -1,0 +1,26 @@
+// Prometheus metrics of one server, on a registry of its own (several servers
+// can live in one process, as in the tests). Served at GET /metrics.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics(instanceId: string) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ instance_id: instanceId });
+  collectDefaultMetrics({ register: registry, prefix: 'palimpsest_process_' });
+  const latencyBuckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+  return {
+    registry,
+    connections: new Gauge({ name: 'palimpsest_connections', help: 'Open WebSocket connections', labelNames: ['protocol'], registers: [registry] }),
+    documentsLoaded: new Gauge({ name: 'palimpsest_documents_loaded', help: 'Documents held in memory', registers: [registry] }),
+    documentLoadSeconds: new Histogram({ name: 'palimpsest_document_load_seconds', help: 'Time to load a document from snapshot and log', buckets: latencyBuckets, registers: [registry] }),
+    appendSeconds: new Histogram({ name: 'palimpsest_append_seconds', help: 'Time from receiving an update to its commit', buckets: latencyBuckets, registers: [registry] }),
+    appendsLogged: new Counter({ name: 'palimpsest_appends_logged_total', help: 'Client updates appended to the log', registers: [registry] }),
+    appendsSkipped: new Counter({ name: 'palimpsest_appends_skipped_total', help: 'Client updates the log already held (resends, repeated sync step 2)', registers: [registry] }),
+    appendFailures: new Counter({ name: 'palimpsest_append_failures_total', help: 'Appends that could not be written', registers: [registry] }),
+    bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes appended to the log', registers: [registry] }),
+    compactions: new Counter({ name: 'palimpsest_compactions_total', help: 'Snapshots written by compaction', labelNames: ['outcome'], registers: [registry] }),
+    refusals: new Counter({ name: 'palimpsest_refusals_total', help: 'Connections or messages refused, by reason', labelNames: ['reason'], registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

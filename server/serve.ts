@@ -1,0 +1,65 @@
+// `palimpsest serve`: opens the store, builds the server from the config,
+// listens, and shuts down cleanly on SIGTERM/SIGINT (stop taking connections,
+// close sockets, commit pending appends, close the database, exit 0).
+
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openEventStore } from '../persistence/index.js';
+import { loadServeConfig, type ServeConfig } from './config.js';
+import { createCollabServer, type CollabServer } from './index.js';
+import { createLogger, routeConsoleToLogger } from './logger.js';
+import { createMetrics } from './metrics.js';
+
+export const defaultStaticDir = fileURLToPath(new URL('../client-demo', import.meta.url));
+
+export interface RunningServer {
+  config: ServeConfig;
+  server: CollabServer;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<RunningServer> {
+  const config = loadServeConfig(argv, env, { staticDir: existsSync(defaultStaticDir) ? defaultStaticDir : null });
+  const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId });
+  routeConsoleToLogger(logger);
+  const metrics = createMetrics(config.instanceId);
+
+  const store = openEventStore({
+    path: config.store.data,
+    synchronous: config.store.synchronous,
+    retention: config.store.retention,
+    compactAfterEntries: config.store.compactAfterEntries,
+    compactAfterBytes: config.store.compactAfterBytes,
+    compactInBackground: true,
+    onCompaction: ({ doc, result, error, durationMs }) => {
+      if (error !== undefined) {
+        metrics.compactions.inc({ outcome: 'failed' });
+        logger.error({ doc, err: error, durationMs }, 'compaction failed');
+      } else if (result) {
+        metrics.compactions.inc({ outcome: 'written' });
+        logger.info({ doc, seq: result.seq, size: result.size, pruned: result.pruned, durationMs: Math.round(durationMs) }, 'snapshot written');
+      }
+    },
+  });
+
+  const server = createCollabServer({ config, store, logger, metrics });
+  const { host, port } = await server.listen();
+  logger.info({ host, port, data: config.store.data, synchronous: config.store.synchronous, redis: config.redis !== null,
+    auth: config.auth.jwtSecret !== null || config.auth.jwksFile !== null }, 'listening');
+  if (config.auth.jwtSecret === null && config.auth.jwksFile === null) {
+    logger.warn({ host }, 'no authentication configured: anyone who can reach this address can read and edit every document');
+  }
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info('shutting down');
+      await server.close();
+      await store.close();
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  return { config, server, port, stop };
+}

@@ -1,0 +1,198 @@
+// WebSocket transport: takes upgrades from our own http server and hands each
+// socket to Hocuspocus. Two protocols share the port:
+//   - any path but /yjs/…: Hocuspocus framing (@hocuspocus/provider);
+//   - /yjs/<document>: stock y-websocket framing, bridged by y-websocket-bridge.ts.
+// Every frame is copied out of ws' shared buffer pool and checked by frames.ts
+// before Hocuspocus sees it; a refused frame closes only its own socket.
+
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Hocuspocus, WebSocketLike } from '@hocuspocus/server';
+import type { Logger } from 'pino';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
+import type { ConnectionContext } from './context.js';
+import { documentNameProblem } from './document-name.js';
+import { inspectFrame, isBarePong } from './frames.js';
+import type { Metrics } from './metrics.js';
+import { YWebsocketBridge } from './y-websocket-bridge.js';
+
+export interface TransportOptions {
+  httpServer: HttpServer;
+  hocuspocus: Hocuspocus;
+  logger: Logger;
+  metrics: Metrics;
+  maxMessageBytes: number;
+  /** Interval of WebSocket pings; a peer that misses one is dropped. */
+  keepAliveMs: number;
+  /**
+   * Decides whether an upgrade may proceed (origin, connection limits, …).
+   * Returns the refusal to send, or null to accept.
+   */
+  admit?: (request: IncomingMessage) => CloseCode | null;
+  /** Called for every frame before it is handled; throws a ConnectionRefusal to close the socket. */
+  onFrame?: (socket: WebSocket, request: IncomingMessage) => void;
+}
+
+export interface Transport {
+  /** Closes every socket with `close` and stops taking upgrades. */
+  close(close: CloseCode): Promise<void>;
+  readonly sockets: Set<WebSocket>;
+}
+
+const Y_WEBSOCKET_PREFIX = '/yjs/';
+
+export function attachWebSocketTransport(options: TransportOptions): Transport {
+  const { httpServer, hocuspocus, logger, metrics } = options;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
+  const sockets = new Set<WebSocket>();
+  let closing = false;
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    socket.on('error', (error) => logger.debug({ err: error.message }, 'socket error during upgrade'));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      const refusal = options.admit?.(request) ?? null;
+      if (refusal !== null) {
+        metrics.refusals.inc({ reason: refusal.reason });
+        ws.close(refusal.code, refusal.reason);
+        return;
+      }
+      sockets.add(ws);
+      const pathname = new URL(request.url ?? '/', 'http://localhost').pathname;
+      if (pathname.startsWith(Y_WEBSOCKET_PREFIX)) serveYWebsocket(ws, request, pathname.slice(Y_WEBSOCKET_PREFIX.length));
+      else serveHocuspocus(ws, request);
+    });
+  };
+  httpServer.on('upgrade', onUpgrade);
+
+  function contextFor(request: IncomingMessage): ConnectionContext {
+    return { user: null, clientAddress: request.socket.remoteAddress ?? 'unknown' };
+  }
+
+  function serveHocuspocus(ws: WebSocket, request: IncomingMessage) {
+    metrics.connections.inc({ protocol: 'hocuspocus' });
+    const client = hocuspocus.handleConnection(ws as unknown as WebSocketLike, toWebRequest(request), contextFor(request));
+    wireSocket(ws, request, 'hocuspocus', (frame) => {
+      if (isBarePong(frame)) return;
+      inspectFrame(frame);
+      client.handleMessage(frame);
+    }, (code, reason) => client.handleClose({ code, reason }));
+  }
+
+  function serveYWebsocket(ws: WebSocket, request: IncomingMessage, encodedName: string) {
+    metrics.connections.inc({ protocol: 'y-websocket' });
+    let documentName: string;
+    try {
+      documentName = decodeURIComponent(encodedName);
+    } catch {
+      documentName = encodedName;
+    }
+    const problem = documentNameProblem(documentName);
+    if (problem !== null) {
+      wireSocket(ws, request, 'y-websocket', () => undefined, () => undefined);
+      refuse(ws, new ConnectionRefusal(CloseCodes.InvalidDocumentName, problem));
+      return;
+    }
+    const bridge = new YWebsocketBridge(ws, documentName);
+    const client = hocuspocus.handleConnection(bridge, toWebRequest(request), contextFor(request));
+    wireSocket(ws, request, 'y-websocket', (frame) => {
+      const framed = bridge.frameFromClient(frame);
+      inspectFrame(framed);
+      client.handleMessage(framed);
+    }, (code, reason) => client.handleClose({ code, reason }));
+    const token = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token') ?? '';
+    client.handleMessage(bridge.authFrame(token));
+  }
+
+  function wireSocket(
+    ws: WebSocket, request: IncomingMessage, protocol: string,
+    onMessage: (frame: Uint8Array) => void, onClose: (code: number, reason: string) => void,
+  ) {
+    let alive = true;
+    ws.on('pong', () => { alive = true; });
+    const keepAlive = setInterval(() => {
+      if (!alive) {
+        ws.terminate();
+        return;
+      }
+      alive = false;
+      ws.ping();
+    }, options.keepAliveMs);
+    keepAlive.unref();
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (ws.readyState !== ws.OPEN) return;
+      try {
+        if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
+        options.onFrame?.(ws, request);
+        onMessage(copyFrame(data));
+      } catch (error) {
+        if (error instanceof ConnectionRefusal) {
+          refuse(ws, error);
+          return;
+        }
+        logger.error({ err: (error as Error).message, protocol }, 'error while handling a frame');
+        refuse(ws, new ConnectionRefusal(CloseCodes.MalformedFrame, (error as Error).message));
+      }
+    });
+    ws.on('error', (error: Error & { code?: string }) => {
+      // ws reports oversize frames (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) here and closes with 1009.
+      const reason = error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCodes.MessageTooBig.reason : 'socket-error';
+      metrics.refusals.inc({ reason });
+      logger.warn({ err: error.message, code: error.code, protocol, address: request.socket.remoteAddress }, 'websocket error');
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      clearInterval(keepAlive);
+      sockets.delete(ws);
+      metrics.connections.dec({ protocol });
+      onClose(code, reason.toString());
+    });
+  }
+
+  function refuse(ws: WebSocket, refusal: ConnectionRefusal) {
+    metrics.refusals.inc({ reason: refusal.reason });
+    logger.warn({ code: refusal.code, reason: refusal.reason, detail: refusal.message }, 'connection refused');
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(refusal.code, refusal.reason);
+  }
+
+  return {
+    sockets,
+    async close(close: CloseCode) {
+      closing = true;
+      httpServer.off('upgrade', onUpgrade);
+      const closed = [...sockets].map((ws) => new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        ws.close(close.code, close.reason);
+        setTimeout(() => ws.terminate(), 2000).unref();
+      }));
+      await Promise.all(closed);
+      wss.close();
+    },
+  };
+}
+
+/** ws may hand out views into a shared pool; decoders must not read past the frame. */
+function copyFrame(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
+  return new Uint8Array(data);
+}
+
+function toWebRequest(request: IncomingMessage): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
+  }
+  let url: URL;
+  try {
+    url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`);
+  } catch {
+    url = new URL('http://localhost/');
+  }
+  return new Request(url, { headers });
+}

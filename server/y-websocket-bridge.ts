@@ -1,0 +1,91 @@
+// Lets a stock y-websocket client edit the same documents as
+// @hocuspocus/provider clients. y-websocket frames are `varUint(type) · body`
+// for one document named by the URL (/yjs/<document>); Hocuspocus frames carry
+// the document name first. The bridge adds the name on the way in, strips it
+// on the way out, and drops what y-websocket does not understand (SyncStatus
+// acks, stateless messages, auth replies).
+//
+// Hocuspocus only opens a document after an Auth message, so the bridge sends
+// one on the client's behalf with the `?token=` of the URL.
+
+import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
+import type { WebSocketLike } from '@hocuspocus/server';
+import type { WebSocket } from 'ws';
+import { CloseCodes } from './close-codes.js';
+import { MessageType } from './frames.js';
+
+/** Hocuspocus auth sub-messages sent by the server. */
+const AuthPermissionDenied = 1;
+
+export class YWebsocketBridge implements WebSocketLike {
+  private readonly prefix: Uint8Array;
+
+  constructor(private readonly ws: WebSocket, readonly documentName: string) {
+    const encoder = encoding.createEncoder();
+    encoding.writeVarString(encoder, documentName);
+    this.prefix = encoding.toUint8Array(encoder);
+  }
+
+  get readyState(): number {
+    return this.ws.readyState;
+  }
+
+  /** A y-websocket frame as the Hocuspocus frame it stands for. */
+  frameFromClient(frame: Uint8Array): Uint8Array {
+    const framed = new Uint8Array(this.prefix.length + frame.length);
+    framed.set(this.prefix, 0);
+    framed.set(frame, this.prefix.length);
+    return framed;
+  }
+
+  authFrame(token: string): Uint8Array {
+    const encoder = encoding.createEncoder();
+    encoding.writeVarString(encoder, this.documentName);
+    encoding.writeVarUint(encoder, MessageType.Auth);
+    encoding.writeVarUint(encoder, 0); // token
+    encoding.writeVarString(encoder, token);
+    return encoding.toUint8Array(encoder);
+  }
+
+  send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+    if (!ArrayBuffer.isView(data)) return;
+    const frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const decoder = decoding.createDecoder(frame);
+    decoding.readVarString(decoder);
+    const bodyStart = decoder.pos;
+    const type = decoding.readVarUint(decoder);
+    switch (type) {
+      case MessageType.Sync:
+      case MessageType.SyncReply:
+      case MessageType.Awareness:
+      case MessageType.QueryAwareness: {
+        if (type === MessageType.SyncReply) {
+          // y-websocket knows SyncReply as a plain sync message. Copy: Hocuspocus
+          // may share one buffer between the connections it broadcasts to.
+          const body = frame.slice(bodyStart);
+          body[0] = MessageType.Sync;
+          this.ws.send(body);
+        } else {
+          this.ws.send(frame.subarray(bodyStart));
+        }
+        return;
+      }
+      case MessageType.Auth:
+        if (decoding.readVarUint(decoder) === AuthPermissionDenied) {
+          this.ws.close(CloseCodes.Forbidden.code, CloseCodes.Forbidden.reason);
+        }
+        return;
+      case MessageType.Close:
+        this.ws.close(1000, 'closed-by-server');
+        return;
+      default:
+        // SyncStatus, Stateless, Ping: no y-websocket equivalent.
+        return;
+    }
+  }
+
+  close(code?: number, reason?: string): void {
+    this.ws.close(code, reason);
+  }
+}
