@@ -1,0 +1,77 @@
+// Real clients for tests: @hocuspocus/provider and stock y-websocket, both on
+// the `ws` package. Each returns its Y.Doc and a destroy registered on `t`.
+
+import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider';
+import type { TestContext } from 'node:test';
+import WebSocket from 'ws';
+import { WebsocketProvider } from 'y-websocket';
+import * as Y from 'yjs';
+import { waitFor } from './wait.js';
+
+export interface TestClient {
+  kind: 'hocuspocus' | 'y-websocket';
+  doc: Y.Doc;
+  documentName: string;
+  /** True when connected and the server holds everything this client sent. */
+  settled(): boolean;
+  connect(): void;
+  disconnect(): void;
+  destroy(): void;
+}
+
+export function hocuspocusClient(
+  t: Pick<TestContext, 'after'>, url: string, documentName: string, options: { token?: string; doc?: Y.Doc } = {},
+): TestClient & { provider: HocuspocusProvider } {
+  const doc = options.doc ?? new Y.Doc();
+  const socket = new HocuspocusProviderWebsocket({
+    url, WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+    delay: 50, factor: 1.5, maxDelay: 500, minDelay: 20, jitter: true, maxAttempts: 0,
+  });
+  const provider = new HocuspocusProvider({ websocketProvider: socket, name: documentName, document: doc, token: options.token ?? '' });
+  provider.attach();
+  const client = {
+    kind: 'hocuspocus' as const, doc, documentName, provider,
+    settled: () => provider.isSynced && provider.unsyncedChanges === 0 && socket.status === 'connected',
+    connect: () => { void socket.connect(); },
+    disconnect: () => socket.disconnect(),
+    destroy: () => {
+      provider.destroy();
+      socket.destroy();
+    },
+  };
+  t.after(() => client.destroy());
+  return client;
+}
+
+export function yWebsocketClient(
+  t: Pick<TestContext, 'after'>, url: string, documentName: string, options: { token?: string; doc?: Y.Doc } = {},
+): TestClient & { provider: WebsocketProvider } {
+  const doc = options.doc ?? new Y.Doc();
+  const provider = new WebsocketProvider(`${url}/yjs`, encodeURIComponent(documentName), doc, {
+    WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+    params: options.token === undefined ? {} : { token: options.token },
+    maxBackoffTime: 500,
+  });
+  const client = {
+    kind: 'y-websocket' as const, doc, documentName, provider,
+    // y-websocket has no acknowledgement; "settled" is judged against the server by the tests.
+    settled: () => provider.synced && provider.wsconnected,
+    connect: () => provider.connect(),
+    disconnect: () => provider.disconnect(),
+    destroy: () => provider.destroy(),
+  };
+  t.after(() => client.destroy());
+  return client;
+}
+
+export async function waitSettled(clients: TestClient[], timeoutMs = 20_000): Promise<void> {
+  await waitFor(() => clients.every((c) => c.settled()), { timeoutMs, message: 'clients settled' });
+}
+
+/** Waits until every doc has the same state vector and content. */
+export async function waitConverged(docs: Y.Doc[], timeoutMs = 20_000): Promise<void> {
+  await waitFor(() => {
+    const first = Buffer.from(Y.encodeStateVector(docs[0])).toString('hex');
+    return docs.every((d) => Buffer.from(Y.encodeStateVector(d)).toString('hex') === first);
+  }, { timeoutMs, message: 'documents converged' });
+}
