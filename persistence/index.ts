@@ -16,7 +16,7 @@ import { openSqliteEventStore, type SqliteEventStoreOptions } from './sqlite-eve
 import type { EventStore } from './event-store.js';
 
 /** Opens the event store behind `path` (a SQLite file). */
-export function openEventStore(options: SqliteEventStoreOptions): EventStore & { compactionsIdle(): Promise<void> } {
+export function openEventStore(options: SqliteEventStoreOptions): EventStore & { readonly path: string; compactionsIdle(): Promise<void> } {
   return openSqliteEventStore(options);
 }
 export { computeRestoreUpdate } from './restore.js';

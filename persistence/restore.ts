@@ -22,14 +22,8 @@ export async function computeRestoreUpdate(store: EventStore, doc: string, seq: 
   }
   const ydoc = new Y.Doc();
   Y.applyUpdate(ydoc, target.update);
-  // Root types must exist before the replay so the UndoManager can track them;
-  // their names come from the latest state.
-  const latest = new Y.Doc();
-  for (const entry of later) Y.applyUpdate(latest, entry.update);
-  Y.applyUpdate(latest, target.update);
-  const roots = [...latest.share.keys()].map((name) => ydoc.get(name));
-  latest.destroy();
-  const undoManager = new Y.UndoManager(roots, { trackedOrigins: new Set([REPLAYED]), captureTimeout: 0 });
+  // The whole document is the scope: root types created after `seq` are undone too.
+  const undoManager = new Y.UndoManager(ydoc, { trackedOrigins: new Set([REPLAYED]), captureTimeout: 0 });
   for (const entry of later) Y.applyUpdate(ydoc, entry.update, REPLAYED);
   const undone: Uint8Array[] = [];
   ydoc.on('update', (update: Uint8Array) => undone.push(update));

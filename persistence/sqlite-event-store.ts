@@ -33,6 +33,8 @@ export interface SqliteEventStoreOptions {
   /** Run automatic compactions on a worker thread (the server) or inline (CLI, tests). */
   compactInBackground?: boolean;
   readonly?: boolean;
+  /** How long a write waits for another process' write lock before failing. */
+  busyTimeoutMs?: number;
   /** Called when an automatic compaction ends or fails; for logs and metrics. */
   onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
 }
@@ -82,9 +84,12 @@ export class SqliteEventStore implements EventStore {
       compactAfterBytes: 1024 * 1024,
       compactInBackground: false,
       readonly: false,
+      busyTimeoutMs: 5000,
       ...options,
     };
-    this.open = openDatabase({ path: options.path, synchronous: this.options.synchronous, readonly: this.options.readonly });
+    this.open = openDatabase({
+      path: options.path, synchronous: this.options.synchronous, readonly: this.options.readonly, busyTimeoutMs: this.options.busyTimeoutMs,
+    });
   }
 
   get path(): string {

@@ -1,0 +1,286 @@
+// The event store contract, run against every backend (today: SQLite files).
+// A new backend (PostgreSQL) passes this same suite before it is used.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import Database from 'better-sqlite3';
+import * as prng from 'lib0/prng';
+import * as Y from 'yjs';
+import { computeRestoreUpdate, openEventStore, StoreError, type EventStore } from '../persistence/index.js';
+import { tempDir } from './helpers/temp.js';
+import { loadTrace, traceUpdates } from './helpers/traces.js';
+
+type Opener = (t: TestContext, options?: { retention?: 'all' | 'snapshot'; compactAfterEntries?: number; busyTimeoutMs?: number; path?: string }) =>
+  EventStore & { path?: string };
+
+const backends: Record<string, Opener> = {
+  sqlite: (t, options = {}) => {
+    const path = options.path ?? join(tempDir(t), 'store.db');
+    const store = openEventStore({ path, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, retention: options.retention, busyTimeoutMs: options.busyTimeoutMs });
+    t.after(() => store.close());
+    return store;
+  },
+};
+
+const meta = { instanceId: 'test', user: 'ada' };
+
+function textOf(update: Uint8Array, name = 'text'): string {
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, update);
+  return doc.getText(name).toString();
+}
+
+function editor() {
+  const doc = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  doc.on('update', (update: Uint8Array) => updates.push(update));
+  return { doc, text: doc.getText('text'), updates };
+}
+
+for (const [backend, open] of Object.entries(backends)) {
+  describe(`event store contract (${backend})`, () => {
+    test('appends get gap-free seqs from 1 per document, with their metadata', async (t) => {
+      const store = open(t);
+      const a = editor();
+      const b = editor();
+      a.text.insert(0, 'one');
+      b.text.insert(0, 'other');
+      a.text.insert(3, ' two');
+      const results = await Promise.all([
+        store.append('doc-a', a.updates[0], meta),
+        store.append('doc-b', b.updates[0], { instanceId: 'i2', user: null }),
+        store.append('doc-a', a.updates[1], meta),
+      ]);
+      assert.deepEqual(results.map((r) => r.seq), [1, 1, 2]);
+      const entries = await store.entries('doc-a');
+      assert.deepEqual(entries.map((e) => [e.seq, e.instanceId, e.user]), [[1, 'test', 'ada'], [2, 'test', 'ada']]);
+      assert.equal(entries[0].size, entries[0].update.length);
+      assert.ok(entries[0].receivedAt instanceof Date && !Number.isNaN(entries[0].receivedAt.getTime()));
+      assert.deepEqual((await store.entries('doc-b')).map((e) => e.user), [null]);
+      assert.deepEqual(await store.documents(), ['doc-a', 'doc-b']);
+      assert.equal(textOf((await store.stateAt('doc-a')).update), 'one two');
+    });
+
+    test('an update the log already holds adds no entry: resends and a repeated full sync step 2', async (t) => {
+      const store = open(t);
+      const a = editor();
+      for (let i = 0; i < 20; i++) {
+        a.text.insert(i, String.fromCharCode(97 + i));
+        if (i % 5 === 4) a.text.delete(0, 1);
+      }
+      for (const update of a.updates) await store.append('doc', update, meta);
+      const before = (await store.entries('doc')).length;
+      assert.equal(before, a.updates.length);
+      // Resends after lost acks, in any order, and grouped in one transaction.
+      const resends = await Promise.all([...a.updates].reverse().map((u) => store.append('doc', u, meta)));
+      assert.ok(resends.every((r) => r.seq === null && r.size === 0));
+      // What a reconnecting client sends as sync step 2: its whole state, delete set included.
+      assert.equal((await store.append('doc', Y.encodeStateAsUpdate(a.doc), meta)).seq, null);
+      assert.equal((await store.entries('doc')).length, before);
+    });
+
+    test('a partly new update logs only its new part', async (t) => {
+      const store = open(t);
+      const a = editor();
+      a.text.insert(0, 'x'.repeat(2000));
+      await store.append('doc', a.updates[0], meta);
+      a.text.insert(0, 'new');
+      a.text.delete(10, 5);
+      const result = await store.append('doc', Y.encodeStateAsUpdate(a.doc), meta);
+      assert.equal(result.seq, 2);
+      assert.ok(result.size < 60, `logged ${result.size} bytes for a 3-character insert and one delete`);
+      assert.equal(textOf((await store.stateAt('doc')).update), a.text.toString());
+      // The new part alone, resent, is now covered too.
+      assert.equal((await store.append('doc', a.updates[1], meta)).seq, null);
+      assert.equal((await store.append('doc', a.updates[2], meta)).seq, null);
+    });
+
+    test('a malformed update is refused and nothing is logged', async (t) => {
+      const store = open(t);
+      const a = editor();
+      a.text.insert(0, 'hello');
+      const broken = a.updates[0].slice(0, a.updates[0].length - 3);
+      await assert.rejects(store.append('doc', broken, meta), /does not decode/);
+      await assert.rejects(store.append('doc', new Uint8Array([255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 1]), meta), /does not decode/);
+      assert.deepEqual(await store.entries('doc'), []);
+      assert.equal((await store.append('doc', a.updates[0], meta)).seq, 1);
+    });
+
+    test('stateAt at random seqs equals an independent replay of a real editing trace, across compactions', async (t) => {
+      const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
+      t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
+      const store = open(t, { compactAfterEntries: 700 });
+      const { updates, texts } = traceUpdates(loadTrace('seph-blog1'), 6000);
+      assert.equal(updates.length, texts.length);
+      // Appended in bursts, as clients do, so several appends share a transaction.
+      for (let i = 0; i < updates.length; i += 25) {
+        await Promise.all(updates.slice(i, i + 25).map((u) => store.append('blog', u, meta)));
+      }
+      const info = await store.info('blog');
+      assert.equal(info?.seq, updates.length);
+      assert.ok((info?.snapshots.length ?? 0) >= 5, `expected automatic snapshots, got ${info?.snapshots.length}`);
+      const rng = prng.create(seed);
+      const seqs = [0, 1, updates.length, ...info!.snapshots.map((s) => s.seq), ...info!.snapshots.map((s) => s.seq + 1)];
+      for (let i = 0; i < 40; i++) seqs.push(prng.uint32(rng, 1, updates.length));
+      for (const seq of seqs) {
+        const state = await store.stateAt('blog', seq);
+        assert.equal(state.seq, seq);
+        assert.equal(textOf(state.update), seq === 0 ? '' : texts[seq - 1], `state at seq ${seq} (seed ${seed})`);
+      }
+      await assert.rejects(store.stateAt('blog', updates.length + 1), (error: StoreError) => error.code === 'UNKNOWN_SEQ');
+      const report = await store.verify();
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.entries, updates.length);
+    });
+
+    test('load gives the latest snapshot and the log after it, which rebuild the latest state', async (t) => {
+      const store = open(t);
+      const { updates, texts } = traceUpdates(loadTrace('friendsforever_flat'), 1500);
+      for (const u of updates.slice(0, 1000)) await store.append('ff', u, meta);
+      const compaction = await store.compact('ff');
+      assert.equal(compaction?.seq, 1000);
+      assert.equal(await store.compact('ff'), null, 'nothing new to compact');
+      for (const u of updates.slice(1000)) await store.append('ff', u, meta);
+      const loaded = await store.load('ff');
+      assert.equal(loaded.seq, 1500);
+      assert.equal(loaded.snapshot?.seq, 1000);
+      assert.equal(loaded.tail.length, 500);
+      const doc = new Y.Doc();
+      Y.applyUpdate(doc, loaded.snapshot!.state);
+      for (const u of loaded.tail) Y.applyUpdate(doc, u);
+      assert.equal(doc.getText('text').toString(), texts[1499]);
+      assert.deepEqual(await store.load('unknown'), { doc: 'unknown', seq: 0, snapshot: null, tail: [] });
+    });
+
+    test("retention 'snapshot' drops exactly the entries a snapshot covers, and the state survives", async (t) => {
+      const store = open(t, { retention: 'snapshot' });
+      const a = editor();
+      for (let i = 0; i < 50; i++) a.text.insert(a.text.length, `${i},`);
+      for (const u of a.updates) await store.append('doc', u, meta);
+      const result = await store.compact('doc');
+      assert.deepEqual([result?.seq, result?.pruned], [50, 50]);
+      a.text.insert(0, 'after:');
+      assert.equal((await store.append('doc', a.updates[a.updates.length - 1], meta)).seq, 51);
+      // Resending pruned updates still adds nothing: the snapshot's coverage remembers them.
+      assert.equal((await store.append('doc', a.updates[3], meta)).seq, null);
+      assert.deepEqual((await store.entries('doc')).map((e) => e.seq), [51]);
+      assert.equal(textOf((await store.stateAt('doc')).update), a.text.toString());
+      assert.equal(textOf((await store.stateAt('doc', 50)).update), a.text.toString().slice('after:'.length));
+      await assert.rejects(store.stateAt('doc', 20), (error: StoreError) => error.code === 'HISTORY_PRUNED');
+      assert.deepEqual((await store.verify()).problems, []);
+    });
+
+    test('verify detects a damaged snapshot, and a snapshot that disagrees with the log', async (t) => {
+      const store = open(t);
+      const a = editor();
+      for (let i = 0; i < 30; i++) a.text.insert(0, `${i}`);
+      for (const u of a.updates.slice(0, 10)) await store.append('doc', u, meta);
+      await store.compact('doc');
+      for (const u of a.updates.slice(10, 20)) await store.append('doc', u, meta);
+      await store.compact('doc');
+      for (const u of a.updates.slice(20)) await store.append('doc', u, meta);
+      assert.deepEqual((await store.verify()).problems, []);
+
+      const db = new Database(store.path!);
+      t.after(() => db.close());
+      // Bytes flipped in one snapshot; another replaced by the state of a different document.
+      const row = db.prepare('SELECT state FROM snapshots WHERE seq = 10').get() as { state: Buffer };
+      const damaged = Buffer.from(row.state);
+      damaged.fill(0x7f, 2, 12);
+      db.prepare('UPDATE snapshots SET state = ? WHERE seq = 10').run(damaged);
+      const other = new Y.Doc();
+      other.getText('text').insert(0, 'not this document');
+      db.prepare('UPDATE snapshots SET state = ? WHERE seq = 20').run(Y.encodeStateAsUpdate(other));
+
+      const report = await store.verify();
+      assert.deepEqual(report.problems.map((p) => p.seq).sort((x, y) => (x ?? 0) - (y ?? 0)), [10, 20]);
+      assert.ok(report.problems.every((p) => p.doc === 'doc' && p.problem.length > 0));
+    });
+
+    test('two handles on one file (two processes) log an update once', async (t) => {
+      const first = open(t);
+      const second = open(t, { path: first.path });
+      const a = editor();
+      a.text.insert(0, 'shared');
+      a.text.insert(6, '!');
+      assert.equal((await first.append('doc', a.updates[0], meta)).seq, 1);
+      // The second handle has never seen this document: it must read what the first logged.
+      assert.equal((await second.append('doc', a.updates[0], { instanceId: 'other', user: null })).seq, null);
+      assert.equal((await second.append('doc', Y.encodeStateAsUpdate(a.doc), meta)).seq, 2);
+      assert.equal((await first.append('doc', a.updates[1], meta)).seq, null);
+      assert.equal((await first.entries('doc')).length, 2);
+    });
+
+    test('a failed write rejects the append, logs nothing, and the store recovers', async (t) => {
+      const store = open(t, { busyTimeoutMs: 50 });
+      const a = editor();
+      a.text.insert(0, 'first');
+      a.text.insert(0, 'second ');
+      await store.append('doc', a.updates[0], meta);
+      // Another process holds the write lock: our write cannot happen.
+      const blocker = new Database(store.path!);
+      t.after(() => blocker.close());
+      blocker.exec('BEGIN IMMEDIATE');
+      await assert.rejects(store.append('doc', a.updates[1], meta), (error: StoreError) => error.code === 'STORE_WRITE_FAILED');
+      assert.equal(store.healthy(), false);
+      blocker.exec('ROLLBACK');
+      assert.equal((await store.append('doc', a.updates[1], meta)).seq, 2);
+      assert.equal(store.healthy(), true);
+      assert.equal(textOf((await store.stateAt('doc')).update), 'second first');
+    });
+
+    test('restore appends a forward update that brings back the state at a seq', async (t) => {
+      const store = open(t);
+      const doc = new Y.Doc();
+      const updates: Uint8Array[] = [];
+      doc.on('update', (u: Uint8Array) => updates.push(u));
+      const text = doc.getText('text');
+      const fragment = doc.getXmlFragment('default');
+      text.insert(0, 'version one');
+      const paragraph = new Y.XmlElement('paragraph');
+      paragraph.insert(0, [new Y.XmlText('kept paragraph')]);
+      fragment.insert(0, [paragraph]);
+      for (const u of updates.splice(0)) await store.append('doc', u, meta);
+      const restorePoint = (await store.info('doc'))!.seq;
+      const expected = (await store.stateAt('doc', restorePoint)).update;
+      text.delete(0, 7);
+      text.insert(text.length, ' and more');
+      fragment.insert(1, [new Y.XmlElement('heading')]);
+      (paragraph.get(0) as Y.XmlText).insert(0, 'edited ');
+      doc.getMap('meta').set('title', 'added later');
+      for (const u of updates.splice(0)) await store.append('doc', u, meta);
+
+      const restore = await computeRestoreUpdate(store, 'doc', restorePoint);
+      assert.ok(restore !== null);
+      const result = await store.append('doc', restore, { instanceId: 'api', user: 'restorer' });
+      assert.equal(result.seq, restorePoint + 5 + 1);
+      const restored = new Y.Doc();
+      Y.applyUpdate(restored, (await store.stateAt('doc')).update);
+      const original = new Y.Doc();
+      Y.applyUpdate(original, expected);
+      assert.equal(restored.getText('text').toString(), original.getText('text').toString());
+      assert.equal(restored.getXmlFragment('default').toString(), original.getXmlFragment('default').toString());
+      assert.deepEqual(restored.getMap('meta').toJSON(), {});
+      // The client that made the later edits converges to the restored state too.
+      Y.applyUpdate(doc, restore);
+      assert.equal(doc.getText('text').toString(), 'version one');
+      assert.equal(await computeRestoreUpdate(store, 'doc', result.seq!), null);
+    });
+  });
+}
+
+test('opening a file that is not a Palimpsest database fails with a message naming the path', async (t) => {
+  const dir = tempDir(t);
+  const foreign = join(dir, 'foreign.db');
+  const db = new Database(foreign);
+  db.exec('CREATE TABLE notes (body TEXT)');
+  db.close();
+  assert.throws(() => openEventStore({ path: foreign }), (error: StoreError) =>
+    error.code === 'STORE_OPEN_FAILED' && error.message.includes(foreign));
+  const { writeFileSync } = await import('node:fs');
+  const garbage = join(dir, 'garbage.db');
+  writeFileSync(garbage, Buffer.alloc(8192, 0x42));
+  assert.throws(() => openEventStore({ path: garbage }), (error: StoreError) =>
+    error.code === 'STORE_OPEN_FAILED' && error.message.includes(garbage));
+});
