@@ -1,0 +1,442 @@
+// `npm run bench`: the benchmark command. Prints one table per section on
+// stdout (or one JSON document with --json), progress on stderr, stops by
+// itself. Sections:
+//   ack    - typing load and saturation: stock Hocuspocus with no persistence
+//            vs Palimpsest appending to SQLite (synchronous=full and normal);
+//   cold   - cold load of a 100,000-update history vs one full-state blob,
+//            and the rate of the trace replay into the store;
+//   redis  - bench/redis-latency.js, when that module is built and
+//            redis-server is on the PATH (or --redis is given).
+// Every server runs in its own child process (bench/server-child.ts), on
+// loopback only. See bench/README.md.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
+import { runColdLoad, type ColdLoadResult } from './cold-load.js';
+import { startBenchServer } from './server-process.js';
+import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
+
+const help = `Usage: npm run bench -- [options]
+
+Benchmarks Palimpsest against stock Hocuspocus 4.7 on this machine (loopback only).
+
+Sections (default: all that can run):
+  ack     typing load and saturation: acked updates/s, ack and delivery latency,
+          Hocuspocus without persistence vs Palimpsest (synchronous=full, normal)
+  cold    cold load of a long history vs one full-state blob; trace replay rate
+  redis   bench/redis-latency (runs by default when redis-server is on the PATH)
+
+Options:
+  --only <list>         comma-separated sections, e.g. --only ack,cold
+  --quick               shorter windows, one round, fewer repetitions (about 1.5 minutes)
+  --json                print one JSON document on stdout instead of tables
+  --clients <n>         WebSocket clients (default 100)
+  --docs <n>            documents the clients are spread over (default 10)
+  --rate <n>            updates per second per client in the typing load (default 5)
+  --duration <s>        measurement window per run (default 8; quick 3)
+  --warmup <s>          load before each window (default 2; quick 1)
+  --rounds <n>          rounds over all servers, medians reported (default 2; quick 1)
+  --trace <file>        editing trace for the cold load (default automerge-paper)
+  --transactions <n>    trace transactions replayed (default 100000)
+  --dir <path>          where the SQLite files go (default: a new folder in ${tmpdir()})
+  --redis / --no-redis  force / skip the redis section
+  --cpu-prof <dir>      run the servers under node --cpu-prof, profiles written to <dir>
+  -h, --help            this text
+`;
+
+const { values } = parseArgs({
+  strict: true,
+  options: {
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    clients: { type: 'string' },
+    docs: { type: 'string' },
+    rate: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    rounds: { type: 'string' },
+    trace: { type: 'string', default: '/work/shared/traces/automerge-paper.json.gz' },
+    transactions: { type: 'string' },
+    dir: { type: 'string' },
+    redis: { type: 'boolean' },
+    'no-redis': { type: 'boolean' },
+    'cpu-prof': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(help);
+  process.exit(0);
+}
+
+function positive(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const number = Number(value);
+  if (!(number > 0) || !Number.isFinite(number)) {
+    process.stderr.write(`--${flag}: expected a positive number, got "${value}"\n`);
+    process.exit(2);
+  }
+  return number;
+}
+
+const quick = values.quick;
+const settings = {
+  clients: Math.round(positive('clients', values.clients, 100)),
+  documents: Math.round(positive('docs', values.docs, 10)),
+  rate: positive('rate', values.rate, 5),
+  durationMs: positive('duration', values.duration, quick ? 3 : 8) * 1000,
+  warmupMs: positive('warmup', values.warmup, quick ? 1 : 2) * 1000,
+  rounds: Math.round(positive('rounds', values.rounds, quick ? 1 : 2)),
+  transactions: Math.round(positive('transactions', values.transactions, 100_000)),
+  coldRepetitions: quick ? 3 : 7,
+  sequentialSample: quick ? 1000 : 3000,
+};
+
+const redisModule = fileURLToPath(new URL('./redis-latency.js', import.meta.url));
+const hasRedisServer = (() => {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const allSections = ['ack', 'cold', 'redis'];
+const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
+for (const section of sections) {
+  if (!allSections.includes(section)) {
+    process.stderr.write(`--only: unknown section "${section}" (${allSections.join(', ')})\n`);
+    process.exit(2);
+  }
+}
+if (values['no-redis'] === true) sections.delete('redis');
+else if (values.redis === true) sections.add('redis');
+else if (values.only === undefined && !(hasRedisServer && existsSync(redisModule))) sections.delete('redis');
+
+const startedAt = performance.now();
+function progress(message: string): void {
+  process.stderr.write(`[bench ${((performance.now() - startedAt) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
+}
+
+// ---------------------------------------------------------------- machine
+
+function machineInfo() {
+  const memory = new Database(':memory:');
+  const sqlite = (memory.prepare('select sqlite_version() as v').get() as { v: string }).v;
+  memory.close();
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    os: `${process.platform} ${release()}`,
+    sqlite,
+    loadAverageAtStart: loadavg().map((l) => l.toFixed(2)).join(' '),
+  };
+}
+
+// ---------------------------------------------------------------- tables
+
+function table(title: string, headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = rows.map((row) => row.map((cell) => (typeof cell === 'number' ? format(cell) : cell)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i].length)));
+  const line = (row: string[]) => `| ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join(' | ')} |`;
+  return [
+    `${title}\n`,
+    line(headers),
+    `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...cells.map(line),
+    '',
+  ].join('\n');
+}
+
+function format(value: number): string {
+  if (!Number.isFinite(value)) return '-';
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString('en-US');
+  if (Math.abs(value) >= 100) return value.toFixed(0);
+  if (Math.abs(value) >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length / 2;
+  return sorted.length % 2 === 1 ? sorted[Math.floor(middle)] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+// ---------------------------------------------------------------- ack section
+
+interface ServerVariant {
+  name: string;
+  args: (dir: string, round: number) => string[];
+}
+
+const serverVariants: ServerVariant[] = [
+  { name: 'hocuspocus (no persistence)', args: () => ['hocuspocus'] },
+  { name: 'palimpsest synchronous=full', args: (dir, round) => ['palimpsest', '--data', join(dir, `ack-full-${round}.db`), '--synchronous', 'full'] },
+  { name: 'palimpsest synchronous=normal', args: (dir, round) => ['palimpsest', '--data', join(dir, `ack-normal-${round}.db`), '--synchronous', 'normal'] },
+];
+
+interface AckRow {
+  server: string;
+  load: 'typing' | 'saturation';
+  ackedPerSecond: number;
+  ackP50Ms: number;
+  ackP99Ms: number;
+  deliveryP50Ms: number;
+  deliveryP99Ms: number;
+  serverCpuUsPerUpdate: number;
+  serverCpuPercent: number;
+  loadCpuPercent: number;
+  refused: number;
+  closedEarly: number;
+}
+
+async function runAckSection(dir: string, nodeFlags: string[]): Promise<AckRow[]> {
+  const perRound = new Map<string, AckRow[]>();
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const variant of serverVariants) {
+      const server = await startBenchServer(variant.args(dir, round), nodeFlags);
+      try {
+        for (const load of ['typing', 'saturation'] as const) {
+          progress(`ack: round ${round + 1}/${settings.rounds}, ${variant.name}, ${load} load`);
+          const before = await server.usage();
+          const result: TypingLoadResult = await runTypingLoad({
+            url: server.url,
+            clients: settings.clients,
+            documents: settings.documents,
+            documentPrefix: `bench-${load}-${round}-`,
+            mode: load === 'typing' ? 'open' : 'closed',
+            updatesPerSecond: settings.rate,
+            warmupMs: settings.warmupMs,
+            durationMs: settings.durationMs,
+          });
+          const after = await server.usage();
+          // Server CPU over the whole run (warm-up and drain included), per update sent.
+          const serverCpuMs = after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs;
+          const runMs = settings.warmupMs + result.windowMs;
+          const key = `${variant.name}|${load}`;
+          const rows = perRound.get(key) ?? [];
+          rows.push({
+            server: variant.name,
+            load,
+            ackedPerSecond: result.ackedPerSecond,
+            ackP50Ms: result.ackMs.p50,
+            ackP99Ms: result.ackMs.p99,
+            deliveryP50Ms: result.deliveryMs.p50,
+            deliveryP99Ms: result.deliveryMs.p99,
+            serverCpuUsPerUpdate: (serverCpuMs * 1000) / result.sent,
+            serverCpuPercent: (serverCpuMs / runMs) * 100,
+            loadCpuPercent: result.loadCpuPercent,
+            refused: result.refused,
+            closedEarly: result.closedEarly,
+          });
+          perRound.set(key, rows);
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  return [...perRound.values()].map((rows) => ({
+    ...rows[0],
+    ackedPerSecond: median(rows.map((r) => r.ackedPerSecond)),
+    ackP50Ms: median(rows.map((r) => r.ackP50Ms)),
+    ackP99Ms: median(rows.map((r) => r.ackP99Ms)),
+    deliveryP50Ms: median(rows.map((r) => r.deliveryP50Ms)),
+    deliveryP99Ms: median(rows.map((r) => r.deliveryP99Ms)),
+    serverCpuUsPerUpdate: median(rows.map((r) => r.serverCpuUsPerUpdate)),
+    serverCpuPercent: median(rows.map((r) => r.serverCpuPercent)),
+    loadCpuPercent: median(rows.map((r) => r.loadCpuPercent)),
+    refused: rows.reduce((sum, r) => sum + r.refused, 0),
+    closedEarly: rows.reduce((sum, r) => sum + r.closedEarly, 0),
+  }));
+}
+
+interface GoalLine {
+  goal: string;
+  met: boolean;
+  detail: string;
+}
+
+function ackGoals(rows: AckRow[]): GoalLine[] {
+  const find = (server: string, load: string) => rows.find((r) => r.server.startsWith(server) && r.load === load);
+  const goals: GoalLine[] = [];
+  const baseSat = find('hocuspocus', 'saturation');
+  const baseTyping = find('hocuspocus', 'typing');
+  for (const mode of ['full', 'normal']) {
+    const sat = find(`palimpsest synchronous=${mode}`, 'saturation');
+    const typing = find(`palimpsest synchronous=${mode}`, 'typing');
+    if (baseSat && sat) {
+      const ratio = sat.ackedPerSecond / baseSat.ackedPerSecond;
+      goals.push({
+        goal: `throughput at saturation, synchronous=${mode}: not below 90% of Hocuspocus without persistence`,
+        met: ratio >= 0.9,
+        detail: `${format(sat.ackedPerSecond)} vs ${format(baseSat.ackedPerSecond)} acked updates/s (${(ratio * 100).toFixed(0)}%)`,
+      });
+    }
+    if (baseTyping && typing) {
+      const p50 = typing.ackP50Ms / baseTyping.ackP50Ms;
+      const p99 = typing.ackP99Ms / baseTyping.ackP99Ms;
+      goals.push({
+        goal: `ack latency at typing load, synchronous=${mode}: p50 and p99 within 1.1x of Hocuspocus without persistence`,
+        met: p50 <= 1.1 && p99 <= 1.1,
+        detail: `p50 ${format(typing.ackP50Ms)} vs ${format(baseTyping.ackP50Ms)} ms (${p50.toFixed(2)}x), ` +
+          `p99 ${format(typing.ackP99Ms)} vs ${format(baseTyping.ackP99Ms)} ms (${p99.toFixed(2)}x)`,
+      });
+    }
+  }
+  return goals;
+}
+
+function ackTable(rows: AckRow[]): string {
+  const headers = ['server', 'load', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'delivery p50 ms', 'delivery p99 ms',
+    'server CPU µs/update', 'server CPU %', 'load gen CPU %'];
+  return table(
+    `Durable appending vs no persistence: ${settings.clients} clients on ${settings.documents} documents, ` +
+    `1-4 characters per update; typing = ${settings.rate} updates/s per client (open loop, ` +
+    `${format(settings.clients * settings.rate)} offered/s), saturation = next update on ack (closed loop); ` +
+    `${settings.durationMs / 1000} s windows, median of ${settings.rounds} round(s)`,
+    headers,
+    rows.map((r) => [r.server, r.load, r.ackedPerSecond, r.ackP50Ms, r.ackP99Ms, r.deliveryP50Ms, r.deliveryP99Ms,
+      r.serverCpuUsPerUpdate, r.serverCpuPercent, r.loadCpuPercent]),
+  );
+}
+
+// ---------------------------------------------------------------- cold section
+
+function coldGoals(result: ColdLoadResult): GoalLine[] {
+  return [
+    {
+      goal: 'cold load in process (store.load + apply) within 2x of applying one full-state blob',
+      met: result.inProcess.ratio <= 2,
+      detail: `${format(result.inProcess.loadMs)} vs ${format(result.inProcess.blobMs)} ms (${result.inProcess.ratio.toFixed(2)}x)`,
+    },
+    {
+      goal: 'cold load through the server (first sync) within 2x of Hocuspocus loading the blob',
+      met: result.server.ratio <= 2,
+      detail: `${format(result.server.palimpsestMs)} vs ${format(result.server.hocuspocusBlobMs)} ms (${result.server.ratio.toFixed(2)}x)`,
+    },
+  ];
+}
+
+function coldTables(result: ColdLoadResult): string {
+  const log = result.log;
+  return [
+    table(
+      `Cold load: ${result.trace}, first ${format(result.transactions)} transactions as ${format(log.entries)} log entries ` +
+      `(${log.snapshots} snapshots, latest at seq ${format(log.lastSnapshotSeq)}, tail ${log.tail} entries, ` +
+      `file ${format(log.fileBytes / 2 ** 20)} MiB); final text ${format(result.finalLength)} characters, ` +
+      `full-state blob ${format(result.blobBytes / 1024)} KiB; median of ${settings.coldRepetitions}`,
+      ['what', 'ms'],
+      [
+        [`Palimpsest load: store.load + apply snapshot and tail (${result.inProcess.tail} entries)`, result.inProcess.loadMs],
+        ['  of which store.load (SQLite read)', result.inProcess.storeReadMs],
+        ['  of which Y.applyUpdate of snapshot + tail', result.inProcess.applyMs],
+        ['one blob: Y.applyUpdate(new Y.Doc, encodeStateAsUpdate)', result.inProcess.blobMs],
+        [`ratio (goal <= 2)`, result.inProcess.ratio],
+        [`Palimpsest load right after a compaction (tail ${result.inProcess.justCompacted.tail}, ${format(result.transactions - result.inProcess.tail)} updates)`,
+          result.inProcess.justCompacted.loadMs],
+        ['ratio to the blob of the full document', result.inProcess.justCompacted.ratio],
+        ['server path: first client sync, Palimpsest (log)', result.server.palimpsestMs],
+        ['server path: first client sync, Hocuspocus (blob in onLoadDocument)', result.server.hocuspocusBlobMs],
+        ['ratio (goal <= 2)', result.server.ratio],
+      ],
+    ),
+    table('Trace replay into the event store (background compaction at default thresholds: 500 entries or 1 MiB)',
+      ['mode', 'synchronous', 'appends', 'appends/s'],
+      result.replay.map((r) => [r.mode, r.synchronous, r.appends, r.appendsPerSecond])),
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- redis section
+
+interface RedisRow {
+  scenario: string;
+  metric: string;
+  value: number;
+  unit: string;
+}
+
+async function runRedisSection(dir: string): Promise<RedisRow[]> {
+  if (!existsSync(redisModule)) throw new Error('bench/redis-latency.ts is not built (dist/bench/redis-latency.js missing)');
+  const module = (await import(redisModule)) as Record<string, unknown>;
+  const candidates = ['runRedisLatency', 'redisLatency', 'default', ...Object.keys(module)];
+  const name = candidates.find((key) => typeof module[key] === 'function');
+  if (name === undefined) throw new Error('bench/redis-latency.js exports no function');
+  const run = module[name] as (options: Record<string, unknown>) => Promise<RedisRow[]> | RedisRow[];
+  progress(`redis: running ${name}() from bench/redis-latency`);
+  return await run({ quick, dir, progress, json: values.json });
+}
+
+// ---------------------------------------------------------------- main
+
+const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
+const nodeFlags = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
+const machine = machineInfo();
+const report: Record<string, unknown> = { machine, settings, sqliteDir: dir };
+const goals: GoalLine[] = [];
+const out: string[] = [];
+out.push(table('Machine', ['', ''], [
+  ['CPU', machine.cpu], ['cores', String(machine.cores)], ['memory', `${machine.memoryGiB} GiB`],
+  ['node', machine.node], ['OS', machine.os], ['SQLite', machine.sqlite], ['SQLite files in', dir],
+  ['load average at start', machine.loadAverageAtStart],
+]));
+
+let failed = false;
+try {
+  if (sections.has('ack')) {
+    const rows = await runAckSection(dir, nodeFlags);
+    report.ack = rows;
+    goals.push(...ackGoals(rows));
+    out.push(ackTable(rows));
+    if (rows.some((r) => r.refused > 0 || r.closedEarly > 0)) {
+      out.push(`warning: refused acks or sockets closed during the runs: ${rows.map((r) => `${r.server}/${r.load}: ${r.refused} refused, ${r.closedEarly} closed`).join('; ')}\n`);
+    }
+  }
+  if (sections.has('cold')) {
+    const result = await runColdLoad({
+      tracePath: values.trace, transactions: settings.transactions, dir, repetitions: settings.coldRepetitions,
+      groupSize: 100, sequentialSample: settings.sequentialSample, progress,
+    });
+    report.cold = result;
+    goals.push(...coldGoals(result));
+    out.push(coldTables(result));
+  }
+  if (sections.has('redis')) {
+    try {
+      const rows = await runRedisSection(dir);
+      report.redis = rows;
+      out.push(table('Redis fan-out (bench/redis-latency)', ['scenario', 'metric', 'value', 'unit'],
+        rows.map((r) => [r.scenario, r.metric, r.value, r.unit])));
+    } catch (error) {
+      report.redis = { error: (error as Error).message };
+      out.push(`Redis section skipped: ${(error as Error).message}\n`);
+      progress(`redis: ${(error as Error).message}`);
+    }
+  }
+} catch (error) {
+  failed = true;
+  progress(`failed: ${(error as Error).stack ?? String(error)}`);
+} finally {
+  if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+}
+
+report.goals = goals;
+report.totalSeconds = (performance.now() - startedAt) / 1000;
+if (values.json) {
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+} else {
+  out.push('Goals\n');
+  for (const goal of goals) out.push(`${goal.met ? 'MET    ' : 'NOT MET'}  ${goal.goal}: ${goal.detail}`);
+  out.push(`\nTotal ${format(report.totalSeconds as number)} s.\n`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+process.exitCode = failed ? 1 : 0;

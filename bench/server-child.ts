@@ -1,0 +1,88 @@
+// One server under test, in its own process, so that the load generator does
+// not share its event loop. Started by the benchmark runner:
+//
+//   node dist/bench/server-child.js hocuspocus [--state <file>]
+//   node dist/bench/server-child.js palimpsest --data <file> [--synchronous full|normal] [-- <serve flags>]
+//
+// `hocuspocus` is stock @hocuspocus/server 4.7 (its own `Server`) with no
+// persistence at all, or, with --state, one that loads a document from one
+// full-state blob (what a key-value persistence does). `palimpsest` is
+// `palimpsest serve` itself (server/serve.ts) on a real SQLite file.
+//
+// Protocol with the parent: one JSON line {"benchChild":"listening","port":N}
+// on stdout; then each line "usage" on stdin is answered with one JSON line
+// {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes}; stdin closing or
+// SIGTERM stops the server and exits.
+
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { Server } from '@hocuspocus/server';
+import * as Y from 'yjs';
+import { serve } from '../server/serve.js';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  strict: true,
+  options: {
+    data: { type: 'string' },
+    synchronous: { type: 'string', default: 'full' },
+    state: { type: 'string' },
+  },
+});
+const kind = positionals[0];
+
+function report(message: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ benchChild: message.event, ...message })}\n`);
+}
+
+async function startHocuspocus(): Promise<{ port: number; stop(): Promise<void> }> {
+  const state = values.state === undefined ? null : new Uint8Array(readFileSync(values.state));
+  const server = new Server({
+    port: 0,
+    address: '127.0.0.1',
+    quiet: true,
+    stopOnSignals: false,
+    unloadImmediately: true,
+    async onLoadDocument({ document }) {
+      if (state !== null) Y.applyUpdate(document, state);
+    },
+  });
+  await server.listen();
+  const port = (server.httpServer.address() as AddressInfo).port;
+  return { port, stop: () => server.destroy() };
+}
+
+async function startPalimpsest(): Promise<{ port: number; stop(): Promise<void> }> {
+  if (values.data === undefined) throw new Error('palimpsest needs --data <file>');
+  const running = await serve(
+    ['--host', '127.0.0.1', '--port', '0', '--data', values.data, '--synchronous', values.synchronous ?? 'full',
+      '--log-level', 'warn', ...positionals.slice(1)],
+    {},
+  );
+  return { port: running.port, stop: () => running.stop() };
+}
+
+const started = kind === 'hocuspocus' ? await startHocuspocus()
+  : kind === 'palimpsest' ? await startPalimpsest()
+    : (() => { throw new Error(`unknown server kind "${kind}" (hocuspocus | palimpsest)`); })();
+
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await started.stop();
+  process.exit(0);
+}
+
+report({ event: 'listening', port: started.port });
+const lines = createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  if (line.trim() !== 'usage') return;
+  const usage = process.cpuUsage();
+  report({ event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: process.memoryUsage().rss });
+});
+lines.on('close', () => void stop());
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
