@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { RetentionPolicy, SynchronousMode } from '../persistence/index.js';
+import { parseTrustedProxies } from './client-address.js';
 
 export class ConfigError extends Error {
   readonly flag: string;
@@ -34,6 +35,8 @@ export interface AuthConfig {
   insecure: boolean;
   /** Browser origins allowed to open WebSockets; empty = any. */
   allowedOrigins: string[];
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; empty = none. */
+  trustedProxies: string[];
 }
 
 export interface LimitsConfig {
@@ -41,8 +44,20 @@ export interface LimitsConfig {
   maxMessageBytes: number;
   /** Ping interval; a peer that does not answer is dropped. */
   keepAliveMs: number;
-  /** Hocuspocus' idle timeout, also the deadline to authenticate. */
+  /** Hocuspocus' idle timeout. */
   timeoutMs: number;
+  /** A connection that has not authenticated a document by then is closed (4408). */
+  authTimeoutMs: number;
+  /** Sustained messages per second per connection (4429 beyond the burst); 0 = unlimited. */
+  maxMessagesPerSecond: number;
+  /** Messages a connection may send at once before the rate applies. */
+  messageBurst: number;
+  /** Open connections per client address (4429); 0 = unlimited. */
+  maxConnectionsPerAddress: number;
+  /** Documents open on one connection (4429); 0 = unlimited. */
+  maxDocumentsPerConnection: number;
+  /** Encoded size a document may reach; an update beyond it is refused (4413); 0 = unlimited. */
+  maxDocumentBytes: number;
 }
 
 export interface ServeConfig {
@@ -85,6 +100,13 @@ export const serveFlags: Record<string, FlagSpec> = {
   'jwks-file': { env: 'PALIMPSEST_JWKS_FILE', help: 'JWKS file with RS256/ES256 public keys for client tokens' },
   insecure: { env: 'PALIMPSEST_INSECURE', boolean: true, help: 'Allow listening beyond loopback without authentication' },
   'allowed-origins': { env: 'PALIMPSEST_ALLOWED_ORIGINS', help: 'Comma-separated browser origins allowed to connect (default: any)' },
+  'trusted-proxies': { env: 'PALIMPSEST_TRUSTED_PROXIES', help: 'Comma-separated proxy addresses/CIDR ranges whose X-Forwarded-For is believed (default: none)' },
+  'auth-timeout-ms': { env: 'PALIMPSEST_AUTH_TIMEOUT_MS', default: '10000', help: 'Deadline for a new connection to authenticate (4408)' },
+  'max-messages-per-second': { env: 'PALIMPSEST_MAX_MESSAGES_PER_SECOND', default: '200', help: 'Messages per second per connection (4429; 0 = unlimited)' },
+  'message-burst': { env: 'PALIMPSEST_MESSAGE_BURST', default: '1000', help: 'Messages a connection may send at once before the rate applies' },
+  'max-connections-per-address': { env: 'PALIMPSEST_MAX_CONNECTIONS_PER_ADDRESS', default: '256', help: 'Open connections per client address (4429; 0 = unlimited)' },
+  'max-documents-per-connection': { env: 'PALIMPSEST_MAX_DOCUMENTS_PER_CONNECTION', default: '100', help: 'Documents open on one connection (4429; 0 = unlimited)' },
+  'max-document-bytes': { env: 'PALIMPSEST_MAX_DOCUMENT_BYTES', default: '67108864', help: 'Encoded size a document may reach (4413; 0 = unlimited)' },
   'static-dir': { env: 'PALIMPSEST_STATIC_DIR', help: 'Folder of the demo editor served at / (default: the built one)' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
 };
@@ -134,12 +156,19 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
       jwtSecret: str('jwt-secret') ?? null,
       jwksFile: str('jwks-file') ?? null,
       insecure: values.insecure === true,
-      allowedOrigins: (str('allowed-origins') ?? '').split(',').map((o) => o.trim()).filter((o) => o.length > 0),
+      allowedOrigins: list(str('allowed-origins')),
+      trustedProxies: list(str('trusted-proxies')),
     },
     limits: {
       maxMessageBytes: integer('--max-message-bytes', str('max-message-bytes'), 1024, 2 ** 31),
       keepAliveMs: integer('--keep-alive-ms', str('keep-alive-ms'), 100, 3_600_000),
       timeoutMs: integer('--timeout-ms', str('timeout-ms'), 100, 3_600_000),
+      authTimeoutMs: integer('--auth-timeout-ms', str('auth-timeout-ms'), 100, 3_600_000),
+      maxMessagesPerSecond: integer('--max-messages-per-second', str('max-messages-per-second'), 0, 1e6),
+      messageBurst: integer('--message-burst', str('message-burst'), 1, 1e7),
+      maxConnectionsPerAddress: integer('--max-connections-per-address', str('max-connections-per-address'), 0, 1e6),
+      maxDocumentsPerConnection: integer('--max-documents-per-connection', str('max-documents-per-connection'), 0, 1e5),
+      maxDocumentBytes: integer('--max-document-bytes', str('max-document-bytes'), 0, 2 ** 40),
     },
     staticDir: str('static-dir') ?? defaults.staticDir,
   };
@@ -148,6 +177,16 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
   }
   if (config.auth.jwtSecret !== null && config.auth.jwtSecret.length < 32) {
     throw new ConfigError('--jwt-secret', 'use a secret of at least 32 characters');
+  }
+  for (const origin of config.auth.allowedOrigins) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) {
+      throw new ConfigError('--allowed-origins', `"${origin}" is not an origin like https://example.com (scheme and host, no path)`);
+    }
+  }
+  try {
+    parseTrustedProxies(config.auth.trustedProxies);
+  } catch (error) {
+    throw new ConfigError('--trusted-proxies', (error as Error).message);
   }
   if (!isLoopback(config.host) && config.auth.jwtSecret === null && config.auth.jwksFile === null && !config.auth.insecure) {
     throw new ConfigError('--host',
@@ -159,6 +198,10 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry.length > 0);
 }
 
 function nonEmpty(flag: string, value: string | undefined): string {

@@ -11,4 +11,16 @@ export interface ConnectionContext {
   user: ConnectionUser | null;
   /** The client's address (after trusted proxies), for logs and limits. */
   clientAddress: string;
+  /** State of the socket shared by every document on it; absent when no security layer is wired (tests). */
+  session?: SocketSession;
+}
+
+/** Per-socket state kept by security.ts: what the limits and the authentication deadline look at. */
+export interface SocketSession {
+  /** Documents authenticated on this socket and still open. */
+  openDocuments: number;
+  /** Set once any document on the socket has authenticated; stops the authentication deadline. */
+  authenticated: boolean;
+  /** Closes the socket with a documented close code, unless it is already closing. */
+  close(code: number, reason: string): void;
 }

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { Hocuspocus, type Extension } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import type { EventStore } from '../persistence/index.js';
-import { handleApi, sendJson, type ApiOptions } from './api.js';
+import { ApiError, handleApi, sendJson, type ApiOptions } from './api.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -35,9 +35,12 @@ export interface CollabServerOptions {
   readinessChecks?: ReadinessCheck[];
   /** Upgrade admission and per-frame checks (limits, origins). */
   admit?: TransportOptions['admit'];
+  context?: TransportOptions['context'];
   onFrame?: TransportOptions['onFrame'];
   /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
   authorizeApi?: ApiOptions['authorize'];
+  /** Throws an ApiError when the caller may not read /metrics; default: open. */
+  authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
 }
 
@@ -101,6 +104,12 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
         { status: problems.length === 0 ? 'ready' : 'not-ready', instanceId: config.instanceId, problems });
     }
     if (url.pathname === '/metrics') {
+      try {
+        await options.authorizeMetrics?.(request);
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        return sendJson(response, error.status, { error: { code: error.code, message: error.message } });
+      }
       metrics.documentsLoaded.set(hocuspocus.getDocumentsCount());
       const body = await metrics.registry.metrics();
       response.writeHead(200, { 'content-type': metrics.registry.contentType });
@@ -117,6 +126,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     maxMessageBytes: config.limits.maxMessageBytes,
     keepAliveMs: config.limits.keepAliveMs,
     admit: options.admit,
+    context: options.context,
     onFrame: options.onFrame,
   });
 

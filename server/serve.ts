@@ -9,6 +9,7 @@ import { loadServeConfig, type ServeConfig } from './config.js';
 import { createCollabServer, type CollabServer } from './index.js';
 import { createLogger, routeConsoleToLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { createSecurity } from './security.js';
 
 export const defaultStaticDir = fileURLToPath(new URL('../client-demo', import.meta.url));
 
@@ -24,6 +25,8 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId });
   routeConsoleToLogger(logger);
   const metrics = createMetrics(config.instanceId);
+  // Before the store opens: a bad --jwks-file must stop the start without touching the data.
+  const security = await createSecurity({ config, logger, metrics });
 
   const store = openEventStore({
     path: config.store.data,
@@ -43,7 +46,12 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     },
   });
 
-  const server = createCollabServer({ config, store, logger, metrics });
+  const server = createCollabServer({
+    config, store, logger, metrics,
+    extensions: [security.extension],
+    admit: security.admit, context: security.context, onFrame: security.onFrame,
+    authorizeApi: security.authorizeApi, authorizeMetrics: security.authorizeMetrics,
+  });
   const { host, port } = await server.listen();
   logger.info({ host, port, data: config.store.data, synchronous: config.store.synchronous, redis: config.redis !== null,
     auth: config.auth.jwtSecret !== null || config.auth.jwksFile !== null }, 'listening');

@@ -27,9 +27,11 @@ export interface TransportOptions {
   keepAliveMs: number;
   /**
    * Decides whether an upgrade may proceed (origin, connection limits, …).
-   * Returns the refusal to send, or null to accept.
+   * Returns the refusal to send, or null to accept; may watch `ws` for its close.
    */
-  admit?: (request: IncomingMessage) => CloseCode | null;
+  admit?: (request: IncomingMessage, ws: WebSocket) => CloseCode | null;
+  /** Builds the context of an admitted socket; default: no user, the peer address. */
+  context?: (request: IncomingMessage, ws: WebSocket) => ConnectionContext;
   /** Called for every frame before it is handled; throws a ConnectionRefusal to close the socket. */
   onFrame?: (socket: WebSocket, request: IncomingMessage) => void;
 }
@@ -55,7 +57,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     }
     socket.on('error', (error) => logger.debug({ err: error.message }, 'socket error during upgrade'));
     wss.handleUpgrade(request, socket, head, (ws) => {
-      const refusal = options.admit?.(request) ?? null;
+      const refusal = options.admit?.(request, ws) ?? null;
       if (refusal !== null) {
         metrics.refusals.inc({ reason: refusal.reason });
         ws.close(refusal.code, refusal.reason);
@@ -69,13 +71,13 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   };
   httpServer.on('upgrade', onUpgrade);
 
-  function contextFor(request: IncomingMessage): ConnectionContext {
-    return { user: null, clientAddress: request.socket.remoteAddress ?? 'unknown' };
+  function contextFor(request: IncomingMessage, ws: WebSocket): ConnectionContext {
+    return options.context?.(request, ws) ?? { user: null, clientAddress: request.socket.remoteAddress ?? 'unknown' };
   }
 
   function serveHocuspocus(ws: WebSocket, request: IncomingMessage) {
     metrics.connections.inc({ protocol: 'hocuspocus' });
-    const client = hocuspocus.handleConnection(ws as unknown as WebSocketLike, toWebRequest(request), contextFor(request));
+    const client = hocuspocus.handleConnection(ws as unknown as WebSocketLike, toWebRequest(request), contextFor(request, ws));
     wireSocket(ws, request, 'hocuspocus', (frame) => {
       if (isBarePong(frame)) return;
       inspectFrame(frame);
@@ -98,7 +100,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       return;
     }
     const bridge = new YWebsocketBridge(ws, documentName);
-    const client = hocuspocus.handleConnection(bridge, toWebRequest(request), contextFor(request));
+    const client = hocuspocus.handleConnection(bridge, toWebRequest(request), contextFor(request, ws));
     wireSocket(ws, request, 'y-websocket', (frame) => {
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);

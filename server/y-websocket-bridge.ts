@@ -12,7 +12,7 @@ import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import type { WebSocketLike } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
-import { CloseCodes } from './close-codes.js';
+import { CloseCodes, type CloseCode } from './close-codes.js';
 import { MessageType } from './frames.js';
 
 /** Hocuspocus auth sub-messages sent by the server. */
@@ -73,7 +73,8 @@ export class YWebsocketBridge implements WebSocketLike {
       }
       case MessageType.Auth:
         if (decoding.readVarUint(decoder) === AuthPermissionDenied) {
-          this.ws.close(CloseCodes.Forbidden.code, CloseCodes.Forbidden.reason);
+          const denial = closeCodeForDenial(decoding.hasContent(decoder) ? decoding.readVarString(decoder) : '');
+          this.ws.close(denial.code, denial.reason);
         }
         return;
       case MessageType.Close:
@@ -88,4 +89,13 @@ export class YWebsocketBridge implements WebSocketLike {
   close(code?: number, reason?: string): void {
     this.ws.close(code, reason);
   }
+}
+
+/**
+ * y-websocket only sees close codes, so a PermissionDenied becomes the close
+ * code whose reason it carries (security.ts denies with 'unauthorized',
+ * 'forbidden' or 'rate-limited'); any other reason is a 4403.
+ */
+function closeCodeForDenial(reason: string): CloseCode {
+  return Object.values(CloseCodes).find((close: CloseCode) => close.reason === reason) ?? CloseCodes.Forbidden;
 }

@@ -58,7 +58,11 @@ export function yWebsocketClient(
     settled: () => provider.synced && provider.wsconnected,
     connect: () => provider.connect(),
     disconnect: () => provider.disconnect(),
-    destroy: () => provider.destroy(),
+    destroy: () => {
+      provider.destroy();
+      // The provider's Awareness keeps an interval (and node) alive until it is destroyed too.
+      provider.awareness.destroy();
+    },
   };
   t.after(() => client.destroy());
   return client;

@@ -160,8 +160,13 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
     notice.textContent = `The server refused access to this document: ${reason || 'no reason given'}.`;
     notice.hidden = false;
   };
-  const providerOnAuthenticated = (): void => {
-    notice.hidden = true;
+  // A read-only token: the server refuses every write (SyncStatus 0, which the
+  // provider never counts as synced), so the editor must not make local changes.
+  const providerOnAuthenticated = ({ scope }: { scope: string }): void => {
+    const readOnly = scope === 'readonly';
+    editor.setEditable(!readOnly);
+    notice.textContent = readOnly ? 'You can read this document but not edit it.' : '';
+    notice.hidden = !readOnly;
   };
   provider.on('authenticationFailed', providerOnAuthenticationFailed);
   provider.on('authenticated', providerOnAuthenticated);
