@@ -8,12 +8,25 @@ import { WebsocketProvider } from 'y-websocket';
 import * as Y from 'yjs';
 import { waitFor } from './wait.js';
 
+/**
+ * `ws` throws when a socket with no 'error' listener is closed while still
+ * connecting, which random disconnects do; the close event reports it anyway.
+ */
+class TestWebSocket extends WebSocket {
+  constructor(...args: ConstructorParameters<typeof WebSocket>) {
+    super(...args);
+    this.on('error', () => undefined);
+  }
+}
+
 export interface TestClient {
   kind: 'hocuspocus' | 'y-websocket';
   doc: Y.Doc;
   documentName: string;
   /** True when connected and the server holds everything this client sent. */
   settled(): boolean;
+  /** Connection details for failure messages. */
+  describe(): string;
   connect(): void;
   disconnect(): void;
   destroy(): void;
@@ -24,7 +37,7 @@ export function hocuspocusClient(
 ): TestClient & { provider: HocuspocusProvider } {
   const doc = options.doc ?? new Y.Doc();
   const socket = new HocuspocusProviderWebsocket({
-    url, WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+    url, WebSocketPolyfill: TestWebSocket as unknown as typeof globalThis.WebSocket,
     delay: 50, factor: 1.5, maxDelay: 500, minDelay: 20, jitter: true, maxAttempts: 0,
   });
   const provider = new HocuspocusProvider({ websocketProvider: socket, name: documentName, document: doc, token: options.token ?? '' });
@@ -32,6 +45,7 @@ export function hocuspocusClient(
   const client = {
     kind: 'hocuspocus' as const, doc, documentName, provider,
     settled: () => provider.isSynced && provider.unsyncedChanges === 0 && socket.status === 'connected',
+    describe: () => `status=${socket.status} synced=${provider.isSynced} unsynced=${provider.unsyncedChanges}`,
     connect: () => { void socket.connect(); },
     disconnect: () => socket.disconnect(),
     destroy: () => {
@@ -48,7 +62,7 @@ export function yWebsocketClient(
 ): TestClient & { provider: WebsocketProvider } {
   const doc = options.doc ?? new Y.Doc();
   const provider = new WebsocketProvider(`${url}/yjs`, encodeURIComponent(documentName), doc, {
-    WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
+    WebSocketPolyfill: TestWebSocket as unknown as typeof globalThis.WebSocket,
     params: options.token === undefined ? {} : { token: options.token },
     maxBackoffTime: 500,
   });
@@ -56,6 +70,7 @@ export function yWebsocketClient(
     kind: 'y-websocket' as const, doc, documentName, provider,
     // y-websocket has no acknowledgement; "settled" is judged against the server by the tests.
     settled: () => provider.synced && provider.wsconnected,
+    describe: () => `connected=${provider.wsconnected} synced=${provider.synced} shouldConnect=${provider.shouldConnect}`,
     connect: () => provider.connect(),
     disconnect: () => provider.disconnect(),
     destroy: () => {
