@@ -60,6 +60,9 @@ export function migrate(db: Database, path: string): void {
   }
   for (let next = version; next < SCHEMA_VERSION; next++) {
     db.transaction(() => {
+      // Instances started together on a new file race to migrate it; the
+      // write lock serialises them, and whoever comes second finds it done.
+      if ((db.pragma('user_version', { simple: true }) as number) > next) return;
       db.exec(migrations[next]);
       db.pragma(`user_version = ${next + 1}`);
       db.pragma(`application_id = ${APPLICATION_ID}`);
