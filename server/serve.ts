@@ -10,6 +10,7 @@ import { createCollabServer, type CollabServer } from './index.js';
 import { createLogger, routeConsoleToLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createSecurity } from './security.js';
+import { createRedisFanout } from './redis-fanout.js';
 
 export const defaultStaticDir = fileURLToPath(new URL('../client-demo', import.meta.url));
 
@@ -46,9 +47,12 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     },
   });
 
+  const fanout = config.redis === null ? null
+    : createRedisFanout({ url: config.redis, instanceId: config.instanceId, logger, metrics });
   const server = createCollabServer({
     config, store, logger, metrics,
-    extensions: [security.extension],
+    extensions: fanout === null ? [security.extension] : [security.extension, fanout.extension],
+    readinessChecks: fanout === null ? [] : [fanout.readinessCheck],
     admit: security.admit, context: security.context, onFrame: security.onFrame,
     authorizeApi: security.authorizeApi, authorizeMetrics: security.authorizeMetrics,
   });
@@ -64,6 +68,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     stopping ??= (async () => {
       logger.info('shutting down');
       await server.close();
+      await fanout?.close();
       await store.close();
       logger.info('stopped');
     })();

@@ -1,0 +1,342 @@
+// Fan-out between instances through Redis (`--redis`): @hocuspocus/extension-redis
+// exchanges sync step 1 / step 2 with the other instances holding a document,
+// and this module makes that exchange survive Redis outages:
+//   - while the link is down, documents load from the log alone and nothing
+//     waits on Redis, so every instance keeps serving and acknowledging its
+//     own clients (the ack depends only on the log);
+//   - when the link returns, every loaded document is re-subscribed and
+//     announces its state vector, its awareness and a query for the peers'
+//     awareness, so instances re-converge without waiting for a new edit;
+//   - a slow periodic anti-entropy announces state vectors again as a
+//     backstop for anything Redis pub/sub dropped silently.
+// Updates from Redis are applied without a connection, so they never pass the
+// durable log's beforeSync and are never logged twice.
+//
+// serve.ts creates one with createRedisFanout() and passes its extension and
+// readiness check to createCollabServer().
+
+import { randomBytes } from 'node:crypto';
+import { Redis as RedisExtension } from '@hocuspocus/extension-redis';
+import {
+  OutgoingMessage,
+  type Document,
+  type Extension,
+  type afterLoadDocumentPayload,
+  type beforeBroadcastStatelessPayload,
+  type onAwarenessUpdatePayload,
+  type onChangePayload,
+} from '@hocuspocus/server';
+import { Redis as RedisClient, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { Counter, Gauge } from 'prom-client';
+import type { ReadinessCheck } from './index.js';
+import type { Metrics } from './metrics.js';
+
+export interface RedisFanoutOptions {
+  /** redis:// or rediss:// URL. */
+  url: string;
+  instanceId: string;
+  logger: Logger;
+  metrics: Metrics;
+  /** Channel namespace; instances that should see each other share it. */
+  prefix?: string;
+  /** Interval of the anti-entropy announcement of every loaded document; 0 turns it off. */
+  antiEntropyMs?: number;
+  /** Ceiling of the reconnect backoff. */
+  maxReconnectDelayMs?: number;
+}
+
+export interface RedisFanout {
+  extension: Extension;
+  readinessCheck: ReadinessCheck;
+  /** True while both the publishing and the subscribing connection are ready. */
+  linkUp(): boolean;
+  /** Stops the anti-entropy timer and disconnects from Redis. */
+  close(): Promise<void>;
+}
+
+const defaultPrefix = 'palimpsest';
+const defaultAntiEntropyMs = 30_000;
+const defaultMaxReconnectDelayMs = 1_000;
+
+export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
+  const { url, instanceId, logger } = options;
+  const prefix = options.prefix ?? defaultPrefix;
+  const maxReconnectDelayMs = options.maxReconnectDelayMs ?? defaultMaxReconnectDelayMs;
+  const log = logger.child({ component: 'redis' });
+  const linkMetrics = createLinkMetrics(options.metrics);
+
+  // Messages carry the sender's identifier so each instance can drop its own
+  // echoes. Two instances started with the same --instance-id must still hear
+  // each other, hence the random suffix; the extension encodes its length in
+  // one byte.
+  const identifier = `${instanceId.slice(0, 200)}#${randomBytes(4).toString('hex')}`;
+
+  // Both connections queue commands while disconnected and retry them for
+  // ever: the hooks below stop publishing while the link is down, so the
+  // queue only holds the few commands issued at the moment of a drop, and no
+  // hook ever fails because of an outage. Reconnects back off up to
+  // maxReconnectDelayMs, which also bounds how long a recovered Redis goes
+  // unnoticed.
+  const clientOptions: RedisOptions = {
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    autoResubscribe: true,
+    connectTimeout: 5_000,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelayMs) + Math.floor(Math.random() * 50),
+  };
+  const clients: RedisClient[] = [];
+  const link = new RedisLink(log, linkMetrics);
+  const extension = new ResilientRedisExtension({
+    identifier,
+    prefix,
+    createClient: () => {
+      const client = new RedisClient(url, { ...clientOptions, connectionName: `palimpsest:${identifier}` });
+      clients.push(client);
+      link.watch(client, clients.length === 1 ? 'publisher' : 'subscriber');
+      return client;
+    },
+  }, link, log, linkMetrics);
+  link.onRestored = () => extension.resync('link restored');
+
+  const antiEntropyMs = options.antiEntropyMs ?? defaultAntiEntropyMs;
+  const antiEntropy = antiEntropyMs > 0
+    ? setInterval(() => { if (link.up) void extension.announceAll(); }, antiEntropyMs).unref()
+    : null;
+
+  log.info({ identifier, prefix }, 'redis fan-out configured');
+  return {
+    extension,
+    linkUp: () => link.up,
+    readinessCheck: {
+      name: 'redis',
+      problem: () => (link.up ? null : link.describeProblem()),
+    },
+    async close() {
+      if (antiEntropy !== null) clearInterval(antiEntropy);
+      link.closing = true;
+      await extension.onDestroy();
+    },
+  };
+}
+
+type LinkMetrics = ReturnType<typeof createLinkMetrics>;
+
+function createLinkMetrics(metrics: Metrics) {
+  const registers = [metrics.registry];
+  return {
+    linkUp: new Gauge({ name: 'palimpsest_redis_link_up', help: '1 while both Redis connections are ready', registers }),
+    linkDrops: new Counter({ name: 'palimpsest_redis_link_drops_total', help: 'Times the Redis link went down', registers }),
+    resyncedDocuments: new Counter({
+      name: 'palimpsest_redis_resynced_documents_total',
+      help: 'Documents re-announced to the other instances, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+  };
+}
+
+/**
+ * Watches the two connections the extension opens (publisher, subscriber)
+ * and turns their states into one link state, logged once per transition.
+ */
+class RedisLink {
+  up = false;
+  closing = false;
+  onRestored: () => void = () => {};
+  private readonly connections = new Map<string, RedisClient>();
+  private downSince = Date.now();
+  private everUp = false;
+  private lastError: string | null = null;
+  private readonly downWaiters = new Set<() => void>();
+
+  constructor(private readonly log: Logger, private readonly metrics: LinkMetrics) {
+    metrics.linkUp.set(0);
+  }
+
+  watch(client: RedisClient, role: string): void {
+    this.connections.set(role, client);
+    const refresh = () => this.refresh();
+    client.on('ready', refresh);
+    client.on('close', refresh);
+    client.on('end', refresh);
+    client.on('reconnecting', refresh);
+    // Without a listener ioredis reports every failed reconnect attempt on
+    // the console; the transition lines below are the only ones worth logging.
+    client.on('error', (error: Error) => {
+      this.lastError = error.message;
+      this.log.debug({ role, err: error.message }, 'redis connection error');
+    });
+  }
+
+  /** Resolves when the link goes down (or is already down). */
+  whenDown(): Promise<void> {
+    if (!this.up) return Promise.resolve();
+    return new Promise((resolve) => this.downWaiters.add(resolve));
+  }
+
+  describeProblem(): string {
+    const since = new Date(this.downSince).toISOString();
+    return `redis ${this.everUp ? 'unreachable' : 'not connected yet'} since ${since}` +
+      (this.lastError === null ? '' : ` (${this.lastError})`);
+  }
+
+  private refresh(): void {
+    const up = this.connections.size === 2 && [...this.connections.values()].every((client) => client.status === 'ready');
+    if (up === this.up) return;
+    this.up = up;
+    this.metrics.linkUp.set(up ? 1 : 0);
+    if (up) {
+      const downMs = Date.now() - this.downSince;
+      if (this.everUp) this.log.info({ downMs }, 'redis link restored');
+      else this.log.info({ waitedMs: downMs }, 'redis link established');
+      this.everUp = true;
+      this.lastError = null;
+      this.onRestored();
+      return;
+    }
+    this.downSince = Date.now();
+    for (const resolve of this.downWaiters) resolve();
+    this.downWaiters.clear();
+    if (this.closing) return;
+    this.metrics.linkDrops.inc();
+    this.log.warn({ err: this.lastError, meanwhile: 'serving and acknowledging from the log alone' }, 'redis link lost');
+  }
+}
+
+type ExtensionConfiguration = ConstructorParameters<typeof RedisExtension>[0];
+
+/**
+ * The stock extension, made to stand aside while Redis is unreachable and to
+ * re-announce every loaded document when it returns.
+ */
+class ResilientRedisExtension extends RedisExtension {
+  constructor(
+    configuration: ExtensionConfiguration,
+    private readonly link: RedisLink,
+    private readonly log: Logger,
+    private readonly linkMetrics: LinkMetrics,
+  ) {
+    super(configuration);
+    // A SyncStep1/reply handler that throws (say, for a document torn down
+    // mid-message) must not become an unhandled rejection.
+    this.sub.removeAllListeners('messageBuffer');
+    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      (this.handleIncomingMessageSafely(channel, message)).catch((error: Error) => {
+        this.log.warn({ err: error.message }, 'message from another instance could not be applied');
+      });
+    });
+  }
+
+  private handleIncomingMessageSafely(channel: Buffer, message: Buffer): Promise<void> {
+    // handleIncomingMessage is private in the extension's types; it is the
+    // handler the constructor registered and we re-registered above.
+    const handler = (this as unknown as { handleIncomingMessage: (c: Buffer, m: Buffer) => Promise<void> }).handleIncomingMessage;
+    return handler(channel, message);
+  }
+
+  /**
+   * While the link is up: subscribe and fetch the peers' in-memory state as
+   * the stock extension does (bounded by its awaitInitialSyncTimeout). While
+   * it is down: the document is served from the log alone; resync() subscribes
+   * it when the link returns. A drop in the middle of the load does not hold
+   * the load up either.
+   */
+  override async afterLoadDocument(payload: afterLoadDocumentPayload): Promise<void> {
+    if (!this.link.up) {
+      this.log.debug({ doc: payload.documentName }, 'document loaded while redis is down; it joins the fan-out when the link returns');
+      return;
+    }
+    const load = super.afterLoadDocument(payload);
+    load.catch((error: Error) => this.log.warn({ doc: payload.documentName, err: error.message }, 'redis subscription on load failed'));
+    await Promise.race([load, this.link.whenDown()]);
+  }
+
+  // Publishing while the link is down would only queue stale state vectors;
+  // what changes meanwhile is announced by resync() when the link returns.
+  override async onChange(data: onChangePayload): Promise<void> {
+    if (this.link.up) await super.onChange(data);
+  }
+
+  override async onAwarenessUpdate(data: onAwarenessUpdatePayload): Promise<void> {
+    if (this.link.up) await super.onAwarenessUpdate(data);
+  }
+
+  /** Resolves to the number of instances that received the payload (0 while the link is down). */
+  override async beforeBroadcastStateless(data: beforeBroadcastStatelessPayload): Promise<number> {
+    if (!this.link.up) return 0;
+    const receivers = await Promise.race([super.beforeBroadcastStateless(data), this.link.whenDown()]);
+    return receivers ?? 0;
+  }
+
+  /**
+   * The stock hook takes a Redlock lock so that only one instance stores a
+   * document. Nothing here stores whole documents: every update was appended
+   * to the log by the instance that received it, in beforeSync. The lock
+   * would cost two Redis round trips per debounce period and protect nothing.
+   * (Keep it if an extension that stores whole states is ever added.)
+   */
+  override async onStoreDocument(): Promise<void> {}
+
+  /**
+   * Subscribes every loaded document again (ioredis re-subscribes what it
+   * knew; documents loaded during the outage are new to it) and announces it.
+   * Runs once both connections are ready again. Peers subscribed before our
+   * announcement answer it; a peer whose link returned after ours announces
+   * in turn, so at least one side of every pair hears the other, and one
+   * heard SyncStep1 is a full two-way exchange (step 2 back plus a step 1
+   * that we answer).
+   */
+  async resync(reason: string): Promise<void> {
+    // The link can come up before Hocuspocus has configured its extensions.
+    if (this.instance === undefined) return;
+    const documents = [...this.instance.documents.values()];
+    try {
+      const channels = [this.replyChannel(), ...documents.map((document) => this.documentChannel(document.name))];
+      await Promise.race([this.sub.subscribe(...channels), this.link.whenDown()]);
+      if (!this.link.up) return;
+      await this.announceAll(reason, documents);
+      if (documents.length > 0) this.log.info({ documents: documents.length, reason }, 'documents re-announced to the other instances');
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message, reason }, 'resync after the redis link returned failed; the anti-entropy pass retries');
+    }
+  }
+
+  /**
+   * Publishes each document's state vector (peers answer with what we lack
+   * and ask for what they lack), a query for the peers' awareness, and our
+   * own clients' awareness.
+   */
+  async announceAll(reason = 'anti-entropy', documents: Document[] = [...(this.instance?.documents.values() ?? [])]): Promise<void> {
+    const publishes: Array<Promise<unknown>> = [];
+    for (const document of documents) {
+      if (document.isLoading) continue;
+      const channel = this.documentChannel(document.name);
+      const syncStep1 = new OutgoingMessage(document.name).createSyncMessage().writeFirstSyncStepFor(document);
+      publishes.push(this.pub.publish(channel, this.frame(syncStep1)));
+      publishes.push(this.pub.publish(channel, this.frame(new OutgoingMessage(document.name).writeQueryAwareness())));
+      // Same guard as the extension: encoding awareness of a document nobody
+      // is connected to throws (hocuspocus#1027).
+      if (document.getConnectionsCount() > 0 && document.awareness.getStates().size > 0) {
+        const awareness = new OutgoingMessage(document.name).createAwarenessUpdateMessage(document.awareness);
+        publishes.push(this.pub.publish(channel, this.frame(awareness)));
+      }
+    }
+    this.linkMetrics.resyncedDocuments.inc({ reason: reason === 'anti-entropy' ? 'anti-entropy' : 'link-restored' }, documents.length);
+    await Promise.race([Promise.all(publishes), this.link.whenDown()]);
+  }
+
+  // The extension's own key helpers are private; these follow its layout
+  // (`<prefix>:<document>` and `<prefix>#reply:<identifier>`).
+  private documentChannel(documentName: string): string {
+    return `${this.configuration.prefix}:${documentName}`;
+  }
+
+  private replyChannel(): string {
+    return `${this.configuration.prefix}#reply:${this.configuration.identifier}`;
+  }
+
+  private frame(message: OutgoingMessage): Buffer {
+    return Buffer.concat([this.messagePrefix, Buffer.from(message.toUint8Array())]);
+  }
+}
