@@ -46,12 +46,15 @@ export const test = base.extend<Fixtures>({
   },
 
   launchServer: async ({ dataFile }, use, testInfo) => {
-    const started: ServerProcess[] = [];
-    await use(async (options = {}) => {
-      const server = await startServer({ dataFile, ...options });
-      started.push(server);
+    const starting: Array<Promise<ServerProcess>> = [];
+    await use((options = {}) => {
+      const server = startServer({ dataFile, ...options });
+      starting.push(server);
       return server;
     });
+    // Includes servers still starting when the test failed (e.g. a sibling did not start).
+    const started = (await Promise.allSettled(starting))
+      .flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
     // SIGTERM first, so the SQLite file is whole if it is attached below.
     await Promise.all(started.map((server) => server.stopWithin(5_000)));
     if (testInfo.status !== testInfo.expectedStatus) {
