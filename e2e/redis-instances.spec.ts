@@ -8,9 +8,11 @@ import { paragraphsFromHistory } from './support/server-log.js';
 test('people on two instances sharing Redis see the same text and each other', async ({ launchServer, dataFile, docName, openPeer }) => {
   const redis = await startRedis();
   try {
-    // One after the other: the first creates the schema of the fresh SQLite file.
-    const east = await launchServer({ redis: redis.url, instanceId: 'east' });
-    const west = await launchServer({ redis: redis.url, instanceId: 'west' });
+    // Started together on a fresh SQLite file, as a deployment would.
+    const [east, west] = await Promise.all([
+      launchServer({ redis: redis.url, instanceId: 'east' }),
+      launchServer({ redis: redis.url, instanceId: 'west' }),
+    ]);
     const [ada, bob] = await Promise.all([
       openPeer(demoUrl(east, docName, 'Ada')),
       openPeer(demoUrl(west, docName, 'Bob')),
