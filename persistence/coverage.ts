@@ -84,12 +84,12 @@ export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
  */
 export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8Array | null {
   let newStructs = false;
+  let someStructsCovered = false;
   for (const [client, ranges] of update.structs) {
     const covered = coverage.sv.get(client) ?? 0;
-    if (ranges.some(([, end]) => end > covered)) {
-      newStructs = true;
-      break;
-    }
+    // Ranges are sorted: the first one says whether any is covered, the last whether any is new.
+    if (ranges[0][0] < covered) someStructsCovered = true;
+    if (ranges[ranges.length - 1][1] > covered) newStructs = true;
   }
   const newDs = subtractRanges(update.ds, coverage.ds);
   if (!newStructs && newDs.size === 0) return null;
@@ -97,8 +97,11 @@ export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8A
   const sameDs = newDs.size === update.ds.size &&
     [...update.ds].every(([client, ranges]) => equalRanges(ranges, newDs.get(client)));
   if (!newStructs) return encodeDeleteOnlyUpdate(newDs);
+  // The common case (a fresh keystroke): nothing of it is logged yet, so the
+  // update is logged as the client sent it, without re-encoding it.
+  if (!someStructsCovered && sameDs) return update.bytes;
 
-  const trimmed = Y.diffUpdate(update.bytes, Y.encodeStateVector(coverage.sv));
+  const trimmed = someStructsCovered ? Y.diffUpdate(update.bytes, Y.encodeStateVector(coverage.sv)) : update.bytes;
   if (sameDs) return trimmed;
   // diffUpdate keeps the whole delete set; replace it by the new part when the
   // tail of the trimmed update is exactly the delete set we decoded.
@@ -255,8 +258,10 @@ function subtractRanges(a: Map<number, Ranges>, b: Map<number, Ranges>): Map<num
     const left: Ranges = [];
     for (const [start, end] of ranges) {
       let cursor = start;
-      for (const [ms, me] of minus) {
-        if (me <= cursor) continue;
+      // A long-lived document has many deleted ranges per client: skip to the
+      // first that can overlap instead of walking all of them.
+      for (let i = firstEndingAfter(minus, cursor); i < minus.length; i++) {
+        const [ms, me] = minus[i];
         if (ms >= end) break;
         if (ms > cursor) left.push([cursor, ms]);
         cursor = Math.max(cursor, me);
@@ -267,6 +272,18 @@ function subtractRanges(a: Map<number, Ranges>, b: Map<number, Ranges>): Map<num
     if (left.length > 0) result.set(client, left);
   }
   return result;
+}
+
+/** Index of the first range whose end is past `clock` (ranges sorted, non-overlapping). */
+function firstEndingAfter(ranges: Ranges, clock: number): number {
+  let low = 0;
+  let high = ranges.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (ranges[middle][1] <= clock) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 function equalRanges(a: Ranges, b: Ranges | undefined): boolean {

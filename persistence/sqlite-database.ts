@@ -27,6 +27,8 @@ export interface OpenOptions {
 }
 
 export interface Statements {
+  /** Changes whenever another connection commits (see the SQLite docs of PRAGMA data_version). */
+  dataVersion: Statement<[], number>;
   insertDocument: Statement<[string, number]>;
   documentByName: Statement<[string], { id: number; last_seq: number } | undefined>;
   setLastSeq: Statement<[number, number]>;
@@ -82,6 +84,7 @@ export function openDatabase(options: OpenOptions): OpenDatabase {
 
 function prepareStatements(db: SqliteDatabase): Statements {
   return {
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
     insertDocument: db.prepare('INSERT OR IGNORE INTO documents (name, created_at) VALUES (?, ?)'),
     documentByName: db.prepare('SELECT id, last_seq FROM documents WHERE name = ?'),
     setLastSeq: db.prepare('UPDATE documents SET last_seq = ? WHERE id = ?'),

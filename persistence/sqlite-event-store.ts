@@ -1,6 +1,7 @@
 // The EventStore on one SQLite file (better-sqlite3). Several processes on one
-// host may share the file: every append re-reads what other processes logged
-// since, inside its write transaction, so each update is logged once.
+// host may share the file: inside its write transaction, every batch reads
+// PRAGMA data_version, and where another connection has committed since, reads
+// what other processes logged, so each update is logged once.
 //
 // Appends are grouped: every append that arrives in one event-loop turn is
 // written by one IMMEDIATE transaction (one fsync), and each caller's promise
@@ -11,7 +12,7 @@ import * as Y from 'yjs';
 import { compactDocument, type RetentionPolicy } from './compaction.js';
 import type { CompactionWorkerData } from './compaction-worker.js';
 import {
-  cloneCoverage, decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
+  decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
   uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
 } from './coverage.js';
 import { StoreError } from './errors.js';
@@ -47,13 +48,24 @@ interface PendingAppend {
   reject: (error: Error) => void;
 }
 
-/** What this process knows about a document's log; refreshed from the file inside each write. */
+/**
+ * What this process knows about a document's log. Trusted inside a write
+ * while the file's data_version is still `checkedAt` (no other connection has
+ * committed since); otherwise checked against the document row first.
+ */
 interface LogCursor {
   docId: number;
   lastSeq: number;
   coverage: Coverage;
   entriesSinceSnapshot: number;
   bytesSinceSnapshot: number;
+  checkedAt: number;
+}
+
+/** A document touched by the batch being written, and its last seq before the batch. */
+interface BatchCursor {
+  cursor: LogCursor;
+  seqBefore: number;
 }
 
 const CURSOR_CACHE_LIMIT = 2048;
@@ -70,6 +82,7 @@ export class SqliteEventStore implements EventStore {
   private flushScheduled = false;
   private closed = false;
   private lastWriteFailed = false;
+  private readonly writeBatch: (batch: PendingAppend[], touched: Map<string, BatchCursor>) => AppendResult[];
   private worker: Worker | null = null;
   private readonly compactionQueue = new Set<string>();
   private compactionRunning: string | null = null;
@@ -90,6 +103,8 @@ export class SqliteEventStore implements EventStore {
     this.open = openDatabase({
       path: options.path, synchronous: this.options.synchronous, readonly: this.options.readonly, busyTimeoutMs: this.options.busyTimeoutMs,
     });
+    const write = this.open.db.transaction((batch: PendingAppend[], touched: Map<string, BatchCursor>) => this.writeInTransaction(batch, touched));
+    this.writeBatch = (batch, touched) => write.immediate(batch, touched);
   }
 
   get path(): string {
@@ -123,22 +138,24 @@ export class SqliteEventStore implements EventStore {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    // Work on copies so a failed transaction leaves the cached cursors as the file is.
-    const touched = new Map<string, LogCursor>();
+    const touched = new Map<string, BatchCursor>();
     let results: AppendResult[];
     try {
-      results = this.open.db.transaction(() => batch.map((item) => this.appendOne(item, touched))).immediate();
+      results = this.writeBatch(batch, touched);
     } catch (error) {
+      // The cursors of touched documents were advanced in place: forget them,
+      // so the next write rebuilds them from the file as it is.
+      for (const doc of touched.keys()) this.cursors.delete(doc);
       this.lastWriteFailed = true;
       const failure = new StoreError('STORE_WRITE_FAILED', `could not write to ${this.open.path}: ${reason(error)}`, { cause: error });
       for (const item of batch) item.reject(failure);
       return;
     }
     this.lastWriteFailed = false;
-    for (const [doc, cursor] of touched) this.remember(doc, cursor);
+    for (const [doc, { cursor }] of touched) this.remember(doc, cursor);
     batch.forEach((item, i) => item.resolve(results[i]));
-    for (const [doc, cursor] of touched) {
-      const { compactAfterEntries, compactAfterBytes } = this.options;
+    const { compactAfterEntries, compactAfterBytes } = this.options;
+    for (const [doc, { cursor }] of touched) {
       if ((compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
           (compactAfterBytes > 0 && cursor.bytesSinceSnapshot >= compactAfterBytes)) {
         this.scheduleCompaction(doc);
@@ -146,15 +163,33 @@ export class SqliteEventStore implements EventStore {
     }
   }
 
-  private appendOne(item: PendingAppend, touched: Map<string, LogCursor>): AppendResult {
-    const cursor = touched.get(item.doc) ?? this.cursorForWrite(item.doc);
-    touched.set(item.doc, cursor);
+  /** The body of the batch's IMMEDIATE transaction: no other connection can write meanwhile. */
+  private writeInTransaction(batch: PendingAppend[], touched: Map<string, BatchCursor>): AppendResult[] {
+    const { statements } = this.open;
+    // Changes only when another connection (another process, the compaction
+    // worker) has committed since this connection last looked.
+    const dataVersion = statements.dataVersion.get() as number;
+    const results = batch.map((item) => {
+      let entry = touched.get(item.doc);
+      if (entry === undefined) {
+        const cursor = this.cursorForWrite(item.doc, dataVersion);
+        entry = { cursor, seqBefore: cursor.lastSeq };
+        touched.set(item.doc, entry);
+      }
+      return this.appendOne(item, entry.cursor);
+    });
+    for (const { cursor, seqBefore } of touched.values()) {
+      if (cursor.lastSeq !== seqBefore) statements.setLastSeq.run(cursor.lastSeq, cursor.docId);
+    }
+    return results;
+  }
+
+  private appendOne(item: PendingAppend, cursor: LogCursor): AppendResult {
     const part = uncoveredPart(cursor.coverage, item.update);
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
     this.open.statements.insertUpdate.run(
       cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part);
-    this.open.statements.setLastSeq.run(seq, cursor.docId);
     cursor.lastSeq = seq;
     foldInto(cursor.coverage, item.update);
     cursor.entriesSinceSnapshot += 1;
@@ -162,38 +197,53 @@ export class SqliteEventStore implements EventStore {
     return { seq, size: part.length };
   }
 
-  /** A private copy of the document's cursor, brought up to date with the file. Runs inside the write transaction. */
-  private cursorForWrite(doc: string): LogCursor {
+  /**
+   * The document's cursor, brought up to date with the file; runs inside the
+   * write transaction. The cached cursor is returned as is when no other
+   * connection has committed since it was last checked; else only its row is
+   * read, and the log only when another process appended to this document.
+   */
+  private cursorForWrite(doc: string, dataVersion: number): LogCursor {
     const { statements } = this.open;
+    const cached = this.cursors.get(doc);
+    if (cached !== undefined && cached.checkedAt === dataVersion) return cached;
+    // Out of the cache while it is brought up to date: should anything below
+    // throw, the next write starts again from the file.
+    this.cursors.delete(doc);
     let row = statements.documentByName.get(doc);
     if (row === undefined) {
       statements.insertDocument.run(doc, Date.now());
       row = statements.documentByName.get(doc);
       if (row === undefined) throw new Error(`document row for ${doc} missing after insert`);
     }
-    const cached = this.cursors.get(doc);
     if (cached !== undefined && cached.docId === row.id && cached.lastSeq <= row.last_seq) {
-      const cursor = { ...cached, coverage: cloneCoverage(cached.coverage) };
-      // Entries other processes appended since we last looked.
-      for (const entry of statements.updatesAfter.iterate(row.id, cached.lastSeq)) {
-        foldInto(cursor.coverage, decodeUpdate(entry.update_bytes));
-        cursor.lastSeq = entry.seq;
-        cursor.entriesSinceSnapshot += 1;
-        cursor.bytesSinceSnapshot += entry.update_bytes.length;
+      // Entries other processes appended since we last looked. A gap means a
+      // compaction pruned some of them (retention 'snapshot'): rebuild instead.
+      if (cached.lastSeq < row.last_seq) {
+        for (const entry of statements.updatesAfter.iterate(row.id, cached.lastSeq)) {
+          if (entry.seq !== cached.lastSeq + 1) break;
+          foldInto(cached.coverage, decodeUpdate(entry.update_bytes));
+          cached.lastSeq = entry.seq;
+          cached.entriesSinceSnapshot += 1;
+          cached.bytesSinceSnapshot += entry.update_bytes.length;
+        }
       }
-      if (cursor.lastSeq === row.last_seq) return cursor;
+      if (cached.lastSeq === row.last_seq) {
+        cached.checkedAt = dataVersion;
+        return cached;
+      }
     }
-    return this.buildCursor(row.id, row.last_seq);
+    return this.buildCursor(row.id, row.last_seq, dataVersion);
   }
 
   /** Coverage from the latest snapshot plus every entry after it. */
-  private buildCursor(docId: number, lastSeq: number): LogCursor {
+  private buildCursor(docId: number, lastSeq: number, dataVersion: number): LogCursor {
     const { statements } = this.open;
     const snapshot = statements.latestSnapshotAtOrBefore.get(docId, lastSeq);
     const cursor: LogCursor = {
       docId, lastSeq: snapshot?.seq ?? 0,
       coverage: snapshot === undefined ? emptyCoverage() : decodeCoverage(snapshot.coverage),
-      entriesSinceSnapshot: 0, bytesSinceSnapshot: 0,
+      entriesSinceSnapshot: 0, bytesSinceSnapshot: 0, checkedAt: dataVersion,
     };
     for (const entry of statements.updatesAfter.iterate(docId, cursor.lastSeq)) {
       foldInto(cursor.coverage, decodeUpdate(entry.update_bytes));

@@ -1,0 +1,138 @@
+// The fast paths of the SQLite append: cached cursors trusted only while no
+// other connection has committed, fresh updates logged as sent, delete sets
+// trimmed against many logged ranges. Each test checks the guarantee the fast
+// path must keep, against real SQLite files.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import Database from 'better-sqlite3';
+import * as prng from 'lib0/prng';
+import * as Y from 'yjs';
+import { openEventStore, StoreError } from '../persistence/index.js';
+import { tempDir } from './helpers/temp.js';
+
+const meta = { instanceId: 'test', user: null };
+
+function openStore(t: TestContext, path: string, options: { retention?: 'all' | 'snapshot' } = {}) {
+  const store = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0, retention: options.retention });
+  t.after(() => store.close());
+  return store;
+}
+
+function editor() {
+  const doc = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  doc.on('update', (update: Uint8Array) => updates.push(update));
+  return { doc, text: doc.getText('text'), updates };
+}
+
+function textOf(update: Uint8Array): string {
+  const doc = new Y.Doc();
+  Y.applyUpdate(doc, update);
+  return doc.getText('text').toString();
+}
+
+test('two handles appending to one file in turn, while a third compacts, log every update once in a gap-free log', async (t) => {
+  const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
+  t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
+  const rng = prng.create(seed);
+  const path = join(tempDir(t), 'store.db');
+  const handles = [openStore(t, path), openStore(t, path)];
+  const compactor = openStore(t, path, { retention: 'snapshot' });
+  const docs = ['doc-a', 'doc-b'];
+  const editors = docs.map(() => [editor(), editor(), editor()]);
+  const sent: Uint8Array[][] = [[], []];
+  for (let round = 0; round < 300; round++) {
+    const d = prng.uint32(rng, 0, docs.length - 1);
+    const e = editors[d][prng.uint32(rng, 0, editors[d].length - 1)];
+    if (e.text.length > 3 && prng.bool(rng)) e.text.delete(prng.uint32(rng, 0, e.text.length - 2), 1);
+    else e.text.insert(prng.uint32(rng, 0, e.text.length), prng.word(rng, 1, 3));
+    const update = e.updates[e.updates.length - 1];
+    sent[d].push(update);
+    // The update reaches one handle, and its resend (a lost ack) maybe the other, in the same turn or later.
+    const first = handles[prng.uint32(rng, 0, 1)];
+    const pending = [first.append(docs[d], update, meta)];
+    if (prng.uint32(rng, 0, 3) === 0) pending.push(handles[prng.uint32(rng, 0, 1)].append(docs[d], update, meta));
+    await Promise.all(pending);
+    if (prng.uint32(rng, 0, 40) === 0) await compactor.compact(docs[d]);
+  }
+  for (const [d, doc] of docs.entries()) {
+    const info = await compactor.info(doc);
+    // Each editor edits its own Y.Doc of one document, so each sent update is new to that document's log.
+    assert.equal(info?.seq, sent[d].length, `seed ${seed}`);
+    const retained = (await compactor.entries(doc)).map((entry) => entry.seq);
+    const firstRetained = info?.firstRetainedSeq ?? sent[d].length + 1;
+    assert.deepEqual(retained, Array.from({ length: sent[d].length - firstRetained + 1 }, (_, i) => firstRetained + i), `seed ${seed}`);
+    const expected = new Y.Doc();
+    for (const update of sent[d]) Y.applyUpdate(expected, update);
+    assert.equal(textOf((await handles[0].stateAt(doc)).update), expected.getText('text').toString(), `seed ${seed}`);
+    // Every resend now adds nothing, whichever handle gets it.
+    for (const handle of handles) assert.equal((await handle.append(doc, Y.encodeStateAsUpdate(expected), meta)).seq, null);
+  }
+  assert.deepEqual((await compactor.verify()).problems, []);
+});
+
+test('a write that fails part-way through a batch rejects all of its appends, and the next write continues from the file', async (t) => {
+  const path = join(tempDir(t), 'store.db');
+  const store = openStore(t, path);
+  const a = editor();
+  a.text.insert(0, 'one');
+  a.text.insert(3, ' two');
+  a.text.insert(7, ' three');
+  assert.equal((await store.append('doc', a.updates[0], meta)).seq, 1);
+  // Another connection makes the second insert of the next batch fail, after the first has been written.
+  const other = new Database(path);
+  t.after(() => other.close());
+  other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON updates WHEN NEW.instance_id = 'refused'
+              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`);
+  const batch = [
+    store.append('doc', a.updates[1], meta),
+    store.append('doc', a.updates[2], { instanceId: 'refused', user: null }),
+  ];
+  for (const append of batch) {
+    await assert.rejects(append, (error: StoreError) => error.code === 'STORE_WRITE_FAILED');
+  }
+  assert.deepEqual((await store.entries('doc')).map((e) => e.seq), [1]);
+  // Resent with no other commit in between (the trigger stays): nothing of the failed batch counts as logged.
+  assert.equal((await store.append('doc', a.updates[1], meta)).seq, 2);
+  assert.equal((await store.append('doc', a.updates[2], meta)).seq, 3);
+  other.exec('DROP TRIGGER refuse');
+  assert.equal(textOf((await store.stateAt('doc')).update), 'one two three');
+  assert.deepEqual((await store.verify()).problems, []);
+});
+
+test('an update nothing of which is logged yet is logged byte for byte as the client sent it', async (t) => {
+  const store = openStore(t, join(tempDir(t), 'store.db'));
+  const a = editor();
+  a.text.insert(0, 'hello');
+  a.text.insert(5, ' world');
+  a.text.delete(0, 1);
+  for (const update of a.updates) await store.append('doc', update, meta);
+  assert.deepEqual((await store.entries('doc')).map((e) => Array.from(e.update)), a.updates.map((u) => Array.from(u)));
+});
+
+test('with many deleted ranges logged, a delete spanning several of them logs only the ranges not yet deleted', async (t) => {
+  const store = openStore(t, join(tempDir(t), 'store.db'));
+  const a = editor();
+  a.text.insert(0, 'x'.repeat(1000));
+  // Every fourth character deleted, one delete per update: 250 separate ranges in the logged delete set.
+  for (let i = 249; i >= 0; i--) a.text.delete(i * 4, 1);
+  for (const update of a.updates) await store.append('doc', update, meta);
+  const logged = (await store.entries('doc')).length;
+  assert.equal(logged, 251);
+  // Another editor that has the text, deletes a stretch covering old deletions and new characters.
+  const b = editor();
+  Y.applyUpdate(b.doc, Y.encodeStateAsUpdate(a.doc));
+  b.updates.length = 0;
+  b.text.delete(300, 60);
+  const result = await store.append('doc', b.updates[0], meta);
+  assert.equal(result.seq, 252);
+  Y.applyUpdate(a.doc, b.updates[0]);
+  assert.equal(textOf((await store.stateAt('doc')).update), a.text.toString());
+  // Resending any of the single deletes, or b's, adds nothing.
+  for (const update of [a.updates[1], a.updates[125], a.updates[250], b.updates[0]]) {
+    assert.equal((await store.append('doc', update, meta)).seq, null);
+  }
+  assert.equal((await store.entries('doc')).length, 252);
+});
