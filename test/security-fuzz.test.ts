@@ -27,7 +27,7 @@ import { tempDir } from './helpers/temp.js';
 import { hs256Token, TEST_SECRET } from './helpers/tokens.js';
 import { waitFor } from './helpers/wait.js';
 
-const TARGET_FRAMES = 100_000;
+const TARGET_FRAMES = Number(process.env.FUZZ_FRAMES ?? 100_000);
 const WORKERS = 8;
 const BATCH = 40;
 const MUTATION_RATE = 0.3;
@@ -127,7 +127,7 @@ test('a seeded mutation fuzzer over 100,000 frames leaves the server up, honest 
   const gen = prng.create(seed);
   const dir = tempDir(t);
   const data = join(dir, 'fuzz.db');
-  const server = await startServerProcess(t, ['--data', data, '--jwt-secret', TEST_SECRET, '--log-level', 'error',
+  const server = await startServerProcess(t, ['--data', data, '--jwt-secret', TEST_SECRET,
     // Rate limiting would end most fuzz connections before their frames are parsed.
     '--max-messages-per-second', '0', '--max-connections-per-address', '0', '--max-message-bytes', '262144', '--auth-timeout-ms', '2000']);
   const pid = server.child.pid!;
@@ -177,6 +177,7 @@ test('a seeded mutation fuzzer over 100,000 frames leaves the server up, honest 
     decoding.readVarString(decoder);
     return decoding.readVarUint(decoder);
   }));
+  console.log(`security-fuzz: recorded ${hocuspocusCorpus.length} + ${yCorpus.length} frames`);
   t.diagnostic(`recorded ${hocuspocusCorpus.length} Hocuspocus frames (types ${[...corpusTypes].sort().join(',')}) and ${yCorpus.length} y-websocket frames`);
   // The provider's Close frame (type 7) is sent on destroy; add one by hand if the socket was gone first.
   hocuspocusCorpus.push(frameOf.queryAwareness('fuzz-rw/record'));
@@ -246,7 +247,10 @@ test('a seeded mutation fuzzer over 100,000 frames leaves the server up, honest 
   }
   const started = performance.now();
   const editsBefore = honestEdits;
+  const progress = setInterval(() => console.log(`security-fuzz: ${sent} frames, ${connections} connections, ${JSON.stringify(Object.fromEntries(closeCodes))}`), 5000);
+  t.after(() => clearInterval(progress));
   await Promise.all(Array.from({ length: WORKERS }, (_, i) => worker(i)));
+  clearInterval(progress);
   const seconds = (performance.now() - started) / 1000;
   const editsDuring = honestEdits - editsBefore;
   t.diagnostic(`sent ${sent} frames over ${connections} connections in ${seconds.toFixed(1)} s; close codes ${JSON.stringify(Object.fromEntries(closeCodes))}`);
