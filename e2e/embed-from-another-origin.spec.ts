@@ -9,7 +9,6 @@ import { serveFolder } from './support/static-site.js';
 import { rmSync } from 'node:fs';
 
 test('a page on another site loads the library from /lib/ and two people write together', async ({ server, dataFile, docName, openPeer }) => {
-  test.fail(true, '/lib/ is served without Access-Control-Allow-Origin, so Chromium blocks the module script of a page on another origin');
   const pages = writeProductPages(server.http, server.ws, docName);
   const site = await serveFolder(pages.dir);
   try {

@@ -497,6 +497,8 @@ export class SqliteEventStore implements EventStore {
       const worker = this.worker;
       this.worker = null;
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      // Keep the process alive until the worker has closed its connection.
+      worker.ref();
       worker.postMessage({ close: true });
       await exited;
     }

@@ -77,7 +77,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     ...(options.readinessChecks ?? []),
   ];
   const staticMounts: StaticMount[] = config.staticDir === null ? [] : [
-    { prefix: '/lib/', dir: `${config.staticDir}-lib` },
+    { prefix: '/lib/', dir: `${config.staticDir}-lib`, crossOrigin: true },
     { prefix: '/', dir: config.staticDir, index: 'index.html' },
   ];
   const apiOptions: ApiOptions = {

@@ -28,6 +28,8 @@ export interface StaticMount {
   dir: string;
   /** File served for the bare prefix. */
   index?: string;
+  /** Let pages of any origin load these files (the embeddable library). */
+  crossOrigin?: boolean;
 }
 
 /** Serves the request from one of `mounts`; resolves false when no file matches. */
@@ -54,6 +56,7 @@ export async function serveStatic(request: IncomingMessage, response: ServerResp
       // Vite names assets by content hash; everything else must revalidate.
       'cache-control': relative.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
       'x-content-type-options': 'nosniff',
+      ...(mount.crossOrigin === true ? { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' } : {}),
     });
     if (request.method === 'HEAD') {
       response.end();

@@ -46,7 +46,18 @@ export function hocuspocusClient(
     kind: 'hocuspocus' as const, doc, documentName, provider,
     settled: () => provider.isSynced && provider.unsyncedChanges === 0 && socket.status === 'connected',
     describe: () => `status=${socket.status} synced=${provider.isSynced} unsynced=${provider.unsyncedChanges}`,
-    connect: () => { void socket.connect(); },
+    // The provider ignores connect() until a closing socket has closed.
+    connect: () => {
+      if (socket.status === 'connected' && !socket.shouldConnect) {
+        const reconnect = () => {
+          socket.off('disconnect', reconnect);
+          void socket.connect();
+        };
+        socket.on('disconnect', reconnect);
+      } else {
+        void socket.connect();
+      }
+    },
     disconnect: () => socket.disconnect(),
     destroy: () => {
       provider.destroy();
@@ -84,7 +95,9 @@ export function yWebsocketClient(
 }
 
 export async function waitSettled(clients: TestClient[], timeoutMs = 20_000): Promise<void> {
-  await waitFor(() => clients.every((c) => c.settled()), { timeoutMs, message: 'clients settled' });
+  await waitFor(() => clients.every((c) => c.settled()), { timeoutMs, message: 'clients settled' }).catch((error: Error) => {
+    throw new Error(`${error.message}: ${clients.map((c) => `${c.kind}(${c.documentName}) ${c.describe()}`).join('; ')}`);
+  });
 }
 
 /** Waits until every doc has the same state vector and content. */
