@@ -192,9 +192,9 @@ function helpText(name: string | null): string {
   for (const [flag, spec] of Object.entries(command.flags)) {
     const extra = [spec.env !== undefined ? `env ${spec.env}` : null, spec.default !== undefined ? `default ${spec.default}` : null]
       .filter((x) => x !== null).join(', ');
-    lines.push(`  --${flag.padEnd(24)} ${spec.help}${extra === '' ? '' : ` (${extra})`}`);
+    lines.push(`  --${flag.padEnd(30)} ${spec.help}${extra === '' ? '' : ` (${extra})`}`);
   }
-  lines.push(`  --${'help'.padEnd(24)} Show this help`);
+  lines.push(`  --${'help'.padEnd(30)} Show this help`);
   return lines.join('\n');
 }
 
