@@ -10,6 +10,7 @@
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
+import type { AlreadyDeleted } from './event-store.js';
 
 /** Half-open clock ranges [start, end), sorted, merged, non-overlapping. */
 type Ranges = Array<[number, number]>;
@@ -82,7 +83,7 @@ export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
  * Returns the part of `update` the log does not hold yet, or null when it
  * holds all of it. The result is itself a valid Yjs update.
  */
-export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8Array | null {
+export function uncoveredPart(coverage: Coverage, update: DecodedUpdate, alreadyDeleted?: AlreadyDeleted): Uint8Array | null {
   let newStructs = false;
   let someStructsCovered = false;
   for (const [client, ranges] of update.structs) {
@@ -92,6 +93,7 @@ export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8A
     if (ranges[ranges.length - 1][1] > covered) newStructs = true;
   }
   const newDs = subtractRanges(update.ds, coverage.ds);
+  if (alreadyDeleted !== undefined) dropAlreadyDeleted(newDs, alreadyDeleted);
   if (!newStructs && newDs.size === 0) return null;
 
   const sameDs = newDs.size === update.ds.size &&
@@ -113,6 +115,14 @@ export function uncoveredPart(coverage: Coverage, update: DecodedUpdate): Uint8A
   result.set(structSection, 0);
   result.set(dsSection, structSection.length);
   return result;
+}
+
+function dropAlreadyDeleted(ds: Map<number, Ranges>, alreadyDeleted: AlreadyDeleted): void {
+  for (const [client, ranges] of ds) {
+    const left = ranges.filter(([start, end]) => !alreadyDeleted(client, start, end));
+    if (left.length === 0) ds.delete(client);
+    else ds.set(client, left);
+  }
 }
 
 /** Folds an update that is now in the log into the coverage (mutates it). */

@@ -10,6 +10,19 @@ export interface AppendMeta {
   user: string | null;
 }
 
+/**
+ * Says whether the clock range [start, end) of a Yjs client is already
+ * deleted in a copy of the document that holds only logged updates (the
+ * server's live document). Such deletions need no entry: they either came in
+ * logged updates or follow from logged structs (Yjs deletes the losing value
+ * of two concurrent Y.Map sets locally, without a delete set entry).
+ */
+export type AlreadyDeleted = (client: number, start: number, end: number) => boolean;
+
+export interface AppendOptions {
+  alreadyDeleted?: AlreadyDeleted;
+}
+
 export interface AppendResult {
   /** The seq the entry got, or null when the log already held all of it. */
   seq: number | null;
@@ -85,7 +98,7 @@ export interface EventStore {
    * which case nothing was logged and the client must resend. Concurrent
    * calls are grouped into one transaction.
    */
-  append(doc: string, update: Uint8Array, meta: AppendMeta): Promise<AppendResult>;
+  append(doc: string, update: Uint8Array, meta: AppendMeta, options?: AppendOptions): Promise<AppendResult>;
   load(doc: string): Promise<LoadedDocument>;
   /** The state after `seq` (default: the latest). */
   stateAt(doc: string, seq?: number): Promise<DocumentState>;

@@ -2,7 +2,7 @@
 // from here and nowhere else in persistence/.
 
 export type {
-  AppendMeta, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
+  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
   SnapshotInfo, VerifyProblem, VerifyReport,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';

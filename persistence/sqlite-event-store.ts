@@ -17,7 +17,7 @@ import {
 } from './coverage.js';
 import { StoreError } from './errors.js';
 import type {
-  AppendMeta, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
+  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
   VerifyProblem, VerifyReport,
 } from './event-store.js';
 import { canonicalState, equalBytes, replay } from './replay.js';
@@ -44,6 +44,7 @@ interface PendingAppend {
   doc: string;
   update: DecodedUpdate;
   meta: AppendMeta;
+  alreadyDeleted: AlreadyDeleted | undefined;
   resolve: (result: AppendResult) => void;
   reject: (error: Error) => void;
 }
@@ -115,7 +116,7 @@ export class SqliteEventStore implements EventStore {
     return !this.closed && !this.lastWriteFailed;
   }
 
-  append(doc: string, update: Uint8Array, meta: AppendMeta): Promise<AppendResult> {
+  append(doc: string, update: Uint8Array, meta: AppendMeta, options: AppendOptions = {}): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'the event store is closed'));
     let decoded: DecodedUpdate;
     try {
@@ -124,7 +125,7 @@ export class SqliteEventStore implements EventStore {
       return Promise.reject(error as Error);
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ doc, update: decoded, meta, resolve, reject });
+      this.pending.push({ doc, update: decoded, meta, alreadyDeleted: options.alreadyDeleted, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -185,7 +186,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   private appendOne(item: PendingAppend, cursor: LogCursor): AppendResult {
-    const part = uncoveredPart(cursor.coverage, item.update);
+    const part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
     this.open.statements.insertUpdate.run(

@@ -11,7 +11,7 @@
 import type { Extension, beforeSyncPayload, onLoadDocumentPayload } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
-import { MalformedUpdateError, type EventStore } from '../persistence/index.js';
+import { MalformedUpdateError, type AlreadyDeleted, type EventStore } from '../persistence/index.js';
 import { CloseCodes, ConnectionRefusal } from './close-codes.js';
 import { SyncStep } from './frames.js';
 import type { Metrics } from './metrics.js';
@@ -42,14 +42,14 @@ export function createDurableLog(options: DurableLogOptions): Extension {
         'document loaded');
     },
 
-    async beforeSync({ type, payload, connection, documentName, context }: beforeSyncPayload): Promise<void> {
+    async beforeSync({ type, payload, connection, document, documentName, context }: beforeSyncPayload): Promise<void> {
       if (type !== SyncStep.Step2 && type !== SyncStep.Update) return;
       // Hocuspocus refuses read-only writes after this hook (SyncStatus 0); they must not be logged.
       if (connection.readOnly) return;
       const user = (context as ConnectionContext | undefined)?.user?.id ?? null;
       const started = performance.now();
       try {
-        const result = await store.append(documentName, payload, { instanceId, user });
+        const result = await store.append(documentName, payload, { instanceId, user }, { alreadyDeleted: deletedIn(document) });
         metrics.appendSeconds.observe((performance.now() - started) / 1000);
         if (result.seq === null) metrics.appendsSkipped.inc();
         else {
@@ -70,5 +70,26 @@ export function createDurableLog(options: DurableLogOptions): Extension {
         throw new ConnectionRefusal(CloseCodes.StorageUnavailable, (error as Error).message);
       }
     },
+  };
+}
+
+/**
+ * Whether a clock range is already deleted in the live document. Everything
+ * in it is logged (client updates before they are applied, Redis updates by
+ * the instance that received them, restores before they are applied), and
+ * what Yjs deleted on its own (the loser of concurrent Y.Map sets) follows
+ * from logged structs, so such deletions need no log entry of their own.
+ */
+function deletedIn(document: Y.Doc): AlreadyDeleted {
+  return (client, start, end) => {
+    const structs = document.store.clients.get(client);
+    if (structs === undefined || Y.getState(document.store, client) < end) return false;
+    let index = Y.findIndexSS(structs, start);
+    for (let clock = start; clock < end; index++) {
+      const struct = structs[index];
+      if (!struct.deleted) return false;
+      clock = struct.id.clock + struct.length;
+    }
+    return true;
   };
 }

@@ -112,3 +112,37 @@ test('clients that reconnect again and again log each of their transactions once
   assert.ok(entries.length >= 18, `${entries.length} entries: at least one per reconnect`);
   assertNoStructLoggedTwice(entries);
 });
+
+test('a deletion Yjs derived by itself (concurrent Y.Map sets of one key) adds no entry when a client sends it back', async (t) => {
+  const data = join(tempDir(t), 'map-conflict.db');
+  const server = await startServerProcess(t, ['--data', data]);
+  const [ada, bob] = [new Y.Doc(), new Y.Doc()];
+  const adaUpdate = (() => {
+    let update: Uint8Array = new Uint8Array();
+    ada.once('update', (u: Uint8Array) => { update = u; });
+    ada.getMap('settings').set('theme', 'dark');
+    return update;
+  })();
+  const bobUpdate = (() => {
+    let update: Uint8Array = new Uint8Array();
+    bob.once('update', (u: Uint8Array) => { update = u; });
+    bob.getMap('settings').set('theme', 'light');
+    return update;
+  })();
+  const adaClient = await connectRaw(server.url, 'settings');
+  const bobClient = await connectRaw(server.url, 'settings');
+  assert.equal(await adaClient.sendUpdate(adaUpdate), true);
+  assert.equal(await bobClient.sendUpdate(bobUpdate), true);
+  // Each side learns the other's set; Yjs deletes the losing value locally, with no delete set entry sent.
+  Y.applyUpdate(ada, bobUpdate);
+  Y.applyUpdate(bob, adaUpdate);
+  assert.equal(ada.getMap('settings').get('theme'), bob.getMap('settings').get('theme'));
+  assert.equal((await history(data, 'settings')).length, 2);
+  // Reconnecting, each sends its whole state as sync step 2: that deletion is in its delete set.
+  for (const doc of [ada, bob]) {
+    const client = await connectRaw(server.url, 'settings');
+    assert.equal(await client.sendUpdate(Y.encodeStateAsUpdate(doc), 1), true);
+    client.close();
+  }
+  assert.equal((await history(data, 'settings')).length, 2, 'no entry for a deletion the log already implies');
+});
