@@ -7,8 +7,13 @@
 //     beforeSync, so they are never logged twice.
 // When an append fails, the connection is closed without an ack (code 4503)
 // so the client reconnects and resends.
+//
+// With several instances, `catchUpIntervalMs` also folds into every loaded
+// document what other instances logged: an update an instance acknowledged
+// right before it crashed, or one whose Redis message was lost, still reaches
+// the other instances' documents and clients.
 
-import type { Extension, beforeSyncPayload, onLoadDocumentPayload } from '@hocuspocus/server';
+import type { Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onConfigurePayload, onLoadDocumentPayload } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
 import { MalformedUpdateError, type AlreadyDeleted, type EventStore } from '../persistence/index.js';
@@ -22,12 +27,51 @@ export interface DurableLogOptions {
   instanceId: string;
   logger: Logger;
   metrics: Metrics;
+  /** How often loaded documents read what other instances logged (0 = never; for a single instance). */
+  catchUpIntervalMs?: number;
 }
 
 export function createDurableLog(options: DurableLogOptions): Extension {
   const { store, instanceId, logger, metrics } = options;
+  /** Per loaded document: the seq up to which its log is known to be in memory. */
+  const seenSeq = new Map<string, number>();
+  let catchingUp = false;
+
+  async function catchUp(instance: Hocuspocus): Promise<void> {
+    if (catchingUp) return;
+    catchingUp = true;
+    try {
+      for (const [name, seq] of seenSeq) {
+        const document = instance.documents.get(name);
+        if (document === undefined || document.isLoading) continue;
+        const entries = await store.entries(name, { afterSeq: seq });
+        if (entries.length === 0) continue;
+        // Applying what the document already holds changes nothing, so our own
+        // entries need no filtering; a gap (retention pruned it) means: take the state.
+        const updates = entries[0].seq === seq + 1 ? entries.map((e) => e.update) : [(await store.stateAt(name)).update];
+        Y.transact(document, () => {
+          for (const update of updates) Y.applyUpdate(document, update);
+        }, { source: 'local' });
+        if (seenSeq.has(name)) seenSeq.set(name, entries[entries.length - 1].seq);
+      }
+    } catch (error) {
+      logger.warn({ err: (error as Error).message }, 'catching up with the log failed; retrying at the next interval');
+    } finally {
+      catchingUp = false;
+    }
+  }
+
   return {
     extensionName: 'palimpsest-durable-log',
+
+    async onConfigure({ instance }: onConfigurePayload): Promise<void> {
+      if ((options.catchUpIntervalMs ?? 0) <= 0) return;
+      setInterval(() => void catchUp(instance), options.catchUpIntervalMs).unref();
+    },
+
+    async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
+      seenSeq.delete(documentName);
+    },
 
     async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
       const started = performance.now();
@@ -36,6 +80,7 @@ export function createDurableLog(options: DurableLogOptions): Extension {
         if (loaded.snapshot !== null) Y.applyUpdate(document, loaded.snapshot.state);
         for (const update of loaded.tail) Y.applyUpdate(document, update);
       }, { source: 'local' });
+      seenSeq.set(documentName, loaded.seq);
       const durationMs = performance.now() - started;
       metrics.documentLoadSeconds.observe(durationMs / 1000);
       logger.debug({ doc: documentName, seq: loaded.seq, snapshotSeq: loaded.snapshot?.seq ?? 0, tail: loaded.tail.length, durationMs },

@@ -67,7 +67,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     timeout: config.limits.timeoutMs,
     unloadImmediately: true,
     extensions: [
-      createDurableLog({ store, instanceId: config.instanceId, logger, metrics }),
+      createDurableLog({ store, instanceId: config.instanceId, logger, metrics, catchUpIntervalMs: config.redis === null ? 0 : 2000 }),
       ...(options.extensions ?? []),
     ],
   });
