@@ -61,7 +61,7 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     warmup: { type: 'string' },
     rounds: { type: 'string' },
-    trace: { type: 'string', default: '/work/shared/traces/automerge-paper.json.gz' },
+    trace: { type: 'string', default: fileURLToPath(new URL('../../../shared/traces/automerge-paper.json.gz', import.meta.url)) },
     transactions: { type: 'string' },
     dir: { type: 'string' },
     redis: { type: 'boolean' },

@@ -25,25 +25,31 @@ interface Writer {
   client: Client;
 }
 
-/** One transaction that always changes something: insert, delete or set. */
-function randomEdit(rng: prng.PRNG, writer: Writer, counter: number): void {
+/**
+ * One transaction that changes something on this client: insert, delete or
+ * set. Returns its kind: a delete may overlap a concurrent delete of another
+ * client that was logged first, and then brings nothing new to the log.
+ */
+function randomEdit(rng: prng.PRNG, writer: Writer, counter: number): 'insert' | 'delete' | 'set' {
+  let kind: 'insert' | 'delete' | 'set' = 'insert';
   const text = writer.doc.getText('text');
   writer.doc.transact(() => {
     const roll = prng.uint32(rng, 0, 9);
     if (roll < 6 || text.length < 4) {
       text.insert(prng.uint32(rng, 0, text.length), `${writer.name}${counter}${prng.word(rng, 1, 4)} `);
     } else if (roll < 8) {
+      kind = 'delete';
       const index = prng.uint32(rng, 0, text.length - 2);
       text.delete(index, prng.uint32(rng, 1, Math.min(5, text.length - index)));
     } else {
-      // One key per writer: concurrent sets of one key make every instance
-      // delete the loser on its own, a delete no client update carries.
+      kind = 'set';
       writer.doc.getMap('meta').set(writer.name, `${prng.word(rng, 1, 4)}-${counter}`);
     }
   });
+  return kind;
 }
 
-test('clients spread over three instances converge in content and presence, and each client transaction is logged exactly once', async (t) => {
+test('clients spread over three instances converge in content and presence, and no change is logged twice', async (t) => {
   const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
   t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
   const rng = prng.create(seed);
@@ -62,6 +68,7 @@ test('clients spread over three instances converge in content and presence, and 
     writers.push({ name: `w${i}`, documentName, doc, instance, client });
   }
   const transactions = new Map<string, number>(documentNames.map((name) => [name, 0]));
+  const deletes = new Map<string, number>(documentNames.map((name) => [name, 0]));
 
   try {
     await waitFor(() => writers.every((w) => w.client.provider.isSynced), { message: 'clients synced' });
@@ -71,7 +78,7 @@ test('clients spread over three instances converge in content and presence, and 
       const burst = prng.uint32(rng, 1, 4);
       for (let k = 0; k < burst; k++) {
         const writer = prng.oneOf(rng, writers);
-        randomEdit(rng, writer, step * 10 + k);
+        if (randomEdit(rng, writer, step * 10 + k) === 'delete') deletes.set(writer.documentName, deletes.get(writer.documentName)! + 1);
         transactions.set(writer.documentName, transactions.get(writer.documentName)! + 1);
       }
       if (prng.uint32(rng, 0, 9) === 0) {
@@ -81,6 +88,11 @@ test('clients spread over three instances converge in content and presence, and 
         const writer = prng.oneOf(rng, writers);
         await waitSettled([writer.client]);
         writer.client.destroy();
+        // A new session has a new Yjs client id (as a reloaded page does): a
+        // reused id would restart its presence clock below the one peers saw.
+        const doc = new Y.Doc();
+        Y.applyUpdate(doc, Y.encodeStateAsUpdate(writer.doc));
+        writer.doc = doc;
         writer.instance = (writer.instance + prng.uint32(rng, 1, instances.length - 1)) % instances.length;
         writer.client = hocuspocusClient(t, instances[writer.instance].url, writer.documentName, { doc: writer.doc });
         writer.client.provider.setAwarenessField('user', { name: writer.name });
@@ -105,7 +117,11 @@ test('clients spread over three instances converge in content and presence, and 
       const entries = await logEntries(data, documentName);
       const { doc: rebuilt, redundant } = replayLog(entries);
       assert.deepEqual(redundant, [], 'no log entry repeats what was already logged');
-      assert.equal(entries.length, transactions.get(documentName), 'one log entry per client transaction');
+      // One entry per transaction that brought something new: at most one per
+      // transaction, and only deletes that overlapped an earlier one may have none.
+      const made = transactions.get(documentName)!;
+      assert.ok(entries.length <= made && entries.length >= made - deletes.get(documentName)!,
+        `${entries.length} log entries for ${made} transactions of which ${deletes.get(documentName)} deletes`);
       assert.equal(rebuilt.getText('text').toString(), text, 'the log rebuilds what the clients see');
       assert.deepEqual(rebuilt.getMap('meta').toJSON(), peers[0].doc.getMap('meta').toJSON());
       const loggedBy = new Set(entries.map((entry) => entry.instanceId));
