@@ -65,10 +65,14 @@ export function openDatabase(options: OpenOptions): OpenDatabase {
     throw new StoreError('STORE_OPEN_FAILED', `cannot open the database ${path}: ${reason(error)}`, { cause: error });
   }
   try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
-      migrate(db, path);
+      const setUp = db;
+      retryWhileBusy(() => {
+        setUp.pragma('journal_mode = WAL');
+        migrate(setUp, path);
+      }, busyTimeoutMs);
     }
     db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
     db.pragma('foreign_keys = ON');
@@ -109,6 +113,26 @@ function prepareStatements(db: SqliteDatabase): Statements {
     lastReceived: db.prepare('SELECT max(received_at) AS at FROM updates WHERE doc_id = ?'),
     documentNames: db.prepare('SELECT name FROM documents ORDER BY name'),
   } as Statements;
+}
+
+/**
+ * Switching a new file to WAL takes an exclusive lock for which SQLite does
+ * not wait, so instances starting together on a new file retry it here (for
+ * at most the busy timeout). Start-up only: blocking briefly is fine.
+ */
+function retryWhileBusy(step: () => void, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      step();
+      return;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if ((code !== 'SQLITE_BUSY' && code !== 'SQLITE_LOCKED') || Date.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, 10 + Math.random() * 40);
+    }
+  }
 }
 
 export function reason(error: unknown): string {
