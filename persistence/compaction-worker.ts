@@ -4,7 +4,7 @@
 // { doc, error }.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { compactDocument, type RetentionPolicy } from './compaction.js';
+import { CompactionCache, compactDocument, type RetentionPolicy } from './compaction.js';
 import { openDatabase, reason, type SynchronousMode } from './sqlite-database.js';
 
 export interface CompactionWorkerData {
@@ -15,6 +15,8 @@ export interface CompactionWorkerData {
 
 const config = workerData as CompactionWorkerData;
 const open = openDatabase({ path: config.path, synchronous: config.synchronous });
+// Busy documents are compacted again and again: keep their last state here.
+const cache = new CompactionCache(16 * 1024 * 1024);
 
 parentPort?.on('message', (message: { doc: string } | { close: true }) => {
   if ('close' in message) {
@@ -23,7 +25,7 @@ parentPort?.on('message', (message: { doc: string } | { close: true }) => {
     return;
   }
   try {
-    parentPort?.postMessage({ doc: message.doc, result: compactDocument(open, message.doc, config.retention) });
+    parentPort?.postMessage({ doc: message.doc, result: compactDocument(open, message.doc, config.retention, cache) });
   } catch (error) {
     parentPort?.postMessage({ doc: message.doc, error: reason(error) });
   }
