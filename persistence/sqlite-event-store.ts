@@ -444,10 +444,12 @@ export class SqliteEventStore implements EventStore {
       let seq = 0;
       let entries = 0;
       let snapshotIndex = 0;
-      if (first !== null && first > 1) {
-        const base = snapshots.find((s) => s.seq === first - 1);
+      // With every entry pruned, replay starts after the last seq.
+      const firstToReplay = first ?? row.last_seq + 1;
+      if (firstToReplay > 1) {
+        const base = snapshots.find((s) => s.seq === firstToReplay - 1);
         if (base === undefined) {
-          problems.push({ doc, seq: first, problem: `the log starts at seq ${first} and no snapshot covers seq ${first - 1}` });
+          problems.push({ doc, seq: firstToReplay, problem: `the log starts at seq ${firstToReplay} and no snapshot covers seq ${firstToReplay - 1}` });
           return { entries: 0, snapshots: snapshots.length, problems };
         }
         try {

@@ -169,6 +169,11 @@ for (const [backend, open] of Object.entries(backends)) {
       assert.equal(textOf((await store.stateAt('doc', 50)).update), a.text.toString().slice('after:'.length));
       await assert.rejects(store.stateAt('doc', 20), (error: StoreError) => error.code === 'HISTORY_PRUNED');
       assert.deepEqual((await store.verify()).problems, []);
+      // Every entry pruned: the snapshot alone carries the document.
+      assert.equal((await store.compact('doc'))?.pruned, 1);
+      assert.deepEqual(await store.entries('doc'), []);
+      assert.equal(textOf((await store.stateAt('doc')).update), a.text.toString());
+      assert.deepEqual((await store.verify()).problems, []);
     });
 
     test('verify detects a damaged snapshot, and a snapshot that disagrees with the log', async (t) => {
