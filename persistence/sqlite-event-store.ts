@@ -83,6 +83,7 @@ export class SqliteEventStore implements EventStore {
   private flushScheduled = false;
   private closed = false;
   private lastWriteFailed = false;
+  private lastProbeAt = 0;
   private readonly writeBatch: (batch: PendingAppend[], touched: Map<string, BatchCursor>) => AppendResult[];
   private worker: Worker | null = null;
   private readonly compactionQueue = new Set<string>();
@@ -112,8 +113,30 @@ export class SqliteEventStore implements EventStore {
     return this.open.path;
   }
 
+  /**
+   * False after a failed write. A probe (take the write lock and release it,
+   * at most once a second) lets the store report itself healthy again without
+   * waiting for a client's write, which a server out of rotation never gets.
+   */
   healthy(): boolean {
-    return !this.closed && !this.lastWriteFailed;
+    if (this.closed) return false;
+    if (this.lastWriteFailed && Date.now() - this.lastProbeAt >= 1000) {
+      this.lastProbeAt = Date.now();
+      const { db } = this.open;
+      const busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
+      try {
+        db.pragma('busy_timeout = 0');
+        db.exec('BEGIN IMMEDIATE');
+        db.exec('ROLLBACK');
+        this.lastWriteFailed = false;
+      } catch {
+        this.lastWriteFailed = true; // still cannot write
+      } finally {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        db.pragma(`busy_timeout = ${busyTimeout}`);
+      }
+    }
+    return !this.lastWriteFailed;
   }
 
   append(doc: string, update: Uint8Array, meta: AppendMeta, options: AppendOptions = {}): Promise<AppendResult> {

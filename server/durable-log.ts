@@ -8,12 +8,19 @@
 // When an append fails, the connection is closed without an ack (code 4503)
 // so the client reconnects and resends.
 //
+// Changes the server's own document makes (Yjs tidies redundant formatting
+// marks after a remote change; a restore applied to the live document) are
+// appended too (onChange), so the log always rebuilds exactly the document
+// clients see; the coverage check makes any repeat of them free.
+//
 // With several instances, `catchUpIntervalMs` also folds into every loaded
 // document what other instances logged: an update an instance acknowledged
 // right before it crashed, or one whose Redis message was lost, still reaches
 // the other instances' documents and clients.
 
-import type { Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onConfigurePayload, onLoadDocumentPayload } from '@hocuspocus/server';
+import type {
+  Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onChangePayload, onConfigurePayload, onLoadDocumentPayload,
+} from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
 import { MalformedUpdateError, type AlreadyDeleted, type EventStore } from '../persistence/index.js';
@@ -31,11 +38,15 @@ export interface DurableLogOptions {
   catchUpIntervalMs?: number;
 }
 
+/** Origin of what this extension applies from the log itself (load, catch-up): never appended again. */
+const FROM_LOG = { source: 'local', skipStoreHooks: true } as const;
+
 export function createDurableLog(options: DurableLogOptions): Extension {
   const { store, instanceId, logger, metrics } = options;
   /** Per loaded document: the seq up to which its log is known to be in memory. */
   const seenSeq = new Map<string, number>();
   let catchingUp = false;
+  let catchUpTimer: NodeJS.Timeout | null = null;
 
   async function catchUp(instance: Hocuspocus): Promise<void> {
     if (catchingUp) return;
@@ -51,7 +62,7 @@ export function createDurableLog(options: DurableLogOptions): Extension {
         const updates = entries[0].seq === seq + 1 ? entries.map((e) => e.update) : [(await store.stateAt(name)).update];
         Y.transact(document, () => {
           for (const update of updates) Y.applyUpdate(document, update);
-        }, { source: 'local' });
+        }, FROM_LOG);
         if (seenSeq.has(name)) seenSeq.set(name, entries[entries.length - 1].seq);
       }
     } catch (error) {
@@ -66,7 +77,29 @@ export function createDurableLog(options: DurableLogOptions): Extension {
 
     async onConfigure({ instance }: onConfigurePayload): Promise<void> {
       if ((options.catchUpIntervalMs ?? 0) <= 0) return;
-      setInterval(() => void catchUp(instance), options.catchUpIntervalMs).unref();
+      catchUpTimer = setInterval(() => void catchUp(instance), options.catchUpIntervalMs);
+      catchUpTimer.unref();
+    },
+
+    async onDestroy(): Promise<void> {
+      if (catchUpTimer !== null) clearInterval(catchUpTimer);
+      catchUpTimer = null;
+    },
+
+    async onChange({ documentName, update, transactionOrigin }: onChangePayload): Promise<void> {
+      // Client updates were appended in beforeSync; Redis updates by the instance that received them.
+      const source = (transactionOrigin as { source?: string } | null | undefined)?.source;
+      if (transactionOrigin === FROM_LOG || source === 'connection' || source === 'redis') return;
+      try {
+        const result = await store.append(documentName, update, { instanceId, user: null });
+        if (result.seq !== null) {
+          metrics.appendsLogged.inc();
+          metrics.bytesLogged.inc(result.size);
+        }
+      } catch (error) {
+        metrics.appendFailures.inc();
+        logger.error({ doc: documentName, err: (error as Error).message }, 'could not log a change the server made to the document');
+      }
     },
 
     async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
@@ -79,7 +112,7 @@ export function createDurableLog(options: DurableLogOptions): Extension {
       Y.transact(document, () => {
         if (loaded.snapshot !== null) Y.applyUpdate(document, loaded.snapshot.state);
         for (const update of loaded.tail) Y.applyUpdate(document, update);
-      }, { source: 'local' });
+      }, FROM_LOG);
       seenSeq.set(documentName, loaded.seq);
       const durationMs = performance.now() - started;
       metrics.documentLoadSeconds.observe(durationMs / 1000);
@@ -120,10 +153,11 @@ export function createDurableLog(options: DurableLogOptions): Extension {
 
 /**
  * Whether a clock range is already deleted in the live document. Everything
- * in it is logged (client updates before they are applied, Redis updates by
- * the instance that received them, restores before they are applied), and
- * what Yjs deleted on its own (the loser of concurrent Y.Map sets) follows
- * from logged structs, so such deletions need no log entry of their own.
+ * in it is logged or being logged: client updates before they are applied,
+ * Redis updates by the instance that received them, and the server's own
+ * changes (onChange above), so such deletions need no entry of their own —
+ * which also covers what Yjs deletes on its own (the loser of concurrent
+ * Y.Map sets) without putting it in any update's delete set.
  */
 function deletedIn(document: Y.Doc): AlreadyDeleted {
   return (client, start, end) => {

@@ -61,13 +61,16 @@ export interface CollabServer {
 export function createCollabServer(options: CollabServerOptions): CollabServer {
   const { config, store, logger } = options;
   const metrics = options.metrics ?? createMetrics(config.instanceId);
+  const durableLog = createDurableLog({
+    store, instanceId: config.instanceId, logger, metrics, catchUpIntervalMs: config.redis === null ? 0 : 2000,
+  });
   const hocuspocus = new Hocuspocus({
     name: config.instanceId,
     quiet: true,
     timeout: config.limits.timeoutMs,
     unloadImmediately: true,
     extensions: [
-      createDurableLog({ store, instanceId: config.instanceId, logger, metrics, catchUpIntervalMs: config.redis === null ? 0 : 2000 }),
+      durableLog,
       ...(options.extensions ?? []),
     ],
   });
@@ -145,6 +148,8 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     async close() {
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await transport.close(CloseCodes.ServerShutdown);
+      // The durable log stops its catch-up timer (the Redis fan-out is closed by its owner).
+      await durableLog.onDestroy?.({ instance: hocuspocus });
       httpServer.closeAllConnections();
       await stopped;
     },

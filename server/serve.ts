@@ -56,7 +56,16 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     admit: security.admit, context: security.context, onFrame: security.onFrame,
     authorizeApi: security.authorizeApi, authorizeMetrics: security.authorizeMetrics,
   });
-  const { host, port } = await server.listen();
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = await server.listen());
+  } catch (error) {
+    // Nothing may keep the process alive after a failed start (Redis clients reconnect for ever).
+    await fanout?.close();
+    await store.close();
+    throw error;
+  }
   logger.info({ host, port, data: config.store.data, synchronous: config.store.synchronous, redis: config.redis !== null,
     auth: config.auth.jwtSecret !== null || config.auth.jwksFile !== null }, 'listening');
   if (config.auth.jwtSecret === null && config.auth.jwksFile === null) {

@@ -168,3 +168,13 @@ test('serve logs a listening line with the port and exits 0 on SIGTERM and on SI
     assert.ok(server.logs.some((line) => line.msg === 'stopped'), 'logged that it stopped');
   }
 });
+
+test('a port already in use exits 1 with a message, also with --redis configured', async (t) => {
+  const dir = tempDir(t);
+  const first = await startServerProcess(t, ['--data', join(dir, 'first.db')]);
+  for (const extra of [[], ['--redis', 'redis://127.0.0.1:1']]) {
+    const second = await runCli(['serve', '--port', String(first.port), '--data', join(dir, 'second.db'), ...extra]);
+    assert.equal(second.code, 1, extra.join(' '));
+    assert.match(second.stderr, /cannot listen.*--port/);
+  }
+});

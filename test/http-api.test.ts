@@ -113,7 +113,7 @@ test('the REST API answers bad requests with a status and an error code', async 
   }
 });
 
-test('a failed append is not acknowledged, closes the connection with 4503 and turns /readyz red until writes succeed again', async (t) => {
+test('a failed append is not acknowledged, closes the connection with 4503 and turns /readyz red until the database takes writes again', async (t) => {
   const data = join(tempDir(t), 'blocked.db');
   const server = await startServerProcess(t, ['--data', data]);
   const doc = new Y.Doc();
@@ -134,6 +134,8 @@ test('a failed append is not acknowledged, closes the connection with 4503 and t
   assert.equal(red.status, 503);
   assert.equal((await json<{ problems: Array<{ check: string }> }>(red)).problems[0].check, 'database');
   blocker.exec('ROLLBACK');
+  // Ready again once the database takes writes, without waiting for a client to write.
+  await waitFor(async () => (await fetch(`${server.http}/readyz`)).status === 200, { message: 'readyz green again' });
 
   // The client resends after reconnecting; this time it is written.
   const again = await connectRaw(server.url, 'blocked');
