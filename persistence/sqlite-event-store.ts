@@ -13,7 +13,7 @@ import { compactDocument, type RetentionPolicy } from './compaction.js';
 import type { CompactionWorkerData } from './compaction-worker.js';
 import {
   decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
-  uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
+  MalformedUpdateError, uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
 } from './coverage.js';
 import { StoreError } from './errors.js';
 import type {
@@ -84,7 +84,7 @@ export class SqliteEventStore implements EventStore {
   private closed = false;
   private lastWriteFailed = false;
   private lastProbeAt = 0;
-  private readonly writeBatch: (batch: PendingAppend[], touched: Map<string, BatchCursor>) => AppendResult[];
+  private readonly writeBatch: (batch: PendingAppend[], touched: Map<string, BatchCursor>) => Array<AppendResult | MalformedUpdateError>;
   private worker: Worker | null = null;
   private readonly compactionQueue = new Set<string>();
   private compactionRunning: string | null = null;
@@ -163,7 +163,7 @@ export class SqliteEventStore implements EventStore {
     this.pending = [];
     if (batch.length === 0) return;
     const touched = new Map<string, BatchCursor>();
-    let results: AppendResult[];
+    let results: Array<AppendResult | MalformedUpdateError>;
     try {
       results = this.writeBatch(batch, touched);
     } catch (error) {
@@ -177,7 +177,11 @@ export class SqliteEventStore implements EventStore {
     }
     this.lastWriteFailed = false;
     for (const [doc, { cursor }] of touched) this.remember(doc, cursor);
-    batch.forEach((item, i) => item.resolve(results[i]));
+    batch.forEach((item, i) => {
+      const result = results[i];
+      if (result instanceof MalformedUpdateError) item.reject(result);
+      else item.resolve(result);
+    });
     const { compactAfterEntries, compactAfterBytes } = this.options;
     for (const [doc, { cursor }] of touched) {
       if ((compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
@@ -188,7 +192,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   /** The body of the batch's IMMEDIATE transaction: no other connection can write meanwhile. */
-  private writeInTransaction(batch: PendingAppend[], touched: Map<string, BatchCursor>): AppendResult[] {
+  private writeInTransaction(batch: PendingAppend[], touched: Map<string, BatchCursor>): Array<AppendResult | MalformedUpdateError> {
     const { statements } = this.open;
     // Changes only when another connection (another process, the compaction
     // worker) has committed since this connection last looked.
@@ -208,8 +212,14 @@ export class SqliteEventStore implements EventStore {
     return results;
   }
 
-  private appendOne(item: PendingAppend, cursor: LogCursor): AppendResult {
-    const part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
+  private appendOne(item: PendingAppend, cursor: LogCursor): AppendResult | MalformedUpdateError {
+    let part: Uint8Array | null;
+    try {
+      part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
+    } catch (error) {
+      // An update Yjs decoded but cannot diff fails alone, not the whole batch.
+      return new MalformedUpdateError(error);
+    }
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
     this.open.statements.insertUpdate.run(

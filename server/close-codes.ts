@@ -12,6 +12,8 @@ export const CloseCodes = {
   ServerShutdown: { code: 1001, reason: 'server-shutdown' },
   /** A frame was larger than the configured limit (--max-message-bytes). */
   MessageTooBig: { code: 1009, reason: 'message-too-big' },
+  /** The server failed while handling a frame (a bug, logged with its stack); reconnect. */
+  InternalError: { code: 1011, reason: 'internal-error' },
   /** A frame that does not decode: truncated, bad varint, unknown message type, or an update Yjs cannot decode. */
   MalformedFrame: { code: 4400, reason: 'malformed-frame' },
   /** Missing, invalid or expired token. */

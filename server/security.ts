@@ -264,7 +264,8 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
     },
 
     async authorizeMetrics(request) {
-      if (verifier === null || isLoopback(request.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '')) return;
+      // Loopback means the real client (after trusted proxies): a proxy on this host does not open /metrics to everyone.
+      if (verifier === null || isLoopback(clientAddressOf(request, trustedProxies).replace(/^::ffff:/, ''))) return;
       const grant = await verifyHttp(request);
       if (!grantsEverything(grant.rules, 'read')) {
         countRefusal(CloseCodes.Forbidden.reason, 'metrics from beyond loopback need read access to every document',

@@ -4,6 +4,7 @@
 
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
@@ -62,7 +63,8 @@ export async function serveStatic(request: IncomingMessage, response: ServerResp
       response.end();
       return true;
     }
-    createReadStream(file).pipe(response);
+    // A file removed between stat and read (a rebuild) ends this response, not the process.
+    pipeline(createReadStream(file), response, () => undefined);
     return true;
   }
   return false;

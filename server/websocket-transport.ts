@@ -59,7 +59,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     wss.handleUpgrade(request, socket, head, (ws) => {
       const refusal = options.admit?.(request, ws) ?? null;
       if (refusal !== null) {
-        metrics.refusals.inc({ reason: refusal.reason });
+        // admit() has logged and counted its refusal.
         ws.close(refusal.code, refusal.reason);
         return;
       }
@@ -137,8 +137,9 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
           refuse(ws, error);
           return;
         }
-        logger.error({ err: (error as Error).message, protocol }, 'error while handling a frame');
-        refuse(ws, new ConnectionRefusal(CloseCodes.MalformedFrame, (error as Error).message));
+        // Not the client's fault: say so, and keep the stack for us.
+        logger.error({ err: (error as Error).message, stack: (error as Error).stack, protocol }, 'internal error while handling a frame');
+        refuse(ws, new ConnectionRefusal(CloseCodes.InternalError, (error as Error).message));
       }
     });
     ws.on('error', (error: Error & { code?: string }) => {
