@@ -13,6 +13,8 @@ export interface ConnectionContext {
   clientAddress: string;
   /** State of the socket shared by every document on it; absent when no security layer is wired (tests). */
   session?: SocketSession;
+  /** When the token of this connection expires (ms since the epoch), if it has `exp`. */
+  tokenExpiresAt?: number | null;
 }
 
 /** Per-socket state kept by security.ts: what the limits and the authentication deadline look at. */

@@ -11,7 +11,7 @@
 // palimpsest_refusals_total{reason}. SECURITY.md explains each limit.
 
 import type { IncomingMessage } from 'node:http';
-import type { beforeSyncPayload, Extension, onAuthenticatePayload, onTokenSyncPayload } from '@hocuspocus/server';
+import type { beforeSyncPayload, Connection, Extension, onAuthenticatePayload, onTokenSyncPayload } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import * as Y from 'yjs';
@@ -50,6 +50,9 @@ export const WRITE_REFUSED_NOTICE = JSON.stringify({ type: 'palimpsest:write-ref
 /** Runs before the durable log (priority 100), so nothing it refuses is ever appended. */
 const EXTENSION_PRIORITY = 200;
 
+/** How long before a token expires the server asks the client for a fresh one. */
+const TOKEN_REFRESH_LEAD_MS = 30_000;
+
 interface SocketState extends SocketSession {
   clientAddress: string;
   bucket: TokenBucket | null;
@@ -70,6 +73,38 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
   const addressLimiter = new AddressLimiter(limits.maxConnectionsPerAddress);
   const sizeGuard = new DocumentSizeGuard(limits.maxDocumentBytes);
   const sockets = new WeakMap<WebSocket, SocketState>();
+  /** Per open document connection: the timer that ends it when its token expires. */
+  const expiryTimers = new WeakMap<object, NodeJS.Timeout>();
+
+  /**
+   * Ends a document connection when its token expires, unless a fresh token
+   * arrives first: shortly before `exp` the server asks the client for one
+   * (a provider whose `token` is a function fetches it); at `exp` the document
+   * is closed with 4401 (and the socket, when it was the only one open).
+   */
+  function watchExpiry(connection: Connection, context: unknown, expiresAt: number | null, documentName: string): void {
+    const previous = expiryTimers.get(connection);
+    if (previous !== undefined) clearTimeout(previous);
+    expiryTimers.delete(connection);
+    if (expiresAt === null) return;
+    const askAt = Math.max(0, expiresAt - Date.now() - TOKEN_REFRESH_LEAD_MS);
+    const open = () => connection.document.hasConnection(connection);
+    const ask = setTimeout(() => {
+      if (!open()) return;
+      connection.requestToken();
+      const end = setTimeout(() => {
+        if (!open()) return;
+        countRefusal(CloseCodes.Unauthorized.reason, 'the token expired', { doc: documentName });
+        const session = sessionOf(context);
+        if (session !== undefined && session.openDocuments <= 1) session.close(CloseCodes.Unauthorized.code, 'token-expired');
+        else connection.close({ code: CloseCodes.Unauthorized.code, reason: 'token-expired' });
+      }, Math.max(0, expiresAt - Date.now()));
+      end.unref();
+      expiryTimers.set(connection, end);
+    }, askAt);
+    ask.unref();
+    expiryTimers.set(connection, ask);
+  }
 
   function countRefusal(reason: string, detail: string, fields: Record<string, unknown>): void {
     metrics.refusals.inc({ reason });
@@ -132,7 +167,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
             { doc: documentName, user: grant.user.id });
         }
         connectionConfig.readOnly = access === 'read';
-        additions = { user: grant.user };
+        additions = { user: grant.user, tokenExpiresAt: grant.expiresAt };
       }
       if (session !== undefined) {
         session.openDocuments += 1;
@@ -159,8 +194,14 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
       }
       connection.readOnly = access === 'read';
       connectionConfig.readOnly = connection.readOnly;
+      watchExpiry(connection, context, grant.expiresAt, documentName);
       logger.debug({ doc: documentName, user: grant.user.id, access }, 'token refreshed');
-      return { user: grant.user };
+      return { user: grant.user, tokenExpiresAt: grant.expiresAt };
+    },
+
+    async connected({ connection, context, documentName }) {
+      const expiresAt = (context as ConnectionContext | undefined)?.tokenExpiresAt;
+      if (expiresAt !== undefined && expiresAt !== null) watchExpiry(connection, context, expiresAt, documentName);
     },
 
     async onDisconnect({ context }) {

@@ -33,7 +33,8 @@ export interface TestClient {
 }
 
 export function hocuspocusClient(
-  t: Pick<TestContext, 'after'>, url: string, documentName: string, options: { token?: string; doc?: Y.Doc } = {},
+  t: Pick<TestContext, 'after'>, url: string, documentName: string,
+  options: { token?: string | (() => Promise<string>); doc?: Y.Doc } = {},
 ): TestClient & { provider: HocuspocusProvider } {
   const doc = options.doc ?? new Y.Doc();
   const socket = new HocuspocusProviderWebsocket({
