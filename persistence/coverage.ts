@@ -20,6 +20,11 @@ export interface Coverage {
   sv: Map<number, number>;
   /** Per Yjs client: the deleted clock ranges the log records. */
   ds: Map<number, Ranges>;
+  /**
+   * Per Yjs client: struct ranges the log holds beyond a gap in that client's
+   * clock (Yjs keeps them pending until the gap fills); they join `sv` then.
+   */
+  pending: Map<number, Ranges>;
 }
 
 /** An update decoded once: its struct ranges and its delete set. */
@@ -40,13 +45,15 @@ export class MalformedUpdateError extends Error {
 }
 
 export function emptyCoverage(): Coverage {
-  return { sv: new Map(), ds: new Map() };
+  return { sv: new Map(), ds: new Map(), pending: new Map() };
 }
 
 export function cloneCoverage(coverage: Coverage): Coverage {
   const ds = new Map<number, Ranges>();
   for (const [client, ranges] of coverage.ds) ds.set(client, ranges.map(([s, e]) => [s, e]));
-  return { sv: new Map(coverage.sv), ds };
+  const pending = new Map<number, Ranges>();
+  for (const [client, ranges] of coverage.pending) pending.set(client, ranges.map(([s, e]) => [s, e]));
+  return { sv: new Map(coverage.sv), ds, pending };
 }
 
 /**
@@ -88,9 +95,15 @@ export function uncoveredPart(coverage: Coverage, update: DecodedUpdate, already
   let someStructsCovered = false;
   for (const [client, ranges] of update.structs) {
     const covered = coverage.sv.get(client) ?? 0;
-    // Ranges are sorted: the first one says whether any is covered, the last whether any is new.
+    // Ranges are sorted: the first one says whether any is covered.
     if (ranges[0][0] < covered) someStructsCovered = true;
-    if (ranges[ranges.length - 1][1] > covered) newStructs = true;
+    if (ranges[ranges.length - 1][1] <= covered) continue;
+    const beyond = coverage.pending.get(client);
+    for (const [start, end] of ranges) {
+      if (end <= covered) continue;
+      if (beyond !== undefined && containedIn(beyond, Math.max(start, covered), end)) someStructsCovered = true;
+      else newStructs = true;
+    }
   }
   const newDs = subtractRanges(update.ds, coverage.ds);
   if (alreadyDeleted !== undefined) dropAlreadyDeleted(newDs, alreadyDeleted);
@@ -129,10 +142,15 @@ function dropAlreadyDeleted(ds: Map<number, Ranges>, alreadyDeleted: AlreadyDele
 export function foldInto(coverage: Coverage, update: DecodedUpdate): void {
   for (const [client, ranges] of update.structs) {
     let covered = coverage.sv.get(client) ?? 0;
-    // Structs beyond a gap are not counted: Yjs keeps them pending until the
-    // gap fills, and a resend of them is then logged again (harmless, rare).
     for (const [start, end] of ranges) {
-      if (start <= covered && end > covered) covered = end;
+      if (start > covered) addRange(coverage.pending, client, start, end);
+      else if (end > covered) covered = end;
+    }
+    // A filled gap makes the ranges beyond it contiguous.
+    const beyond = coverage.pending.get(client);
+    if (beyond !== undefined) {
+      while (beyond.length > 0 && beyond[0][0] <= covered) covered = Math.max(covered, beyond.shift()![1]);
+      if (beyond.length === 0) coverage.pending.delete(client);
     }
     if (covered > 0) coverage.sv.set(client, covered);
   }
@@ -149,6 +167,18 @@ export function coverageOfDoc(doc: Y.Doc): Coverage {
   for (const [client, items] of snapshot.ds.clients) {
     for (const item of items) addRange(coverage.ds, client, item.clock, item.clock + item.len);
   }
+  // What Yjs holds back until missing structs arrive is in the log too.
+  const { pendingStructs, pendingDs } = doc.store;
+  if (pendingStructs !== null) {
+    for (const struct of Y.decodeUpdate(pendingStructs.update).structs) {
+      if (!(struct instanceof Y.Skip)) addRange(coverage.pending, struct.id.client, struct.id.clock, struct.id.clock + struct.length);
+    }
+  }
+  if (pendingDs !== null) {
+    for (const [client, items] of Y.decodeUpdate(pendingDs).ds.clients) {
+      for (const item of items) addRange(coverage.ds, client, item.clock, item.clock + item.len);
+    }
+  }
   return coverage;
 }
 
@@ -160,6 +190,7 @@ export function encodeCoverage(coverage: Coverage): Uint8Array {
     encoding.writeVarUint(encoder, clock);
   }
   writeRanges(encoder, coverage.ds);
+  writeRanges(encoder, coverage.pending);
   return encoding.toUint8Array(encoder);
 }
 
@@ -171,8 +202,22 @@ export function decodeCoverage(bytes: Uint8Array): Coverage {
     const client = decoding.readVarUint(decoder);
     coverage.sv.set(client, decoding.readVarUint(decoder));
   }
-  const dsSize = decoding.readVarUint(decoder);
-  for (let i = 0; i < dsSize; i++) {
+  readRanges(decoder, coverage.ds);
+  if (decoding.hasContent(decoder)) readRanges(decoder, coverage.pending);
+  return coverage;
+}
+
+export function equalCoverage(a: Coverage, b: Coverage): boolean {
+  if (a.sv.size !== b.sv.size || a.ds.size !== b.ds.size || a.pending.size !== b.pending.size) return false;
+  for (const [client, clock] of a.sv) if (b.sv.get(client) !== clock) return false;
+  for (const [client, ranges] of a.ds) if (!equalRanges(ranges, b.ds.get(client))) return false;
+  for (const [client, ranges] of a.pending) if (!equalRanges(ranges, b.pending.get(client))) return false;
+  return true;
+}
+
+function readRanges(decoder: decoding.Decoder, into: Map<number, Ranges>): void {
+  const size = decoding.readVarUint(decoder);
+  for (let i = 0; i < size; i++) {
     const client = decoding.readVarUint(decoder);
     const count = decoding.readVarUint(decoder);
     const ranges: Ranges = [];
@@ -180,16 +225,22 @@ export function decodeCoverage(bytes: Uint8Array): Coverage {
       const start = decoding.readVarUint(decoder);
       ranges.push([start, start + decoding.readVarUint(decoder)]);
     }
-    coverage.ds.set(client, ranges);
+    into.set(client, ranges);
   }
-  return coverage;
 }
 
-export function equalCoverage(a: Coverage, b: Coverage): boolean {
-  if (a.sv.size !== b.sv.size || a.ds.size !== b.ds.size) return false;
-  for (const [client, clock] of a.sv) if (b.sv.get(client) !== clock) return false;
-  for (const [client, ranges] of a.ds) if (!equalRanges(ranges, b.ds.get(client))) return false;
-  return true;
+/** Whether [start, end) lies inside one of the sorted, merged `ranges`. */
+function containedIn(ranges: Ranges, start: number, end: number): boolean {
+  let low = 0;
+  let high = ranges.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const [s, e] = ranges[middle];
+    if (start < s) high = middle - 1;
+    else if (start >= e) low = middle + 1;
+    else return end <= e;
+  }
+  return false;
 }
 
 // Delete sets in Yjs' v1 update encoding: count, then per client its ranges.

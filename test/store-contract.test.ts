@@ -96,6 +96,32 @@ for (const [backend, open] of Object.entries(backends)) {
       assert.equal((await store.append('doc', a.updates[2], meta)).seq, null);
     });
 
+    test('an update that arrives before the one it follows is logged once, however often it is resent', async (t) => {
+      const store = open(t, { compactAfterEntries: 0 });
+      const a = editor();
+      a.text.insert(0, 'first ');
+      a.text.insert(6, 'second ');
+      a.text.insert(13, 'third');
+      const [first, second, third] = a.updates;
+      // The second and third arrive first: Yjs holds them pending until the first fills the gap.
+      assert.equal((await store.append('doc', second, meta)).seq, 1);
+      assert.equal((await store.append('doc', second, meta)).seq, null, 'a resend beyond the gap');
+      assert.equal((await store.append('doc', third, meta)).seq, 2);
+      assert.equal((await store.append('doc', first, meta)).seq, 3);
+      for (const update of [first, second, third]) assert.equal((await store.append('doc', update, meta)).seq, null);
+      assert.equal((await store.append('doc', Y.encodeStateAsUpdate(a.doc), meta)).seq, null);
+      assert.equal(textOf((await store.stateAt('doc')).update), 'first second third');
+      // Compaction carries what was pending into the snapshot's coverage.
+      const gap = editor();
+      gap.text.insert(0, 'x');
+      gap.text.insert(1, 'y');
+      assert.equal((await store.append('gap', gap.updates[1], meta)).seq, 1);
+      await store.compact('gap');
+      assert.deepEqual((await store.verify()).problems, []);
+      assert.equal((await store.append('gap', gap.updates[0], meta)).seq, 2);
+      assert.equal(textOf((await store.stateAt('gap')).update), 'xy');
+    });
+
     test('a malformed update is refused and nothing is logged', async (t) => {
       const store = open(t);
       const a = editor();
