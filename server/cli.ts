@@ -127,7 +127,9 @@ const commands: Record<string, Command> = {
       if (report === null) return 1;
       if (values.json === true) process.stdout.write(`${JSON.stringify(report)}\n`);
       else {
-        process.stdout.write(`${report.documents} documents, ${report.entries} log entries, ${report.snapshots} snapshots checked\n`);
+        const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+        process.stdout.write(`${count(report.documents, 'document', 'documents')}, ${count(report.entries, 'log entry', 'log entries')}, ` +
+          `${count(report.snapshots, 'snapshot', 'snapshots')} checked\n`);
         for (const p of report.problems) process.stdout.write(`PROBLEM ${p.doc}${p.seq === null ? '' : ` at seq ${p.seq}`}: ${p.problem}\n`);
         process.stdout.write(report.problems.length === 0 ? 'OK: every snapshot agrees with its log\n'
           : `${report.problems.length} problem(s); snapshots are a cache: a damaged one can be dropped and rebuilt by compact\n`);
@@ -161,8 +163,8 @@ async function withStore<T>(path: string, options: { mustExist: boolean }, use: 
 
 /** Progress on stderr for long work: at most one line a second, and a last one. */
 function progressReporter(task: string, total: number): (done: number, current: string | null) => void {
-  let lastPrinted = 0;
   const started = Date.now();
+  let lastPrinted = started;
   return (done, current) => {
     const now = Date.now();
     if (current !== null && now - lastPrinted < 1000) return;
