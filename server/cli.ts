@@ -221,19 +221,30 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (name === 'serve') {
-      const running = await serve(rest, process.env);
-      await new Promise<void>((resolve) => {
-        const onSignal = () => {
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          process.once('SIGINT', () => process.exit(1)); // a second Ctrl-C gives up waiting
-          running.stop().then(resolve, (error: Error) => {
-            process.stderr.write(`palimpsest: shutdown failed: ${error.message}\n`);
-            process.exit(1);
-          });
-        };
-        process.once('SIGTERM', onSignal);
-        process.once('SIGINT', onSignal);
+      // Listen for the signal before starting, so one that arrives during start-up
+      // still ends in a clean stop (once the server is up) rather than a kill.
+      let signalled: () => void = () => undefined;
+      const stopRequested = new Promise<void>((resolve) => { signalled = resolve; });
+      const onSignal = () => {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        process.once('SIGINT', () => process.exit(1)); // a second Ctrl-C gives up waiting
+        signalled();
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+      let running;
+      try {
+        running = await serve(rest, process.env);
+      } catch (error) {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        throw error;
+      }
+      await stopRequested;
+      await running.stop().catch((error: Error) => {
+        process.stderr.write(`palimpsest: shutdown failed: ${error.message}\n`);
+        process.exit(1);
       });
       // Everything is closed; do not let a stray timer of a dependency keep the process up.
       setTimeout(() => process.exit(0), 1000).unref();
