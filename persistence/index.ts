@@ -9,8 +9,8 @@ export { StoreError, type StoreErrorCode } from './errors.js';
 export { MalformedUpdateError } from './coverage.js';
 export type { RetentionPolicy } from './compaction.js';
 export type { SynchronousMode } from './sqlite-database.js';
-export { openSqliteEventStore, SqliteEventStore, type SqliteEventStoreOptions } from './sqlite-event-store.js';
-export { replay } from './replay.js';
+export type { SqliteEventStoreOptions } from './sqlite-event-store.js';
+export { computeRestoreUpdate } from './restore.js';
 
 import { openSqliteEventStore, type SqliteEventStoreOptions } from './sqlite-event-store.js';
 import type { EventStore } from './event-store.js';
@@ -19,4 +19,3 @@ import type { EventStore } from './event-store.js';
 export function openEventStore(options: SqliteEventStoreOptions): EventStore & { readonly path: string; compactionsIdle(): Promise<void> } {
   return openSqliteEventStore(options);
 }
-export { computeRestoreUpdate } from './restore.js';

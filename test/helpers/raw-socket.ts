@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import * as encoding from 'lib0/encoding';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
+import { authFrame, syncFrame } from './raw-client.js';
 
 export interface RawSocket {
   ws: WebSocket;
@@ -41,20 +42,8 @@ function frame(documentName: string, write: (encoder: encoding.Encoder) => void)
 }
 
 export const frames = {
-  auth: (doc: string, token: string) => frame(doc, (e) => {
-    encoding.writeVarUint(e, 2);
-    encoding.writeVarUint(e, 0);
-    encoding.writeVarString(e, token);
-  }),
-  syncStep1: (doc: string, ydoc = new Y.Doc()) => frame(doc, (e) => {
-    encoding.writeVarUint(e, 0);
-    encoding.writeVarUint(e, 0);
-    encoding.writeVarUint8Array(e, Y.encodeStateVector(ydoc));
-  }),
-  update: (doc: string, update: Uint8Array) => frame(doc, (e) => {
-    encoding.writeVarUint(e, 0);
-    encoding.writeVarUint(e, 2);
-    encoding.writeVarUint8Array(e, update);
-  }),
+  auth: (doc: string, token: string) => authFrame(doc, token),
+  syncStep1: (doc: string, ydoc = new Y.Doc()) => syncFrame(doc, 0, Y.encodeStateVector(ydoc)),
+  update: (doc: string, update: Uint8Array) => syncFrame(doc, 2, update),
   queryAwareness: (doc: string) => frame(doc, (e) => encoding.writeVarUint(e, 3)),
 };

@@ -4,7 +4,7 @@
 // registered on the test context that started it.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from './cli.js';
 import type { TestContext } from 'node:test';
 
 export interface RedisProcess {
@@ -66,14 +66,3 @@ export async function startRedis(t: Pick<TestContext, 'after'>): Promise<RedisPr
 }
 
 /** A port that was free a moment ago (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
