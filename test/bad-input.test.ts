@@ -120,6 +120,9 @@ test('random and mutated frames against a live server: it stays up, other client
 
   const health = await fetch(`${server.http}/healthz`);
   assert.equal(health.status, 200);
+  // Let the edits made during the attack settle first, so the next one is not concurrent with them.
+  await waitSettled(good);
+  await waitConverged(good.map((c) => c.doc));
   good[0].doc.getText('text').insert(0, 'after the attack ');
   await waitSettled(good);
   await waitConverged(good.map((c) => c.doc));
