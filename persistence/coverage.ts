@@ -57,10 +57,12 @@ export function cloneCoverage(coverage: Coverage): Coverage {
 }
 
 /**
- * Decodes an update completely; anything Yjs cannot decode throws
- * MalformedUpdateError, so nothing malformed ever reaches the log.
+ * Decodes an update completely; anything Yjs cannot decode or apply throws
+ * MalformedUpdateError, so nothing malformed ever reaches the log. Entries
+ * already in the log are read with `strict` false: one an earlier version
+ * let through must not stop the document from being written again.
  */
-export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
+export function decodeUpdate(bytes: Uint8Array, strict = true): DecodedUpdate {
   let decoded: ReturnType<typeof Y.decodeUpdate>;
   try {
     decoded = Y.decodeUpdate(bytes);
@@ -73,6 +75,7 @@ export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
     if (!Number.isSafeInteger(struct.id.clock) || !(struct.length > 0)) {
       throw new MalformedUpdateError('struct with an invalid clock or length');
     }
+    if (strict && struct instanceof Y.Item) checkReferences(struct);
     addRange(structs, struct.id.client, struct.id.clock, struct.id.clock + struct.length);
   }
   const ds = new Map<number, Ranges>();
@@ -80,10 +83,34 @@ export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
   for (const [client, items] of decoded.ds.clients) {
     dsInOrder.push([client, items.map((item) => ({ clock: item.clock, len: item.len }))]);
     for (const item of items) {
-      if (item.len > 0) addRange(ds, client, item.clock, item.clock + item.len);
+      // Yjs never writes an empty range, and throws on re-encoding one (which applying an update may do).
+      if (!(item.len > 0) || !Number.isSafeInteger(item.clock + item.len)) {
+        if (strict) throw new MalformedUpdateError('empty or invalid deleted range');
+        continue;
+      }
+      addRange(ds, client, item.clock, item.clock + item.len);
     }
   }
   return { bytes, structs, ds, dsInOrder };
+}
+
+/**
+ * A client's structs can only refer to what that client made before them.
+ * Yjs trusts this while integrating and throws half-way through applying an
+ * update that breaks it (an origin pointing past the item itself), so such an
+ * update would be logged and then fail every replay.
+ */
+function checkReferences(item: Y.Item): void {
+  checkReference(item, item.origin);
+  checkReference(item, item.rightOrigin);
+  if (item.parent instanceof Y.ID) checkReference(item, item.parent);
+}
+
+function checkReference(item: Y.Item, ref: Y.ID | null): void {
+  const { client, clock } = item.id;
+  if (ref !== null && ref.client === client && ref.clock >= clock) {
+    throw new MalformedUpdateError(`struct ${client}:${clock} refers to ${ref.client}:${ref.clock}, which its own client has not made yet`);
+  }
 }
 
 /**

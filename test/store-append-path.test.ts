@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
+import * as encoding from 'lib0/encoding';
 import * as prng from 'lib0/prng';
 import * as Y from 'yjs';
 import { openEventStore, StoreError } from '../persistence/index.js';
@@ -135,4 +136,88 @@ test('with many deleted ranges logged, a delete spanning several of them logs on
     assert.equal((await store.append('doc', update, meta)).seq, null);
   }
   assert.equal((await store.entries('doc')).length, 252);
+});
+
+/** One client's update: "ab" into the root text, then "cd" with the given references, then an optional delete set. */
+function twoInserts(client: number, second: { origin?: Y.ID; rightOrigin?: Y.ID; parent?: Y.ID }, deleted: Array<[number, number]> = []): Uint8Array {
+  const encoder = new Y.UpdateEncoderV1();
+  // A root type by name, as Yjs itself decodes it (its typings only name live types).
+  const root = 'text' as unknown as Y.AbstractType<unknown>;
+  const first = new Y.Item(Y.createID(client, 0), null, null, null, null, root, null, new Y.ContentString('ab'));
+  const parent = (second.parent ?? null) as unknown as Y.AbstractType<unknown> | null;
+  const next = new Y.Item(Y.createID(client, 2), null, second.origin ?? null, null, second.rightOrigin ?? null, parent, null,
+    new Y.ContentString('cd'));
+  encoding.writeVarUint(encoder.restEncoder, 1); // clients
+  encoding.writeVarUint(encoder.restEncoder, 2); // structs of this client
+  encoder.writeClient(client);
+  encoding.writeVarUint(encoder.restEncoder, 0); // first clock
+  first.write(encoder, 0);
+  next.write(encoder, 0);
+  encoding.writeVarUint(encoder.restEncoder, deleted.length === 0 ? 0 : 1); // clients in the delete set
+  if (deleted.length > 0) {
+    encoding.writeVarUint(encoder.restEncoder, client);
+    encoding.writeVarUint(encoder.restEncoder, deleted.length);
+    for (const [clock, len] of deleted) {
+      encoding.writeVarUint(encoder.restEncoder, clock);
+      encoding.writeVarUint(encoder.restEncoder, len);
+    }
+  }
+  return encoder.toUint8Array();
+}
+
+test('updates Yjs decodes but cannot apply are refused and not logged: references ahead of their own client, empty deleted ranges', async (t) => {
+  const store = openStore(t, join(tempDir(t), 'unappliable.db'));
+  // The controls: "cd" right of "a", before "a", inside a deleted "b".
+  for (const [name, update, text] of [
+    ['origin', twoInserts(7, { origin: Y.createID(7, 0) }), 'acdb'],
+    ['right-origin', twoInserts(7, { rightOrigin: Y.createID(7, 0) }), 'cdab'],
+    ['deleted', twoInserts(7, { origin: Y.createID(7, 0) }, [[1, 1]]), 'acd'],
+  ] as const) {
+    assert.equal(textOf(update), text, name);
+    assert.equal((await store.append(`sound-${name}`, update, meta)).seq, 1, name);
+  }
+  const bad = {
+    'origin ahead': twoInserts(7, { origin: Y.createID(7, 3) }),
+    'right origin ahead': twoInserts(7, { rightOrigin: Y.createID(7, 5) }),
+    'parent ahead': twoInserts(7, { parent: Y.createID(7, 2) }),
+    'empty deleted range': twoInserts(7, { origin: Y.createID(7, 0) }, [[10, 0]]),
+  };
+  for (const [name, update] of Object.entries(bad)) {
+    assert.throws(() => Y.applyUpdate(new Y.Doc(), update), `Yjs cannot apply it (${name})`);
+    await assert.rejects(store.append(name, update, meta), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'MALFORMED_UPDATE', name);
+      return true;
+    }, name);
+    assert.equal(await store.info(name), null, `nothing logged (${name})`);
+  }
+  assert.deepEqual((await store.verify()).problems, []);
+});
+
+test('an entry an earlier version logged that the checks now refuse does not stop its document from being written', async (t) => {
+  const path = join(tempDir(t), 'legacy.db');
+  const before = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0 });
+  const author = editor();
+  author.text.insert(0, 'old');
+  await before.append('legacy', author.updates[0], meta);
+  await before.close();
+  // Yjs applies this one (the empty range is harmless on a document that has the
+  // deleted clocks); earlier versions logged it as seq 2.
+  const legacy = twoInserts(9, { origin: Y.createID(9, 0) }, [[0, 0]]);
+  const raw = new Database(path);
+  raw.prepare(`INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes)
+    SELECT id, 2, 0, 'older-version', NULL, ?, ? FROM documents WHERE name = 'legacy'`).run(legacy.length, legacy);
+  raw.prepare(`UPDATE documents SET last_seq = 2 WHERE name = 'legacy'`).run();
+  raw.close();
+
+  const store = openStore(t, path);
+  author.text.insert(3, ' and new');
+  const other = editor();
+  other.text.insert(0, 'elsewhere');
+  // Both in one batch: the legacy entry is folded in while the batch is written.
+  const [legacyResult, otherResult] = await Promise.all([
+    store.append('legacy', author.updates[1], meta),
+    store.append('other', other.updates[0], meta),
+  ]);
+  assert.equal(legacyResult.seq, 3);
+  assert.equal(otherResult.seq, 1);
 });
