@@ -5,7 +5,9 @@
 // The snapshot is built from the log, never from a live in-memory document,
 // so it cannot contain anything the log lacks. The expensive part (replay and
 // encoding) runs outside the write transaction; in the server it runs on a
-// worker thread (compaction-worker.ts) so big documents do not stall sockets.
+// worker thread (compaction-worker.ts) so big documents do not stall sockets,
+// and the server's own connection writes the result, so that one connection
+// alone takes the write lock and appends never wait for a compaction.
 
 import * as Y from 'yjs';
 import { coverageOfDoc, encodeCoverage } from './coverage.js';
@@ -52,13 +54,23 @@ export class CompactionCache {
   }
 }
 
-export function compactDocument(
-  open: OpenDatabase, doc: string, retention: RetentionPolicy, cache?: CompactionCache,
-): CompactionResult | null {
+/** A snapshot built from the log, not yet written. */
+export interface BuiltSnapshot {
+  doc: string;
+  docId: number;
+  seq: number;
+  state: Uint8Array;
+  coverage: Uint8Array;
+}
+
+/**
+ * Builds snapshot(N) for the document's last seq N: reads only (one
+ * consistent view of the file, even while other connections append), so it
+ * can run on any connection; null when there is nothing new to snapshot.
+ */
+export function buildSnapshot(open: OpenDatabase, doc: string, cache?: CompactionCache): BuiltSnapshot | null {
   const { db, statements } = open;
   const cached = cache?.take(doc);
-  // A deferred transaction is one consistent read view of the file, even
-  // while other connections append.
   const plan = db.transaction(() => {
     const row = statements.documentByName.get(doc);
     if (row === undefined || row.last_seq === 0) return null;
@@ -80,10 +92,52 @@ export function compactDocument(
   const coverage = encodeCoverage(coverageOfDoc(ydoc));
   if (cache !== undefined) cache.put(doc, plan.seq, ydoc, state.length);
   else ydoc.destroy();
+  return { doc, docId: plan.docId, seq: plan.seq, state, coverage };
+}
 
+/** What compaction keeps: log entries (retention) and older snapshots. */
+export interface CompactionPolicy {
+  retention: RetentionPolicy;
+  /**
+   * Older snapshots kept: the first one in each span of this many seqs (the
+   * latest, and the one a pruned log continues from, are always kept). Under
+   * retention 'all' they only speed up history reads (`stateAt`); under
+   * 'snapshot' they are the only points of history left. Keeping one per
+   * compaction would grow the file by a whole document state every few
+   * hundred edits. 0 keeps them all.
+   */
+  keepSnapshotsEvery: number;
+}
+
+/**
+ * Writes a built snapshot and, when the policy says so, drops the entries it
+ * covers and the previous snapshot: one transaction.
+ */
+export function writeSnapshot(open: OpenDatabase, snapshot: BuiltSnapshot, policy: CompactionPolicy): CompactionResult {
+  const { db, statements } = open;
   const pruned = db.transaction(() => {
-    statements.insertSnapshot.run(plan.docId, plan.seq, Date.now(), state, coverage);
-    return retention === 'snapshot' ? statements.pruneUpdatesUpTo.run(plan.docId, plan.seq).changes : 0;
+    const { docId, seq } = snapshot;
+    const previous = statements.snapshotBefore.get(docId, seq);
+    statements.insertSnapshot.run(docId, seq, Date.now(), snapshot.state, snapshot.coverage);
+    const pruned = policy.retention === 'snapshot' ? statements.pruneUpdatesUpTo.run(docId, seq).changes : 0;
+    const every = policy.keepSnapshotsEvery;
+    // The snapshot the retained log continues from (an earlier writer may have pruned up to it) always stays.
+    const firstRetained = statements.firstRetained.get(docId)?.seq ?? null;
+    if (previous !== undefined && every > 0 && (firstRetained === null || previous.seq !== firstRetained - 1)) {
+      // Otherwise the previous latest stays only as the first snapshot of its span.
+      const spanStart = Math.floor(previous.seq / every) * every;
+      if (statements.snapshotInSpanBefore.get(docId, spanStart, previous.seq) !== undefined) {
+        statements.deleteSnapshot.run(docId, previous.seq);
+      }
+    }
+    return pruned;
   }).immediate();
-  return { doc, seq: plan.seq, size: state.length, pruned };
+  return { doc: snapshot.doc, seq: snapshot.seq, size: snapshot.state.length, pruned };
+}
+
+export function compactDocument(
+  open: OpenDatabase, doc: string, policy: CompactionPolicy, cache?: CompactionCache,
+): CompactionResult | null {
+  const snapshot = buildSnapshot(open, doc, cache);
+  return snapshot === null ? null : writeSnapshot(open, snapshot, policy);
 }

@@ -41,6 +41,9 @@ export interface Statements {
   latestSnapshotAtOrBefore: Statement<[number, number], { seq: number; state: Uint8Array; coverage: Uint8Array } | undefined>;
   insertSnapshot: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   snapshotsOf: Statement<[number], { seq: number; created_at: number; size: number }>;
+  snapshotBefore: Statement<[number, number], { seq: number } | undefined>;
+  snapshotInSpanBefore: Statement<[number, number, number], { seq: number } | undefined>;
+  deleteSnapshot: Statement<[number, number]>;
   snapshotRows: Statement<[number], { seq: number; state: Uint8Array; coverage: Uint8Array }>;
   pruneUpdatesUpTo: Statement<[number, number]>;
   countAfter: Statement<[number, number], { n: number; bytes: number | null }>;
@@ -107,6 +110,9 @@ function prepareStatements(db: SqliteDatabase): Statements {
     snapshotsOf: db.prepare(
       'SELECT seq, created_at, length(state) AS size FROM snapshots WHERE doc_id = ? ORDER BY seq'),
     snapshotRows: db.prepare('SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    snapshotBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1'),
+    snapshotInSpanBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq >= ? AND seq < ? LIMIT 1'),
+    deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE doc_id = ? AND seq = ?'),
     pruneUpdatesUpTo: db.prepare('DELETE FROM updates WHERE doc_id = ? AND seq <= ?'),
     countAfter: db.prepare('SELECT count(*) AS n, sum(size) AS bytes FROM updates WHERE doc_id = ? AND seq > ?'),
     firstRetained: db.prepare('SELECT min(seq) AS seq FROM updates WHERE doc_id = ?'),

@@ -9,8 +9,8 @@
 
 import { Worker } from 'node:worker_threads';
 import * as Y from 'yjs';
-import { compactDocument, type RetentionPolicy } from './compaction.js';
-import type { CompactionWorkerData } from './compaction-worker.js';
+import { compactDocument, writeSnapshot, type BuiltSnapshot, type CompactionPolicy, type RetentionPolicy } from './compaction.js';
+import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
 import {
   decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
   MalformedUpdateError, uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
@@ -31,8 +31,13 @@ export interface SqliteEventStoreOptions {
   compactAfterEntries?: number;
   /** … or once the entries after its latest snapshot reach this many bytes. */
   compactAfterBytes?: number;
-  /** Run automatic compactions on a worker thread (the server) or inline (CLI, tests). */
-  compactInBackground?: boolean;
+  /** Older snapshots kept: the first in each span of this many seqs, besides the latest (0 = all). */
+  keepSnapshotsEvery?: number;
+  /**
+   * Keep slow work off the event loop (the server): compactions and WAL
+   * checkpoints run on a worker thread. Otherwise they run inline (CLI, tests).
+   */
+  background?: boolean;
   readonly?: boolean;
   /** How long a write waits for another process' write lock before failing. */
   busyTimeoutMs?: number;
@@ -70,6 +75,19 @@ interface BatchCursor {
 }
 
 const CURSOR_CACHE_LIMIT = 2048;
+/** SQLite's default page size, which the store keeps; for estimating WAL growth. */
+const PAGE_SIZE = 4096;
+/** Estimated WAL pages after which the worker checkpoints. */
+const CHECKPOINT_AFTER_PAGES = 1000;
+/** A WAL of this many frames, once the worker has copied it, is finished and reset from the store's connection. */
+const RESET_WAL_AFTER_FRAMES = 1000;
+/** With checkpoints on the worker, SQLite still checkpoints at commit past this many pages, should the worker fail. */
+const INLINE_CHECKPOINT_BACKSTOP_PAGES = 10000;
+
+type WorkerReply =
+  | { ready: true }
+  | { doc: string; snapshot?: BuiltSnapshot | null; error?: string }
+  | { checkpoint: { busy: number; log: number; checkpointed: number } | { error: string } };
 
 export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEventStore {
   return new SqliteEventStore(options);
@@ -90,6 +108,11 @@ export class SqliteEventStore implements EventStore {
   private compactionRunning: string | null = null;
   private compactionStartedAt = 0;
   private compactionIdleWaiters: Array<() => void> = [];
+  /** Whether the worker has opened the file and takes requests. */
+  private workerReady = false;
+  private checkpointRunning = false;
+  /** Estimated WAL pages written since the last checkpoint request. */
+  private walPagesSinceCheckpoint = 0;
 
   constructor(options: SqliteEventStoreOptions) {
     this.options = {
@@ -97,16 +120,26 @@ export class SqliteEventStore implements EventStore {
       retention: 'all',
       compactAfterEntries: 500,
       compactAfterBytes: 1024 * 1024,
-      compactInBackground: false,
+      keepSnapshotsEvery: 10_000,
+      background: false,
       readonly: false,
       busyTimeoutMs: 5000,
-      ...options,
+      // Options given as undefined keep their defaults.
+      ...(Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as SqliteEventStoreOptions),
     };
-    this.open = openDatabase({
-      path: options.path, synchronous: this.options.synchronous, readonly: this.options.readonly, busyTimeoutMs: this.options.busyTimeoutMs,
-    });
+    const { synchronous, background, readonly } = this.options;
+    this.open = openDatabase({ path: options.path, synchronous, readonly, busyTimeoutMs: this.options.busyTimeoutMs });
+    if (background && !readonly) {
+      this.open.db.pragma(`wal_autocheckpoint = ${INLINE_CHECKPOINT_BACKSTOP_PAGES}`);
+      // Started now: it takes a few hundred milliseconds to boot, and the WAL must not wait for that under load.
+      this.compactionWorker();
+    }
     const write = this.open.db.transaction((batch: PendingAppend[], touched: Map<string, BatchCursor>) => this.writeInTransaction(batch, touched));
     this.writeBatch = (batch, touched) => write.immediate(batch, touched);
+  }
+
+  private policy(): CompactionPolicy {
+    return { retention: this.options.retention, keepSnapshotsEvery: this.options.keepSnapshotsEvery };
   }
 
   get path(): string {
@@ -122,21 +155,25 @@ export class SqliteEventStore implements EventStore {
     if (this.closed) return false;
     if (this.lastWriteFailed && Date.now() - this.lastProbeAt >= 1000) {
       this.lastProbeAt = Date.now();
-      const { db } = this.open;
-      const busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
-      try {
-        db.pragma('busy_timeout = 0');
-        db.exec('BEGIN IMMEDIATE');
-        db.exec('ROLLBACK');
-        this.lastWriteFailed = false;
-      } catch {
-        this.lastWriteFailed = true; // still cannot write
-      } finally {
-        if (db.inTransaction) db.exec('ROLLBACK');
-        db.pragma(`busy_timeout = ${busyTimeout}`);
-      }
+      this.probeWriteLock();
     }
     return !this.lastWriteFailed;
+  }
+
+  private probeWriteLock(): void {
+    const { db } = this.open;
+    const busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
+    try {
+      db.pragma('busy_timeout = 0');
+      db.exec('BEGIN IMMEDIATE');
+      db.exec('ROLLBACK');
+      this.lastWriteFailed = false;
+    } catch {
+      this.lastWriteFailed = true; // still cannot write
+    } finally {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      db.pragma(`busy_timeout = ${busyTimeout}`);
+    }
   }
 
   append(doc: string, update: Uint8Array, meta: AppendMeta, options: AppendOptions = {}): Promise<AppendResult> {
@@ -149,11 +186,14 @@ export class SqliteEventStore implements EventStore {
     }
     return new Promise((resolve, reject) => {
       this.pending.push({ doc, update: decoded, meta, alreadyDeleted: options.alreadyDeleted, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   /** Writes every pending append in one transaction. */
@@ -176,6 +216,10 @@ export class SqliteEventStore implements EventStore {
       return;
     }
     this.lastWriteFailed = false;
+    // Each document's log ends in its own index page; plus the table, the documents row and the bytes themselves.
+    let bytes = 0;
+    for (const result of results) if (!(result instanceof MalformedUpdateError)) bytes += result.size;
+    this.wrotePages(touched.size + 2 + Math.ceil(bytes / PAGE_SIZE));
     for (const [doc, { cursor }] of touched) this.remember(doc, cursor);
     batch.forEach((item, i) => {
       const result = results[i];
@@ -194,8 +238,8 @@ export class SqliteEventStore implements EventStore {
   /** The body of the batch's IMMEDIATE transaction: no other connection can write meanwhile. */
   private writeInTransaction(batch: PendingAppend[], touched: Map<string, BatchCursor>): Array<AppendResult | MalformedUpdateError> {
     const { statements } = this.open;
-    // Changes only when another connection (another process, the compaction
-    // worker) has committed since this connection last looked.
+    // Changes only when another connection (another process) has committed
+    // since this connection last looked.
     const dataVersion = statements.dataVersion.get() as number;
     const results = batch.map((item) => {
       let entry = touched.get(item.doc);
@@ -256,7 +300,7 @@ export class SqliteEventStore implements EventStore {
       if (cached.lastSeq < row.last_seq) {
         for (const entry of statements.updatesAfter.iterate(row.id, cached.lastSeq)) {
           if (entry.seq !== cached.lastSeq + 1) break;
-          foldInto(cached.coverage, decodeUpdate(entry.update_bytes));
+          foldInto(cached.coverage, decodeUpdate(entry.update_bytes, false));
           cached.lastSeq = entry.seq;
           cached.entriesSinceSnapshot += 1;
           cached.bytesSinceSnapshot += entry.update_bytes.length;
@@ -280,7 +324,7 @@ export class SqliteEventStore implements EventStore {
       entriesSinceSnapshot: 0, bytesSinceSnapshot: 0, checkedAt: dataVersion,
     };
     for (const entry of statements.updatesAfter.iterate(docId, cursor.lastSeq)) {
-      foldInto(cursor.coverage, decodeUpdate(entry.update_bytes));
+      foldInto(cursor.coverage, decodeUpdate(entry.update_bytes, false));
       cursor.lastSeq = entry.seq;
       cursor.entriesSinceSnapshot += 1;
       cursor.bytesSinceSnapshot += entry.update_bytes.length;
@@ -370,7 +414,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   async compact(doc: string): Promise<CompactionResult | null> {
-    const result = compactDocument(this.open, doc, this.options.retention);
+    const result = compactDocument(this.open, doc, this.policy());
     if (result !== null) this.afterCompaction(doc, result);
     return result;
   }
@@ -385,10 +429,10 @@ export class SqliteEventStore implements EventStore {
   }
 
   private scheduleCompaction(doc: string): void {
-    if (!this.options.compactInBackground) {
+    if (!this.options.background) {
       const started = performance.now();
       try {
-        const result = compactDocument(this.open, doc, this.options.retention);
+        const result = compactDocument(this.open, doc, this.policy());
         if (result !== null) this.afterCompaction(doc, result);
         this.options.onCompaction?.({ doc, result, durationMs: performance.now() - started });
       } catch (error) {
@@ -408,34 +452,39 @@ export class SqliteEventStore implements EventStore {
     if (this.compactionRunning !== null || this.closed) return;
     const next = this.compactionQueue.values().next();
     if (next.done === true) {
-      for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+      this.wakeIdleWaiters();
       return;
     }
     const doc = next.value;
     this.compactionQueue.delete(doc);
     this.compactionRunning = doc;
     this.compactionStartedAt = performance.now();
-    this.compactionWorker().postMessage({ doc });
+    this.postToWorker({ doc });
   }
 
   private compactionWorker(): Worker {
     if (this.worker !== null) return this.worker;
-    const workerData: CompactionWorkerData = {
-      path: this.open.path, synchronous: this.options.synchronous, retention: this.options.retention,
-    };
+    const workerData: CompactionWorkerData = { path: this.open.path, synchronous: this.options.synchronous };
     const worker = new Worker(new URL('./compaction-worker.js', import.meta.url), { workerData });
-    worker.on('message', (message: { doc: string; result?: CompactionResult | null; error?: string }) => {
-      const durationMs = performance.now() - this.compactionStartedAt;
-      if (message.result) this.afterCompaction(message.doc, message.result);
-      this.options.onCompaction?.({ doc: message.doc, result: message.result, error: message.error, durationMs });
-      this.compactionRunning = null;
-      this.runNextCompaction();
+    worker.on('message', (message: WorkerReply) => {
+      if ('ready' in message) {
+        this.workerReady = true;
+        this.wakeIdleWaiters();
+        return;
+      }
+      if ('checkpoint' in message) {
+        this.afterCheckpoint(message.checkpoint);
+        return;
+      }
+      this.finishCompaction(message);
     });
     worker.on('error', (error) => {
       const doc = this.compactionRunning ?? '';
-      this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - this.compactionStartedAt });
+      if (doc !== '') this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - this.compactionStartedAt });
       this.compactionRunning = null;
+      this.checkpointRunning = false;
       this.worker = null;
+      this.workerReady = false;
       this.runNextCompaction();
     });
     worker.unref();
@@ -443,10 +492,75 @@ export class SqliteEventStore implements EventStore {
     return worker;
   }
 
-  /** Resolves once no background compaction is queued or running. */
+  private postToWorker(request: WorkerRequest): void {
+    this.compactionWorker().postMessage(request);
+  }
+
+  /** The worker built a snapshot: write it here, on the one connection that writes. */
+  private finishCompaction(message: { doc: string; snapshot?: BuiltSnapshot | null; error?: string }): void {
+    let result: CompactionResult | null = null;
+    let error = message.error;
+    if (message.snapshot && !this.closed) {
+      try {
+        result = writeSnapshot(this.open, message.snapshot, this.policy());
+        this.wrotePages(Math.ceil((message.snapshot.state.length + message.snapshot.coverage.length) / PAGE_SIZE) + 2);
+        this.afterCompaction(message.doc, result);
+      } catch (writeError) {
+        error = reason(writeError);
+      }
+    }
+    const durationMs = performance.now() - this.compactionStartedAt;
+    this.options.onCompaction?.(error === undefined ? { doc: message.doc, result, durationMs } : { doc: message.doc, error, durationMs });
+    this.compactionRunning = null;
+    this.runNextCompaction();
+  }
+
+  /**
+   * In the server, the worker copies the WAL into the database file (with its
+   * fsyncs) every CHECKPOINT_AFTER_PAGES or so, instead of SQLite doing it
+   * inside an append's commit.
+   */
+  private wrotePages(pages: number): void {
+    if (!this.options.background) return;
+    this.walPagesSinceCheckpoint += pages;
+    if (this.walPagesSinceCheckpoint < CHECKPOINT_AFTER_PAGES || this.checkpointRunning || this.closed) return;
+    this.walPagesSinceCheckpoint = 0;
+    this.checkpointRunning = true;
+    this.postToWorker({ checkpoint: true });
+  }
+
+  /**
+   * The worker's checkpoint cannot reset the WAL while appends keep coming:
+   * SQLite starts the WAL over only when every frame has been copied. So once
+   * the WAL is long, this connection copies the few frames appended since
+   * (a small checkpoint), and its next commit starts the WAL from the top.
+   */
+  private afterCheckpoint(result: { log: number; checkpointed: number } | { error: string }): void {
+    this.checkpointRunning = false;
+    if ('error' in result || result.log < RESET_WAL_AFTER_FRAMES || this.closed) return;
+    try {
+      this.open.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy (another process is checkpointing): the next round tries again.
+    }
+  }
+
+  /** Resolves once the worker (if any) is up and no background compaction is queued or running. */
   compactionsIdle(): Promise<void> {
-    if (this.compactionRunning === null && this.compactionQueue.size === 0) return Promise.resolve();
+    if (this.backgroundIdle()) return Promise.resolve();
+    // Someone waits for the worker: it keeps the process alive until then.
+    this.worker?.ref();
     return new Promise((resolve) => this.compactionIdleWaiters.push(resolve));
+  }
+
+  private backgroundIdle(): boolean {
+    return this.compactionRunning === null && this.compactionQueue.size === 0 && (this.worker === null || this.workerReady);
+  }
+
+  private wakeIdleWaiters(): void {
+    if (!this.backgroundIdle() && !this.closed) return;
+    if (!this.closed) this.worker?.unref();
+    for (const wake of this.compactionIdleWaiters.splice(0)) wake();
   }
 
   async verify(options: { onProgress?: (doc: string, index: number, total: number) => void } = {}): Promise<VerifyReport> {
@@ -526,8 +640,8 @@ export class SqliteEventStore implements EventStore {
   /** Finishes pending writes and background work, then closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.pending.length > 0) this.flush();
     this.closed = true;
+    if (this.pending.length > 0) this.flush();
     this.compactionQueue.clear();
     if (this.worker !== null) {
       const worker = this.worker;

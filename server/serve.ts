@@ -35,7 +35,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     retention: config.store.retention,
     compactAfterEntries: config.store.compactAfterEntries,
     compactAfterBytes: config.store.compactAfterBytes,
-    compactInBackground: true,
+    background: true,
     onCompaction: ({ doc, result, error, durationMs }) => {
       if (error !== undefined) {
         metrics.compactions.inc({ outcome: 'failed' });

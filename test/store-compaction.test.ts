@@ -11,7 +11,7 @@ import { tempDir } from './helpers/temp.js';
 import { loadTrace, traceUpdates } from './helpers/traces.js';
 
 test('snapshots written one after another in the background all agree with the log', async (t) => {
-  const store = openEventStore({ path: join(tempDir(t), 'background.db'), compactAfterEntries: 200, compactInBackground: true });
+  const store = openEventStore({ path: join(tempDir(t), 'background.db'), compactAfterEntries: 200, keepSnapshotsEvery: 0, background: true });
   t.after(() => store.close());
   const { updates, texts } = traceUpdates(loadTrace('friendsforever_flat'), 4000);
   for (let i = 0; i < updates.length; i += 50) {

@@ -11,13 +11,18 @@ import { computeRestoreUpdate, openEventStore, StoreError, type EventStore } fro
 import { tempDir } from './helpers/temp.js';
 import { loadTrace, traceUpdates } from './helpers/traces.js';
 
-type Opener = (t: TestContext, options?: { retention?: 'all' | 'snapshot'; compactAfterEntries?: number; busyTimeoutMs?: number; path?: string }) =>
+type Opener = (t: TestContext, options?: {
+  retention?: 'all' | 'snapshot'; compactAfterEntries?: number; keepSnapshotsEvery?: number; busyTimeoutMs?: number; path?: string;
+}) =>
   EventStore & { path?: string };
 
 const backends: Record<string, Opener> = {
   sqlite: (t, options = {}) => {
     const path = options.path ?? join(tempDir(t), 'store.db');
-    const store = openEventStore({ path, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, retention: options.retention, busyTimeoutMs: options.busyTimeoutMs });
+    const store = openEventStore({
+      path, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, keepSnapshotsEvery: options.keepSnapshotsEvery,
+      retention: options.retention, busyTimeoutMs: options.busyTimeoutMs,
+    });
     t.after(() => store.close());
     return store;
   },
@@ -136,7 +141,8 @@ for (const [backend, open] of Object.entries(backends)) {
     test('stateAt at random seqs equals an independent replay of a real editing trace, across compactions', async (t) => {
       const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
       t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
-      const store = open(t, { compactAfterEntries: 700 });
+      // Snapshots every 700 entries, of which the first in each 2,000 seqs and the latest are kept.
+      const store = open(t, { compactAfterEntries: 700, keepSnapshotsEvery: 2000 });
       const { updates, texts } = traceUpdates(loadTrace('seph-blog1'), 6000);
       assert.equal(updates.length, texts.length);
       // Appended in bursts, as clients do, so several appends share a transaction.
@@ -145,7 +151,7 @@ for (const [backend, open] of Object.entries(backends)) {
       }
       const info = await store.info('blog');
       assert.equal(info?.seq, updates.length);
-      assert.ok((info?.snapshots.length ?? 0) >= 5, `expected automatic snapshots, got ${info?.snapshots.length}`);
+      assert.deepEqual(info?.snapshots.map((s) => s.seq), [700, 2100, 4200, 5600], 'snapshots kept');
       const rng = prng.create(seed);
       const seqs = [0, 1, updates.length, ...info!.snapshots.map((s) => s.seq), ...info!.snapshots.map((s) => s.seq + 1)];
       for (let i = 0; i < 40; i++) seqs.push(prng.uint32(rng, 1, updates.length));
@@ -200,6 +206,27 @@ for (const [backend, open] of Object.entries(backends)) {
       assert.deepEqual(await store.entries('doc'), []);
       assert.equal(textOf((await store.stateAt('doc')).update), a.text.toString());
       assert.deepEqual((await store.verify()).problems, []);
+    });
+
+    test("a store keeping everything compacts a log another pruned: the snapshot the log continues from stays", async (t) => {
+      const path = join(tempDir(t), 'mixed-retention.db');
+      const a = editor();
+      for (let i = 0; i < 40; i++) a.text.insert(a.text.length, `${i},`);
+      // A server under retention 'snapshot' compacts twice: entries 1-30 are pruned, 31 onwards remain.
+      const pruning = open(t, { retention: 'snapshot', keepSnapshotsEvery: 1000, path });
+      for (const u of a.updates.slice(0, 10)) await pruning.append('doc', u, meta);
+      await pruning.compact('doc');
+      for (const u of a.updates.slice(10, 30)) await pruning.append('doc', u, meta);
+      await pruning.compact('doc');
+      for (const u of a.updates.slice(30)) await pruning.append('doc', u, meta);
+      await pruning.close();
+      // Then `palimpsest compact` (retention 'all') snapshots seq 40.
+      const keeping = open(t, { keepSnapshotsEvery: 1000, path });
+      assert.equal((await keeping.compact('doc'))?.seq, 40);
+      assert.deepEqual((await keeping.info('doc'))?.snapshots.map((s) => s.seq), [10, 30, 40]);
+      assert.deepEqual((await keeping.verify()).problems, []);
+      const texts = a.updates.map((_, i) => { const d = new Y.Doc(); for (const u of a.updates.slice(0, i + 1)) Y.applyUpdate(d, u); return d.getText('text').toString(); });
+      for (const seq of [30, 35, 40]) assert.equal(textOf((await keeping.stateAt('doc', seq)).update), texts[seq - 1], `state at ${seq}`);
     });
 
     test('verify detects a damaged snapshot, and a snapshot that disagrees with the log', async (t) => {
