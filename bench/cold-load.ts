@@ -154,7 +154,7 @@ export async function runColdLoad(options: ColdLoadOptions): Promise<ColdLoadRes
 
   // The log the server would have written: grouped appends, background compaction.
   const dbPath = join(options.dir, 'cold-load.db');
-  const store = openEventStore({ path: dbPath, synchronous: 'full', compactInBackground: true });
+  const store = openEventStore({ path: dbPath, synchronous: 'full', background: true });
   const meta = { instanceId: 'bench', user: null };
   // Two phases, so both ends of the compaction cycle get measured: first all
   // but the last 499 updates, then (after compaction caught up: tail 0) the
@@ -185,7 +185,7 @@ export async function runColdLoad(options: ColdLoadOptions): Promise<ColdLoadRes
   // One commit per update: the rate of a single writer typing alone.
   for (const synchronous of ['full', 'normal'] as const) {
     const sample = updates.slice(0, options.sequentialSample);
-    const sequential = openEventStore({ path: join(options.dir, `sequential-${synchronous}.db`), synchronous, compactInBackground: true });
+    const sequential = openEventStore({ path: join(options.dir, `sequential-${synchronous}.db`), synchronous, background: true });
     progress(`cold load: appending ${sample.length} updates one at a time (synchronous=${synchronous})`);
     started = performance.now();
     for (const update of sample) await sequential.append(docName, update, meta);

@@ -195,6 +195,9 @@ interface AckRow {
   serverCpuUsPerUpdate: number;
   serverCpuPercent: number;
   loadCpuPercent: number;
+  /** The server's event-loop delay during the run: p99 and max, ms. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
   refused: number;
   closedEarly: number;
 }
@@ -235,6 +238,8 @@ async function runAckSection(dir: string, nodeFlags: string[]): Promise<AckRow[]
             serverCpuUsPerUpdate: (serverCpuMs * 1000) / result.sent,
             serverCpuPercent: (serverCpuMs / runMs) * 100,
             loadCpuPercent: result.loadCpuPercent,
+            loopDelayP99Ms: after.loopDelayP99Ms,
+            loopDelayMaxMs: after.loopDelayMaxMs,
             refused: result.refused,
             closedEarly: result.closedEarly,
           });
@@ -255,6 +260,8 @@ async function runAckSection(dir: string, nodeFlags: string[]): Promise<AckRow[]
     serverCpuUsPerUpdate: median(rows.map((r) => r.serverCpuUsPerUpdate)),
     serverCpuPercent: median(rows.map((r) => r.serverCpuPercent)),
     loadCpuPercent: median(rows.map((r) => r.loadCpuPercent)),
+    loopDelayP99Ms: median(rows.map((r) => r.loopDelayP99Ms)),
+    loopDelayMaxMs: median(rows.map((r) => r.loopDelayMaxMs)),
     refused: rows.reduce((sum, r) => sum + r.refused, 0),
     closedEarly: rows.reduce((sum, r) => sum + r.closedEarly, 0),
   }));
@@ -298,7 +305,7 @@ function ackGoals(rows: AckRow[]): GoalLine[] {
 
 function ackTable(rows: AckRow[]): string {
   const headers = ['server', 'load', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'delivery p50 ms', 'delivery p99 ms',
-    'server CPU µs/update', 'server CPU %', 'load gen CPU %'];
+    'server CPU µs/update', 'server CPU %', 'load gen CPU %', 'server loop delay p99 / max ms'];
   return table(
     `Durable appending vs no persistence: ${settings.clients} clients on ${settings.documents} documents, ` +
     `1-4 characters per update; typing = ${settings.rate} updates/s per client (open loop, ` +
@@ -306,7 +313,7 @@ function ackTable(rows: AckRow[]): string {
     `${settings.durationMs / 1000} s windows, median of ${settings.rounds} round(s)`,
     headers,
     rows.map((r) => [r.server, r.load, r.ackedPerSecond, r.ackP50Ms, r.ackP99Ms, r.deliveryP50Ms, r.deliveryP99Ms,
-      r.serverCpuUsPerUpdate, r.serverCpuPercent, r.loadCpuPercent]),
+      r.serverCpuUsPerUpdate, r.serverCpuPercent, r.loadCpuPercent, `${format(r.loopDelayP99Ms)} / ${format(r.loopDelayMaxMs)}`]),
   );
 }
 

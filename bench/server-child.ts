@@ -11,11 +11,13 @@
 //
 // Protocol with the parent: one JSON line {"benchChild":"listening","port":N}
 // on stdout; then each line "usage" on stdin is answered with one JSON line
-// {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes}; stdin closing or
+// {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes, loopDelayP99Ms,
+// loopDelayMaxMs} (the event-loop delays since the previous report); stdin closing or
 // SIGTERM stops the server and exits.
 
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Server } from '@hocuspocus/server';
@@ -76,12 +78,19 @@ async function stop(): Promise<void> {
   process.exit(0);
 }
 
+// How long the server's event loop was kept from running: every socket on it waits that long.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
 report({ event: 'listening', port: started.port });
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {
   if (line.trim() !== 'usage') return;
   const usage = process.cpuUsage();
-  report({ event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: process.memoryUsage().rss });
+  report({
+    event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: process.memoryUsage().rss,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6, loopDelayMaxMs: loopDelay.max / 1e6,
+  });
+  loopDelay.reset();
 });
 lines.on('close', () => void stop());
 process.on('SIGTERM', () => void stop());

@@ -12,6 +12,9 @@ export interface ServerUsage {
   cpuUserMs: number;
   cpuSystemMs: number;
   rssBytes: number;
+  /** The server's event-loop delay since the previous usage() call (p99 and max, ms). */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 }
 
 export interface BenchServer {
@@ -58,7 +61,10 @@ export async function startBenchServer(args: string[], nodeFlags: string[] = [])
       const reply = next('usage');
       child.stdin?.write('usage\n');
       const message = await reply;
-      return { cpuUserMs: message.cpuUserMs as number, cpuSystemMs: message.cpuSystemMs as number, rssBytes: message.rssBytes as number };
+      return {
+        cpuUserMs: message.cpuUserMs as number, cpuSystemMs: message.cpuSystemMs as number, rssBytes: message.rssBytes as number,
+        loopDelayP99Ms: message.loopDelayP99Ms as number, loopDelayMaxMs: message.loopDelayMaxMs as number,
+      };
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

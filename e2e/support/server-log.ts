@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as Y from 'yjs';
+import type { LogEntryJson } from '../../server/log-entry-json.js';
 import { childEnv, cliPath } from './server.js';
 
 const run = promisify(execFile);
@@ -12,14 +13,8 @@ const run = promisify(execFile);
 /** The Yjs fragment the editor writes to (client-demo FRAGMENT_NAME). */
 export const FRAGMENT_NAME = 'default';
 
-export interface LogEntry {
-  seq: number;
-  receivedAt: string;
-  instanceId: string;
-  user: string | null;
-  size: number;
-  update: string;
-}
+/** One entry of `history --json`: the shape the server defines for the CLI and the API. */
+export type LogEntry = LogEntryJson;
 
 async function cli(args: string[]): Promise<unknown> {
   const { stdout } = await run(process.execPath, [cliPath, ...args], { env: childEnv() });
