@@ -101,10 +101,14 @@ export async function waitSettled(clients: TestClient[], timeoutMs = 20_000): Pr
   });
 }
 
-/** Waits until every doc has the same state vector and content. */
+/**
+ * Waits until every doc holds the same items and the same deletions. The
+ * state vector alone is not enough: a change that only deletes leaves it as
+ * it was, and may still be on its way to some of the docs.
+ */
 export async function waitConverged(docs: Y.Doc[], timeoutMs = 20_000): Promise<void> {
   await waitFor(() => {
-    const first = Buffer.from(Y.encodeStateVector(docs[0])).toString('hex');
-    return docs.every((d) => Buffer.from(Y.encodeStateVector(d)).toString('hex') === first);
+    const first = Y.snapshot(docs[0]);
+    return docs.every((d) => Y.equalSnapshots(Y.snapshot(d), first));
   }, { timeoutMs, message: 'documents converged' });
 }
