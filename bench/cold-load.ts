@@ -131,19 +131,6 @@ async function timeLoads(dbPath: string, repetitions: number, expectedText: stri
   return { loadMs: median(loadTimes), readMs: median(readTimes), applyMs: median(applyTimes), tail };
 }
 
-/**
- * The compaction worker is unref'd (it must not keep a server alive), so while
- * nothing else is pending Node would exit in the middle of waiting for it.
- */
-async function keptAlive<T>(promise: Promise<T>): Promise<T> {
-  const timer = setInterval(() => undefined, 1000);
-  try {
-    return await promise;
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 export async function runColdLoad(options: ColdLoadOptions): Promise<ColdLoadResult> {
   const { progress } = options;
   progress(`cold load: reading ${options.transactions} transactions of ${options.tracePath}`);
@@ -173,12 +160,12 @@ export async function runColdLoad(options: ColdLoadOptions): Promise<ColdLoadRes
     }
     appendMs += performance.now() - started;
     progress('cold load: waiting for background compactions');
-    await keptAlive(store.compactionsIdle());
+    await store.compactionsIdle();
     if (to === tailStart) justCompacted = await timeLoads(dbPath, options.repetitions, null);
   }
   replay.push({ mode: `grouped, ${options.groupSize} per turn`, synchronous: 'full', appends: updates.length, appendsPerSecond: updates.length / (appendMs / 1000) });
   const info = await store.info(docName);
-  await keptAlive(store.close());
+  await store.close();
   if (info === null || justCompacted === null) throw new Error('the cold-load document is missing after the replay');
   const lastSnapshotSeq = info.snapshots.at(-1)?.seq ?? 0;
 
@@ -190,8 +177,8 @@ export async function runColdLoad(options: ColdLoadOptions): Promise<ColdLoadRes
     started = performance.now();
     for (const update of sample) await sequential.append(docName, update, meta);
     const seconds = (performance.now() - started) / 1000;
-    await keptAlive(sequential.compactionsIdle());
-    await keptAlive(sequential.close());
+    await sequential.compactionsIdle();
+    await sequential.close();
     replay.push({ mode: 'one at a time (awaited)', synchronous, appends: sample.length, appendsPerSecond: sample.length / seconds });
   }
 
