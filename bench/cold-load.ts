@@ -1,7 +1,7 @@
 // Cold load of a document with a long history, against loading one full-state
 // blob of the same document.
 //
-// The history is a real editing trace (../shared/traces beside the repository, one Yjs update per
+// The history is a real editing trace (traces/ in the repository, one Yjs update per
 // trace transaction), appended through the event store exactly as the server
 // does: grouped appends, background compaction at the store's default
 // thresholds. Then:

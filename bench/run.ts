@@ -61,7 +61,7 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     warmup: { type: 'string' },
     rounds: { type: 'string' },
-    trace: { type: 'string', default: fileURLToPath(new URL('../../../shared/traces/automerge-paper.json.gz', import.meta.url)) },
+    trace: { type: 'string', default: fileURLToPath(new URL('../../traces/automerge-paper.json.gz', import.meta.url)) },
     transactions: { type: 'string' },
     dir: { type: 'string' },
     redis: { type: 'boolean' },
@@ -408,7 +408,12 @@ try {
       out.push(`warning: refused acks or sockets closed during the runs: ${rows.map((r) => `${r.server}/${r.load}: ${r.refused} refused, ${r.closedEarly} closed`).join('; ')}\n`);
     }
   }
-  if (sections.has('cold')) {
+  if (sections.has('cold') && !existsSync(values.trace)) {
+    // An optional input: the other sections still run, and the report says why this one did not.
+    report.cold = { skipped: `no trace at ${values.trace}` };
+    out.push(`Cold-load section skipped: no trace at ${values.trace} (pass --trace <file>; the repository carries traces/*.json.gz)\n`);
+    progress(`cold: skipped, no trace at ${values.trace}`);
+  } else if (sections.has('cold')) {
     const result = await runColdLoad({
       tracePath: values.trace, transactions: settings.transactions, dir, repetitions: settings.coldRepetitions,
       groupSize: 100, sequentialSample: settings.sequentialSample, progress,
@@ -431,6 +436,7 @@ try {
   }
 } catch (error) {
   failed = true;
+  out.push(`FAILED: ${(error as Error).message} (the figures above are incomplete; the stack is on stderr)\n`);
   progress(`failed: ${(error as Error).stack ?? String(error)}`);
 } finally {
   if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
@@ -443,7 +449,7 @@ if (values.json) {
 } else {
   out.push('Goals\n');
   for (const goal of goals) out.push(`${goal.met ? 'MET    ' : 'NOT MET'}  ${goal.goal}: ${goal.detail}`);
-  out.push(`\nTotal ${format(report.totalSeconds as number)} s.\n`);
+  out.push(`\n${failed ? 'Stopped after a failure' : 'Total'} ${format(report.totalSeconds as number)} s.\n`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 process.exitCode = failed ? 1 : 0;

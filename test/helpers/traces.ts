@@ -1,4 +1,4 @@
-// The real editing traces in ../shared/traces (see its README): each
+// The real editing traces the repository carries in traces/ (see its README): each
 // transaction applied to a Y.Text gives one Yjs update, and to a plain string
 // gives the expected text, so history can be checked against an independent
 // replay.
@@ -14,7 +14,8 @@ export interface Trace {
   txns: Array<{ patches: Array<[number, number, string]> }>;
 }
 
-export const tracesDir = process.env.PALIMPSEST_TRACES ?? fileURLToPath(new URL('../../../../shared/traces', import.meta.url));
+/** dist/test/helpers → the repository's traces/; PALIMPSEST_TRACES points elsewhere (e.g. a fuller collection). */
+export const tracesDir = process.env.PALIMPSEST_TRACES ?? fileURLToPath(new URL('../../../traces', import.meta.url));
 
 export function loadTrace(name: string): Trace {
   return JSON.parse(gunzipSync(readFileSync(`${tracesDir}/${name}.json.gz`)).toString('utf8')) as Trace;
