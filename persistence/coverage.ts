@@ -63,6 +63,8 @@ export function cloneCoverage(coverage: Coverage): Coverage {
  * let through must not stop the document from being written again.
  */
 export function decodeUpdate(bytes: Uint8Array, strict = true): DecodedUpdate {
+  const cached = strict ? checkedUpdates.get(bytes) : undefined;
+  if (cached !== undefined) return cached;
   let decoded: ReturnType<typeof Y.decodeUpdate>;
   try {
     decoded = Y.decodeUpdate(bytes);
@@ -91,7 +93,21 @@ export function decodeUpdate(bytes: Uint8Array, strict = true): DecodedUpdate {
       addRange(ds, client, item.clock, item.clock + item.len);
     }
   }
-  return { bytes, structs, ds, dsInOrder };
+  const result = { bytes, structs, ds, dsInOrder };
+  if (strict) checkedUpdates.set(bytes, result);
+  return result;
+}
+
+/**
+ * Updates already decoded and checked, by their bytes: the server checks an
+ * update before Hocuspocus applies it and then appends the same bytes, which
+ * are decoded once. Weak: an entry lives only as long as its bytes.
+ */
+const checkedUpdates = new WeakMap<Uint8Array, DecodedUpdate>();
+
+/** Decodes and checks a client update; throws MalformedUpdateError for one Yjs could not replay. */
+export function checkUpdate(bytes: Uint8Array): DecodedUpdate {
+  return decodeUpdate(bytes);
 }
 
 /**

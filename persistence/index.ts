@@ -6,7 +6,7 @@ export type {
   SnapshotInfo, VerifyProblem, VerifyReport,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
-export { MalformedUpdateError } from './coverage.js';
+export { MalformedUpdateError, checkUpdate, type DecodedUpdate } from './coverage.js';
 export type { RetentionPolicy } from './compaction.js';
 export type { SynchronousMode } from './sqlite-database.js';
 export type { SqliteEventStoreOptions } from './sqlite-event-store.js';

@@ -10,8 +10,8 @@
 //            a power cut can lose the last commits.
 //   OFF    - no fsync: survives a process crash only.
 
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
 import { StoreError } from './errors.js';
@@ -58,11 +58,31 @@ export interface OpenDatabase {
   path: string;
 }
 
+/**
+ * Creates the missing folders of `folder` one level at a time. Node's
+ * recursive mkdirSync never returns under some pseudo-filesystems (/proc), so
+ * each level is checked here: an existing non-folder, or a level that cannot
+ * be created, fails at once with the path.
+ */
+function createFolders(folder: string): void {
+  let stat;
+  try {
+    stat = statSync(folder);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const parent = dirname(folder);
+    if (parent !== folder) createFolders(parent);
+    mkdirSync(folder);
+    return;
+  }
+  if (!stat.isDirectory()) throw new Error(`${folder} exists and is not a folder`);
+}
+
 export function openDatabase(options: OpenOptions): OpenDatabase {
   const { path } = options;
   let db: SqliteDatabase;
   try {
-    if (!options.readonly && path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (!options.readonly && path !== ':memory:') createFolders(dirname(resolve(path)));
     db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   } catch (error) {
     throw new StoreError('STORE_OPEN_FAILED', `cannot open the database ${path}: ${reason(error)}`, { cause: error });

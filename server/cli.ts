@@ -221,26 +221,23 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (name === 'serve') {
-      // Listen for the signal before starting, so one that arrives during start-up
-      // still ends in a clean stop (once the server is up) rather than a kill.
+      // No handler during start-up: a stop signal then ends the process at once
+      // (its default action), whatever the start is waiting on — even a
+      // synchronous wait on a locked database file. Nothing has been
+      // acknowledged before the server listens, so nothing can be lost.
+      const running = await serve(rest, process.env);
       let signalled: () => void = () => undefined;
       const stopRequested = new Promise<void>((resolve) => { signalled = resolve; });
       const onSignal = () => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
-        process.once('SIGINT', () => process.exit(1)); // a second Ctrl-C gives up waiting
+        // A second signal gives up waiting for the clean stop.
+        process.once('SIGTERM', () => process.exit(1));
+        process.once('SIGINT', () => process.exit(1));
         signalled();
       };
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
-      let running;
-      try {
-        running = await serve(rest, process.env);
-      } catch (error) {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-        throw error;
-      }
       await stopRequested;
       await running.stop().catch((error: Error) => {
         process.stderr.write(`palimpsest: shutdown failed: ${error.message}\n`);

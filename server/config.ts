@@ -46,15 +46,15 @@ export interface LimitsConfig {
   keepAliveMs: number;
   /** Hocuspocus' idle timeout. */
   timeoutMs: number;
-  /** A connection that has not authenticated a document by then is closed (4408). */
+  /** A connection that has not authenticated a document by then is closed (4508). */
   authTimeoutMs: number;
-  /** Sustained messages per second per connection (4429 beyond the burst); 0 = unlimited. */
+  /** Sustained messages per second per connection (beyond the burst the socket is paced, not closed); 0 = unlimited. */
   maxMessagesPerSecond: number;
   /** Messages a connection may send at once before the rate applies. */
   messageBurst: number;
-  /** Open connections per client address (4429); 0 = unlimited. */
+  /** Open connections per client address (1013); 0 = unlimited. */
   maxConnectionsPerAddress: number;
-  /** Documents open on one connection (4429); 0 = unlimited. */
+  /** Documents open on one connection (1013); 0 = unlimited. */
   maxDocumentsPerConnection: number;
   /** Encoded size a document may reach; an update beyond it is refused (4413); 0 = unlimited. */
   maxDocumentBytes: number;
@@ -101,11 +101,11 @@ export const serveFlags: Record<string, FlagSpec> = {
   insecure: { env: 'PALIMPSEST_INSECURE', boolean: true, help: 'Allow listening beyond loopback without authentication' },
   'allowed-origins': { env: 'PALIMPSEST_ALLOWED_ORIGINS', help: 'Comma-separated browser origins allowed to connect (default: any)' },
   'trusted-proxies': { env: 'PALIMPSEST_TRUSTED_PROXIES', help: 'Comma-separated proxy addresses/CIDR ranges whose X-Forwarded-For is believed (default: none)' },
-  'auth-timeout-ms': { env: 'PALIMPSEST_AUTH_TIMEOUT_MS', default: '10000', help: 'Deadline for a new connection to authenticate (4408)' },
-  'max-messages-per-second': { env: 'PALIMPSEST_MAX_MESSAGES_PER_SECOND', default: '200', help: 'Messages per second per connection (4429; 0 = unlimited)' },
-  'message-burst': { env: 'PALIMPSEST_MESSAGE_BURST', default: '1000', help: 'Messages a connection may send at once before the rate applies' },
-  'max-connections-per-address': { env: 'PALIMPSEST_MAX_CONNECTIONS_PER_ADDRESS', default: '256', help: 'Open connections per client address (4429; 0 = unlimited)' },
-  'max-documents-per-connection': { env: 'PALIMPSEST_MAX_DOCUMENTS_PER_CONNECTION', default: '100', help: 'Documents open on one connection (4429; 0 = unlimited)' },
+  'auth-timeout-ms': { env: 'PALIMPSEST_AUTH_TIMEOUT_MS', default: '10000', help: 'Deadline for a new connection to authenticate (4508)' },
+  'max-messages-per-second': { env: 'PALIMPSEST_MAX_MESSAGES_PER_SECOND', default: '2000', help: 'Messages per second per connection; a faster sender is slowed, not closed (0 = unlimited)' },
+  'message-burst': { env: 'PALIMPSEST_MESSAGE_BURST', default: '5000', help: 'Messages a connection may send at once before the rate applies' },
+  'max-connections-per-address': { env: 'PALIMPSEST_MAX_CONNECTIONS_PER_ADDRESS', default: '4096', help: 'Open connections per client address (1013; 0 = unlimited)' },
+  'max-documents-per-connection': { env: 'PALIMPSEST_MAX_DOCUMENTS_PER_CONNECTION', default: '100', help: 'Documents open on one connection (1013; 0 = unlimited)' },
   'max-document-bytes': { env: 'PALIMPSEST_MAX_DOCUMENT_BYTES', default: '67108864', help: 'Encoded size a document may reach (4413; 0 = unlimited)' },
   'static-dir': { env: 'PALIMPSEST_STATIC_DIR', help: 'Folder of the demo editor served at / (default: the built one)' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },

@@ -1,6 +1,8 @@
 // What the server knows about a connection once it is authenticated; it
 // travels as the Hocuspocus connection context.
 
+import type { DurableAcks } from './durable-acks.js';
+
 export interface ConnectionUser {
   /** Stable id (the token's `sub`), recorded in log entries. */
   id: string;
@@ -15,6 +17,8 @@ export interface ConnectionContext {
   session?: SocketSession;
   /** When the token of this connection expires (ms since the epoch), if it has `exp`. */
   tokenExpiresAt?: number | null;
+  /** The socket's ack gate (set by the transport): acks wait in it for their commit. */
+  acks?: DurableAcks;
 }
 
 /** Per-socket state kept by security.ts: what the limits and the authentication deadline look at. */

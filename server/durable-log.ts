@@ -5,8 +5,14 @@
 //     SyncStatus ack, so an ack means "durable";
 //   - updates that arrive from other instances through Redis never pass
 //     beforeSync, so they are never logged twice.
-// When an append fails, the connection is closed without an ack (code 4503)
-// so the client reconnects and resends.
+// The append is started in beforeSync and not waited for there: Hocuspocus
+// applies the update and fans it out at once, and the DurableAcks gate of the
+// socket (durable-acks.ts) holds its ack until the commit, so one fast
+// connection's updates are committed in groups. When an append fails, the
+// connection is closed without an ack (code 4503) so the client reconnects and
+// resends, and so are the document's other connections here, so the live
+// document is loaded from the log again. The Redis fan-out publishes a change
+// only after its commit (durable()).
 //
 // Changes the server's own document makes (Yjs tidies redundant formatting
 // marks after a remote change; a restore applied to the live document) are
@@ -23,7 +29,7 @@ import type {
 } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
-import { MalformedUpdateError, type AlreadyDeleted, type EventStore } from '../persistence/index.js';
+import { checkUpdate, MalformedUpdateError, type AlreadyDeleted, type DecodedUpdate, type EventStore } from '../persistence/index.js';
 import { CloseCodes, ConnectionRefusal } from './close-codes.js';
 import { SyncStep } from './frames.js';
 import type { Metrics } from './metrics.js';
@@ -41,8 +47,18 @@ export interface DurableLogOptions {
 /** Origin of what this extension applies from the log itself (load, catch-up): never appended again. */
 const FROM_LOG = { source: 'local', skipStoreHooks: true } as const;
 
-export function createDurableLog(options: DurableLogOptions): Extension {
+export interface DurableLog extends Extension {
+  /** Resolves once every client update applied to `document` so far is committed; rejects if one failed. */
+  durable(document: Y.Doc): Promise<void>;
+}
+
+export function createDurableLog(options: DurableLogOptions): DurableLog {
   const { store, instanceId, logger, metrics } = options;
+  /** Per live document: the append of the last client update applied to it (appends commit in order). */
+  const lastAppend = new WeakMap<Y.Doc, Promise<void>>();
+  /** Live documents that may hold an update whose append failed; unloaded once their connections are closed. */
+  const taintedDocuments = new WeakSet<Y.Doc>();
+  let instance: Hocuspocus | null = null;
   /** Per loaded document: the seq up to which its log is known to be in memory. */
   const seenSeq = new Map<string, number>();
   let catchingUp = false;
@@ -75,9 +91,10 @@ export function createDurableLog(options: DurableLogOptions): Extension {
   return {
     extensionName: 'palimpsest-durable-log',
 
-    async onConfigure({ instance }: onConfigurePayload): Promise<void> {
+    async onConfigure({ instance: configured }: onConfigurePayload): Promise<void> {
+      instance = configured;
       if ((options.catchUpIntervalMs ?? 0) <= 0) return;
-      catchUpTimer = setInterval(() => void catchUp(instance), options.catchUpIntervalMs);
+      catchUpTimer = setInterval(() => void catchUp(configured), options.catchUpIntervalMs);
       catchUpTimer.unref();
     },
 
@@ -122,53 +139,118 @@ export function createDurableLog(options: DurableLogOptions): Extension {
 
     async beforeSync({ type, payload, connection, document, documentName, context }: beforeSyncPayload): Promise<void> {
       if (type !== SyncStep.Step2 && type !== SyncStep.Update) return;
+      const acks = (context as ConnectionContext | undefined)?.acks;
       // Hocuspocus refuses read-only writes after this hook (SyncStatus 0); they must not be logged.
-      if (connection.readOnly) return;
-      const user = (context as ConnectionContext | undefined)?.user?.id ?? null;
-      const started = performance.now();
+      if (connection.readOnly) {
+        acks?.expect(connection.messageAddress, null);
+        return;
+      }
+      const fields = { doc: documentName, socketId: connection.socketId };
+      let decoded: DecodedUpdate;
       try {
-        const result = await store.append(documentName, payload, { instanceId, user }, { alreadyDeleted: deletedIn(document) });
+        // Checked before Hocuspocus applies it: nothing Yjs cannot replay reaches the live document or the log.
+        decoded = checkUpdate(payload);
+      } catch (error) {
+        if (!(error instanceof MalformedUpdateError)) throw error;
+        throw refuseMalformed(error, fields, connection.webSocket);
+      }
+      const user = (context as ConnectionContext | undefined)?.user?.id ?? null;
+      // Decided now, before the update is applied: afterwards the live document holds its own deletions.
+      const alreadyDeleted = deletedBefore(document, decoded, taintedDocuments);
+      const started = performance.now();
+      const appended = store.append(documentName, payload, { instanceId, user }, { alreadyDeleted }).then((result) => {
         metrics.appendSeconds.observe((performance.now() - started) / 1000);
         if (result.seq === null) metrics.appendsSkipped.inc();
         else {
           metrics.appendsLogged.inc();
           metrics.bytesLogged.inc(result.size);
         }
-      } catch (error) {
+      }, (error: Error) => {
+        // The live document (and this instance's clients) already hold the update: it must
+        // not stay there without the log. Its other connections are closed too, so the
+        // document is loaded from the log again and every client resends what it holds.
+        taintedDocuments.add(document);
         if (error instanceof MalformedUpdateError) {
-          metrics.refusals.inc({ reason: CloseCodes.MalformedFrame.reason });
-          logger.warn({ doc: documentName, socketId: connection.socketId, err: error.message }, 'malformed update refused');
-          connection.webSocket.close(CloseCodes.MalformedFrame.code, CloseCodes.MalformedFrame.reason);
-          throw new ConnectionRefusal(CloseCodes.MalformedFrame, error.message);
+          throw refuseMalformed(error, fields, null);
         }
         metrics.appendFailures.inc();
-        logger.error({ doc: documentName, socketId: connection.socketId, err: (error as Error).message },
-          'append failed; closing the connection without an ack so the client resends');
-        connection.webSocket.close(CloseCodes.StorageUnavailable.code, CloseCodes.StorageUnavailable.reason);
-        throw new ConnectionRefusal(CloseCodes.StorageUnavailable, (error as Error).message);
+        logger.error({ ...fields, err: error.message }, 'append failed; closing the document\'s connections without an ack so clients resend');
+        const refusal = new ConnectionRefusal(CloseCodes.StorageUnavailable, error.message);
+        setImmediate(() => {
+          instance?.closeConnections(documentName);
+        });
+        throw refusal;
+      });
+      lastAppend.set(document, appended);
+      if (acks !== undefined) {
+        // Hocuspocus applies the update and fans it out now; the ack waits in the gate for the commit.
+        acks.expect(connection.messageAddress, appended);
+        appended.catch(() => undefined); // the gate reports the failure
+        return;
+      }
+      // No gate (a connection not made by our transport): wait for the commit here.
+      try {
+        await appended;
+      } catch (error) {
+        connection.webSocket.close((error as ConnectionRefusal).code, (error as ConnectionRefusal).reason);
+        throw error;
       }
     },
+
+    durable(document: Y.Doc): Promise<void> {
+      return lastAppend.get(document) ?? Promise.resolve();
+    },
   };
+
+  function refuseMalformed(error: MalformedUpdateError, fields: Record<string, unknown>, socket: { close(code: number, reason: string): void } | null): ConnectionRefusal {
+    metrics.refusals.inc({ reason: CloseCodes.MalformedFrame.reason });
+    logger.warn({ ...fields, err: error.message }, 'malformed update refused');
+    socket?.close(CloseCodes.MalformedFrame.code, CloseCodes.MalformedFrame.reason);
+    return new ConnectionRefusal(CloseCodes.MalformedFrame, error.message);
+  }
 }
 
 /**
- * Whether a clock range is already deleted in the live document. Everything
- * in it is logged or being logged: client updates before they are applied,
- * Redis updates by the instance that received them, and the server's own
- * changes (onChange above), so such deletions need no entry of their own —
+ * The deletions of `update` that the live document already holds, decided
+ * before the update is applied. Everything in the live document is logged or
+ * being logged (appends commit in the order they were started): client
+ * updates, Redis updates by the instance that received them, and the server's
+ * own changes (onChange above), so such deletions need no entry of their own —
  * which also covers what Yjs deletes on its own (the loser of concurrent
- * Y.Map sets) without putting it in any update's delete set.
+ * Y.Map sets) without putting it in any update's delete set. After a failed
+ * append the live document may hold what the log lacks: from then on nothing
+ * counts as already deleted in it.
  */
-function deletedIn(document: Y.Doc): AlreadyDeleted {
+function deletedBefore(document: Y.Doc, update: DecodedUpdate, tainted: WeakSet<Y.Doc>): AlreadyDeleted {
+  const deleted = new Map<number, Array<[number, number]>>();
+  for (const [client, ranges] of update.ds) {
+    const found: Array<[number, number]> = [];
+    for (const [start, end] of ranges) found.push(...deletedRanges(document, client, start, end));
+    if (found.length > 0) deleted.set(client, found);
+  }
   return (client, start, end) => {
-    const structs = document.store.clients.get(client);
-    if (structs === undefined || Y.getState(document.store, client) < end) return false;
-    let index = Y.findIndexSS(structs, start);
-    for (let clock = start; clock < end; index++) {
-      const struct = structs[index];
-      if (!struct.deleted) return false;
-      clock = struct.id.clock + struct.length;
-    }
-    return true;
+    if (tainted.has(document)) return false;
+    // Ranges are sorted and do not touch one another: [start, end) must lie in one.
+    return (deleted.get(client) ?? []).some(([from, to]) => from <= start && end <= to);
   };
+}
+
+/** The parts of [start, end) of `client` that are deleted in `document`, as sorted, merged ranges. */
+function deletedRanges(document: Y.Doc, client: number, start: number, end: number): Array<[number, number]> {
+  const structs = document.store.clients.get(client);
+  if (structs === undefined) return [];
+  const stop = Math.min(end, Y.getState(document.store, client));
+  const ranges: Array<[number, number]> = [];
+  if (start >= stop) return ranges;
+  for (let index = Y.findIndexSS(structs, start); index < structs.length; index++) {
+    const struct = structs[index];
+    if (struct.id.clock >= stop) break;
+    if (!struct.deleted) continue;
+    const from = Math.max(start, struct.id.clock);
+    const to = Math.min(stop, struct.id.clock + struct.length);
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && last[1] === from) last[1] = to;
+    else ranges.push([from, to]);
+  }
+  return ranges;
 }

@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { Hocuspocus, type Extension } from '@hocuspocus/server';
 import type { Logger } from 'pino';
+import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendJson, type ApiOptions } from './api.js';
 import { CloseCodes } from './close-codes.js';
@@ -49,6 +50,8 @@ export interface CollabServer {
   readonly hocuspocus: Hocuspocus;
   readonly metrics: Metrics;
   readonly transport: Transport;
+  /** Resolves once the client updates applied to `document` so far are committed; rejects if one failed. */
+  durable(document: Y.Doc): Promise<void>;
   listen(): Promise<{ host: string; port: number }>;
   /**
    * Stops taking connections and closes every socket (1001). Does not close
@@ -135,6 +138,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
 
   return {
     httpServer, hocuspocus, metrics, transport,
+    durable: (document) => durableLog.durable(document),
     listen() {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);

@@ -1,6 +1,6 @@
 // The mechanisms behind the resource limits (defaults and close codes are in
-// config.ts, close-codes.ts and SECURITY.md): a token bucket for messages per
-// connection, a counter of connections per client address and a running
+// config.ts, close-codes.ts and SECURITY.md): a token bucket that paces the
+// messages of one connection, a counter of connections per client address and a running
 // estimate of each document's size. security.ts decides when to consult them;
 // nothing here does I/O.
 
@@ -8,7 +8,10 @@ import * as Y from 'yjs';
 
 /**
  * `ratePerSecond` tokens a second up to `burst`; each message takes one.
- * Refilled lazily on take, so an idle connection costs no timer.
+ * Refilled lazily on take, so an idle connection costs no timer. A message
+ * over the budget is still taken (the balance goes negative): the caller
+ * stops reading the connection for the time the debt takes to repay, so a
+ * fast sender is slowed by TCP backpressure and keeps every message.
  */
 export class TokenBucket {
   private tokens: number;
@@ -19,12 +22,12 @@ export class TokenBucket {
     this.refilledAt = now;
   }
 
-  take(now = performance.now()): boolean {
+  /** Takes one token; returns how many milliseconds the sender must wait before its next message (0: none). */
+  take(now = performance.now()): number {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.ratePerSecond);
     this.refilledAt = now;
-    if (this.tokens < 1) return false;
     this.tokens -= 1;
-    return true;
+    return this.tokens >= 0 ? 0 : (-this.tokens / this.ratePerSecond) * 1000;
   }
 }
 

@@ -19,6 +19,7 @@ export function createMetrics(instanceId: string) {
     appendFailures: new Counter({ name: 'palimpsest_append_failures_total', help: 'Appends that could not be written', registers: [registry] }),
     bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes appended to the log', registers: [registry] }),
     compactions: new Counter({ name: 'palimpsest_compactions_total', help: 'Snapshots written by compaction', labelNames: ['outcome'], registers: [registry] }),
+    throttled: new Counter({ name: 'palimpsest_throttled_total', help: 'Times a connection was slowed (its socket not read for a while), by reason', labelNames: ['reason'], registers: [registry] }),
     refusals: new Counter({ name: 'palimpsest_refusals_total', help: 'Connections or messages refused, by reason', labelNames: ['reason'], registers: [registry] }),
   };
 }

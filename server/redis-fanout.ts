@@ -44,6 +44,12 @@ export interface RedisFanoutOptions {
   antiEntropyMs?: number;
   /** Ceiling of the reconnect backoff. */
   maxReconnectDelayMs?: number;
+  /**
+   * Resolves once the client updates applied to a document so far are committed
+   * (the durable log's durable()): a change is published only after that, so
+   * other instances never hold an update this one failed to log.
+   */
+  durable?: (document: Document) => Promise<void>;
 }
 
 export interface RedisFanout {
@@ -96,7 +102,7 @@ export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
       link.watch(client, clients.length === 1 ? 'publisher' : 'subscriber');
       return client;
     },
-  }, link, log, linkMetrics);
+  }, link, log, linkMetrics, options.durable);
   link.onRestored = () => extension.resync('link restored');
 
   const antiEntropyMs = options.antiEntropyMs ?? defaultAntiEntropyMs;
@@ -216,6 +222,7 @@ class ResilientRedisExtension extends RedisExtension {
     private readonly link: RedisLink,
     private readonly log: Logger,
     private readonly linkMetrics: LinkMetrics,
+    private readonly durable?: (document: Document) => Promise<void>,
   ) {
     super(configuration);
     // A SyncStep1/reply handler that throws (say, for a document torn down
@@ -255,7 +262,17 @@ class ResilientRedisExtension extends RedisExtension {
   // Publishing while the link is down would only queue stale state vectors;
   // what changes meanwhile is announced by resync() when the link returns.
   override async onChange(data: onChangePayload): Promise<void> {
-    if (this.link.up) await super.onChange(data);
+    if (!this.link.up) return;
+    if (this.durable !== undefined && (data.transactionOrigin as { source?: string } | null)?.source === 'connection') {
+      try {
+        await this.durable(data.document);
+      } catch (error) {
+        // Not logged: the durable log closes the document's connections and reloads it from the log.
+        this.log.debug({ doc: data.documentName, err: (error as Error).message }, 'change not published: its append failed');
+        return;
+      }
+    }
+    await super.onChange(data);
   }
 
   override async onAwarenessUpdate(data: onAwarenessUpdatePayload): Promise<void> {

@@ -1,10 +1,11 @@
 // Authentication, permissions and resource limits of one server, as the hooks
 // createCollabServer takes:
 //   - admit/context: per upgrade — browser origin, connections per client
-//     address, the authentication deadline (4403, 4429, 4408);
-//   - onFrame: per frame — messages per second (4429);
+//     address, the authentication deadline (4403, 1013, 4508);
+//   - onFrame: per frame — messages per second: over it the socket is paced
+//     (not read for a while), never closed;
 //   - extension: per document — the token and its permission (4401, 4403,
-//     read-only), documents per connection (4429), read-only writes and
+//     read-only), documents per connection (1013), read-only writes and
 //     document size (4413), checked before the durable log appends anything;
 //   - authorizeApi/authorizeMetrics: the same tokens on HTTP.
 // Every refusal is logged with its reason and counted in
@@ -38,7 +39,8 @@ export interface Security {
   extension: Extension;
   admit(request: IncomingMessage, ws: WebSocket): CloseCode | null;
   context(request: IncomingMessage, ws: WebSocket): ConnectionContext;
-  onFrame(ws: WebSocket, request: IncomingMessage): void;
+  /** How long (ms) the socket must not be read after this frame (0: go on). */
+  onFrame(ws: WebSocket, request: IncomingMessage): number;
   authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<string | null>;
   /** Throws an ApiError when `request` may not read /metrics. */
   authorizeMetrics(request: IncomingMessage): Promise<void>;
@@ -128,7 +130,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
   ): never {
     const session = sessionOf(context);
     countRefusal(close.reason, detail, { ...fields, address: (context as ConnectionContext | undefined)?.clientAddress });
-    if (session !== undefined && (othersOpen <= 0 || close.code === CloseCodes.RateLimited.code)) {
+    if (session !== undefined && (othersOpen <= 0 || close.code === CloseCodes.Overloaded.code)) {
       // The PermissionDenied frame is written when the hook chain's rejection settles
       // (microtasks only); setImmediate runs after it, so the client reads it before the close.
       setImmediate(() => session.close(close.code, close.reason));
@@ -155,7 +157,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
       const session = sessionOf(context);
       const othersOpen = session?.openDocuments ?? 0;
       if (limits.maxDocumentsPerConnection > 0 && othersOpen >= limits.maxDocumentsPerConnection) {
-        refuseDocument(context, othersOpen, CloseCodes.RateLimited,
+        refuseDocument(context, othersOpen, CloseCodes.Overloaded,
           `more than ${limits.maxDocumentsPerConnection} documents on one connection (--max-documents-per-connection)`, { doc: documentName });
       }
       let additions: Partial<ConnectionContext> = {};
@@ -248,9 +250,10 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
       }
       const release = addressLimiter.acquire(clientAddress);
       if (release === null) {
-        countRefusal(CloseCodes.RateLimited.reason,
+        // Its own reason in palimpsest_refusals_total, so a NAT address at the limit shows up as such.
+        countRefusal('too-many-connections-per-address',
           `more than ${limits.maxConnectionsPerAddress} connections from one address (--max-connections-per-address)`, { address: clientAddress });
-        return CloseCodes.RateLimited;
+        return CloseCodes.Overloaded;
       }
       const state: SocketState = {
         clientAddress,
@@ -284,11 +287,8 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
     },
 
     onFrame(ws) {
-      const bucket = sockets.get(ws)?.bucket;
-      if (bucket !== undefined && bucket !== null && !bucket.take()) {
-        throw new ConnectionRefusal(CloseCodes.RateLimited,
-          `more than ${limits.maxMessagesPerSecond} messages per second (burst ${limits.messageBurst}; --max-messages-per-second)`);
-      }
+      // Over the rate the transport stops reading this socket until the budget refills.
+      return sockets.get(ws)?.bucket?.take() ?? 0;
     },
 
     async authorizeApi(request, doc, access) {

@@ -48,8 +48,12 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   });
 
   const fanout = config.redis === null ? null
-    : createRedisFanout({ url: config.redis, instanceId: config.instanceId, logger, metrics });
-  const server = createCollabServer({
+    : createRedisFanout({
+      url: config.redis, instanceId: config.instanceId, logger, metrics,
+      // Changes reach Redis only once committed; the server exists by the time any change is made.
+      durable: (document) => server.durable(document),
+    });
+  const server: CollabServer = createCollabServer({
     config, store, logger, metrics,
     extensions: fanout === null ? [security.extension] : [security.extension, fanout.extension],
     readinessChecks: fanout === null ? [] : [fanout.readinessCheck],

@@ -4,6 +4,12 @@
 //   - /yjs/<document>: stock y-websocket framing, bridged by y-websocket-bridge.ts.
 // Every frame is copied out of ws' shared buffer pool and checked by frames.ts
 // before Hocuspocus sees it; a refused frame closes only its own socket.
+//
+// Flow control: a connection over its message rate, or with too many updates
+// waiting for their commit, is not closed: the transport stops reading its
+// socket until the budget refills or the commits catch up, so TCP slows the
+// sender and every message is kept, in order. Each socket's acks pass through
+// a DurableAcks gate (durable-acks.ts) that releases them after the commit.
 
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -12,6 +18,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
 import type { ConnectionContext } from './context.js';
+import { DurableAcks } from './durable-acks.js';
 import { documentNameProblem } from './document-name.js';
 import { inspectFrame, isBarePong } from './frames.js';
 import type { Metrics } from './metrics.js';
@@ -32,8 +39,15 @@ export interface TransportOptions {
   admit?: (request: IncomingMessage, ws: WebSocket) => CloseCode | null;
   /** Builds the context of an admitted socket; default: no user, the peer address. */
   context?: (request: IncomingMessage, ws: WebSocket) => ConnectionContext;
-  /** Called for every frame before it is handled; throws a ConnectionRefusal to close the socket. */
-  onFrame?: (socket: WebSocket, request: IncomingMessage) => void;
+  /**
+   * Called for every frame before it is handled: returns how long (ms) the
+   * socket must not be read after it (0: go on), or throws a ConnectionRefusal to close it.
+   */
+  onFrame?: (socket: WebSocket, request: IncomingMessage) => number;
+  /** Updates of one socket waiting for their commit past which the socket is not read (default 1,000). */
+  maxUnconfirmedUpdates?: number;
+  /** Bytes queued to a client that does not read them past which it is closed (1013); default 64 MiB. */
+  maxBufferedBytes?: number;
 }
 
 export interface Transport {
@@ -43,6 +57,8 @@ export interface Transport {
 }
 
 const Y_WEBSOCKET_PREFIX = '/yjs/';
+const DEFAULT_MAX_UNCONFIRMED = 1000;
+const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
   const { httpServer, hocuspocus, logger, metrics } = options;
@@ -77,12 +93,25 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 
   function serveHocuspocus(ws: WebSocket, request: IncomingMessage) {
     metrics.connections.inc({ protocol: 'hocuspocus' });
-    const client = hocuspocus.handleConnection(ws as unknown as WebSocketLike, toWebRequest(request), contextFor(request, ws));
-    wireSocket(ws, request, 'hocuspocus', (frame) => {
+    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED);
+    const acks = durableAcks(ws, ws as unknown as WebSocketLike, flow);
+    const client = hocuspocus.handleConnection(acks, toWebRequest(request), { ...contextFor(request, ws), acks });
+    wireSocket(ws, request, 'hocuspocus', flow, (frame) => {
       if (isBarePong(frame)) return;
       inspectFrame(frame);
       client.handleMessage(frame);
     }, (code, reason) => client.handleClose({ code, reason }));
+  }
+
+  /** The ack gate of one socket: an append that fails closes it with 4503 (or 4400 for an update Yjs cannot diff). */
+  function durableAcks(ws: WebSocket, inner: WebSocketLike, flow: FlowControl): DurableAcks {
+    return new DurableAcks(inner, {
+      onFailure(error) {
+        const refusal = error instanceof ConnectionRefusal ? error : new ConnectionRefusal(CloseCodes.StorageUnavailable, error.message);
+        refuse(ws, refusal);
+      },
+      onBacklog: (waiting) => flow.backlog(waiting),
+    });
   }
 
   function serveYWebsocket(ws: WebSocket, request: IncomingMessage, encodedName: string) {
@@ -94,14 +123,16 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       documentName = encodedName;
     }
     const problem = documentNameProblem(documentName);
+    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED);
     if (problem !== null) {
-      wireSocket(ws, request, 'y-websocket', () => undefined, () => undefined);
+      wireSocket(ws, request, 'y-websocket', flow, () => undefined, () => undefined);
       refuse(ws, new ConnectionRefusal(CloseCodes.InvalidDocumentName, problem));
       return;
     }
     const bridge = new YWebsocketBridge(ws, documentName);
-    const client = hocuspocus.handleConnection(bridge, toWebRequest(request), contextFor(request, ws));
-    wireSocket(ws, request, 'y-websocket', (frame) => {
+    const acks = durableAcks(ws, bridge, flow);
+    const client = hocuspocus.handleConnection(acks, toWebRequest(request), { ...contextFor(request, ws), acks });
+    wireSocket(ws, request, 'y-websocket', flow, (frame) => {
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
       client.handleMessage(framed);
@@ -111,14 +142,21 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   }
 
   function wireSocket(
-    ws: WebSocket, request: IncomingMessage, protocol: string,
+    ws: WebSocket, request: IncomingMessage, protocol: string, flow: FlowControl,
     onMessage: (frame: Uint8Array) => void, onClose: (code: number, reason: string) => void,
   ) {
+    const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     let alive = true;
     ws.on('pong', () => { alive = true; });
     const keepAlive = setInterval(() => {
       if (!alive) {
         ws.terminate();
+        return;
+      }
+      if (ws.bufferedAmount > maxBufferedBytes) {
+        // A client that does not read what it is sent cannot be slowed down; it reconnects and syncs afresh.
+        refuse(ws, new ConnectionRefusal(CloseCodes.Overloaded,
+          `${ws.bufferedAmount} bytes queued to a client that does not read them (limit ${maxBufferedBytes})`));
         return;
       }
       alive = false;
@@ -130,8 +168,12 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       if (ws.readyState !== ws.OPEN) return;
       try {
         if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
-        options.onFrame?.(ws, request);
+        const waitMs = options.onFrame?.(ws, request) ?? 0;
         onMessage(copyFrame(data));
+        if (waitMs > 0) {
+          metrics.throttled.inc({ reason: 'rate' });
+          flow.holdFor(waitMs);
+        }
       } catch (error) {
         if (error instanceof ConnectionRefusal) {
           refuse(ws, error);
@@ -150,6 +192,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       clearInterval(keepAlive);
+      flow.dispose();
       sockets.delete(ws);
       metrics.connections.dec({ protocol });
       onClose(code, reason.toString());
@@ -176,6 +219,49 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       wss.close();
     },
   };
+}
+
+/**
+ * Stops reading a socket while any reason holds: the sender's rate budget is
+ * in debt (for the time it takes to repay), or too many of its updates wait
+ * for their commit (until half of them are confirmed). Frames ws has already
+ * parsed are still delivered while paused; they are kept, and only make the
+ * next pause longer.
+ */
+class FlowControl {
+  private rateTimer: NodeJS.Timeout | null = null;
+  private backlogged = false;
+  private paused = false;
+
+  constructor(private readonly ws: WebSocket, private readonly maxUnconfirmed: number) {}
+
+  holdFor(ms: number): void {
+    if (this.rateTimer !== null) clearTimeout(this.rateTimer);
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = null;
+      this.update();
+    }, Math.ceil(ms));
+    this.update();
+  }
+
+  backlog(waiting: number): void {
+    if (waiting >= this.maxUnconfirmed) this.backlogged = true;
+    else if (waiting <= this.maxUnconfirmed / 2) this.backlogged = false;
+    this.update();
+  }
+
+  dispose(): void {
+    if (this.rateTimer !== null) clearTimeout(this.rateTimer);
+    this.rateTimer = null;
+  }
+
+  private update(): void {
+    const hold = this.rateTimer !== null || this.backlogged;
+    if (hold === this.paused || this.ws.readyState !== this.ws.OPEN) return;
+    this.paused = hold;
+    if (hold) this.ws.pause();
+    else this.ws.resume();
+  }
 }
 
 /** ws may hand out views into a shared pool; decoders must not read past the frame. */

@@ -15,6 +15,9 @@ import type { WebSocket } from 'ws';
 import { CloseCodes, type CloseCode } from './close-codes.js';
 import { MessageType } from './frames.js';
 
+/** The close code Hocuspocus itself sends for an idle connection. */
+const HOCUSPOCUS_CONNECTION_TIMEOUT = 4408;
+
 /** Hocuspocus auth sub-messages sent by the server. */
 const AuthPermissionDenied = 1;
 
@@ -87,7 +90,9 @@ export class YWebsocketBridge implements WebSocketLike {
   }
 
   close(code?: number, reason?: string): void {
-    this.ws.close(code, reason);
+    // Hocuspocus closes idle connections with 4408, which y-websocket would take as final.
+    if (code === HOCUSPOCUS_CONNECTION_TIMEOUT) this.ws.close(CloseCodes.ConnectionTimeout.code, CloseCodes.ConnectionTimeout.reason);
+    else this.ws.close(code, reason);
   }
 }
 

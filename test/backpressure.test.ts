@@ -1,0 +1,151 @@
+// Bursts are slowed, never cut off: a connection over its message rate stops
+// being read for a while (TCP pushes back on the sender) and keeps every
+// message, in order, one log entry per update. Against a real `palimpsest
+// serve`, real clients and the CLI reading the same SQLite file.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import * as Y from 'yjs';
+import { runCli } from './helpers/cli.js';
+import { hocuspocusClient, yWebsocketClient } from './helpers/clients.js';
+import { frames, rawSocket } from './helpers/raw-socket.js';
+import { startServerProcess } from './helpers/server-process.js';
+import { tempDir } from './helpers/temp.js';
+import { loadTrace, traceUpdates } from './helpers/traces.js';
+import { waitFor } from './helpers/wait.js';
+
+interface HistoryEntry { seq: number; update: string }
+
+async function history(data: string, doc: string): Promise<HistoryEntry[]> {
+  const result = await runCli(['history', doc, '--json', '--data', data]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as HistoryEntry[];
+}
+
+function replayText(entries: HistoryEntry[], field: string): string {
+  const doc = new Y.Doc();
+  for (const entry of entries) Y.applyUpdate(doc, Buffer.from(entry.update, 'base64'));
+  return doc.getText(field).toString();
+}
+
+async function metric(http: string, name: string): Promise<number> {
+  const text = await (await fetch(`${http}/metrics`)).text();
+  let total = 0;
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))) total += Number(match[1]);
+  return total;
+}
+
+/** Delivery time of one edit from `from` to `to`, from `to`'s update event. */
+function deliveryMs(from: Y.Doc, to: Y.Doc, marker: string): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const onUpdate = () => {
+      if (!to.getText('t').toString().includes(marker)) return;
+      to.off('update', onUpdate);
+      resolve(performance.now() - started);
+    };
+    to.on('update', onUpdate);
+    from.getText('t').insert(0, marker);
+  });
+}
+
+test('a flooding connection is slowed, not closed: all its updates are logged in order while other clients keep editing', async (t) => {
+  const data = join(tempDir(t), 'flood.db');
+  const server = await startServerProcess(t, ['--data', data, '--max-messages-per-second', '500', '--message-burst', '100']);
+  const a = hocuspocusClient(t, server.url, 'flood/shared');
+  const b = hocuspocusClient(t, server.url, 'flood/shared');
+  await waitFor(() => a.provider.isSynced && b.provider.isSynced, { message: 'honest clients synced' });
+
+  // The flooder writes 3,000 updates of its own document at once, as raw frames.
+  const flooder = rawSocket(t, server.url);
+  await flooder.opened;
+  flooder.ws.send(frames.auth('flood/doc', ''));
+  const source = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => updates.push(update));
+  for (let i = 0; i < 3000; i++) source.getText('text').insert(source.getText('text').length, `${i % 10}`);
+  for (const update of updates) flooder.ws.send(frames.update('flood/doc', update));
+  let closedWith: number | null = null;
+  void flooder.closed.then(({ code }) => { closedWith = code; });
+
+  // Meanwhile the honest clients keep editing, and see each other's edits.
+  const during: number[] = [];
+  for (let i = 0; i < 20; i++) during.push(await deliveryMs(a.doc, b.doc, `during${i};`));
+
+  const acks = () => flooder.received.filter((frame) => frame[frame[0] + 1] === 8).length;
+  await waitFor(() => closedWith === null && acks() >= updates.length, {
+    timeoutMs: 60_000, message: `all ${updates.length} updates acknowledged (closed with ${closedWith})`,
+  });
+  assert.equal(closedWith, null, 'the flooder was never closed');
+  assert.ok(await metric(server.http, 'palimpsest_throttled_total') >= 1, 'the flooder was slowed');
+
+  const entries = await history(data, 'flood/doc');
+  assert.equal(entries.length, updates.length, 'one log entry per update');
+  assert.deepEqual(entries.map((e) => e.seq), entries.map((_, i) => i + 1));
+  assert.equal(replayText(entries, 'text'), source.getText('text').toString(), 'the log replays to what was sent, in order');
+  during.sort((x, y) => x - y);
+  t.diagnostic(`honest delivery during the flood: p50 ${during[10].toFixed(1)} ms, max ${during[19].toFixed(1)} ms`);
+  assert.equal(a.provider.configuration.websocketProvider.status, 'connected');
+});
+
+test('a stock provider replaying a real trace at full speed against default flags gets every update acknowledged, one entry each', async (t) => {
+  const data = join(tempDir(t), 'replay.db');
+  const server = await startServerProcess(t, ['--data', data]);
+  const count = 20_000;
+  const { texts } = traceUpdates(loadTrace('friendsforever_flat'), count);
+  const writer = hocuspocusClient(t, server.url, 'replay/trace');
+  const closes: number[] = [];
+  writer.provider.configuration.websocketProvider.on('close', ({ event }: { event: { code: number } }) => closes.push(event.code));
+  await waitFor(() => writer.provider.isSynced, { message: 'provider synced' });
+
+  // The same transactions as the trace, made on the provider's document one after another.
+  const ytext = writer.doc.getText('text');
+  const trace = loadTrace('friendsforever_flat');
+  for (const txn of trace.txns.slice(0, count)) {
+    writer.doc.transact(() => {
+      for (const [pos, del, ins] of txn.patches) {
+        if (del > 0) ytext.delete(pos, del);
+        if (ins.length > 0) ytext.insert(pos, ins);
+      }
+    });
+  }
+  assert.equal(ytext.toString(), texts[count - 1]);
+  await waitFor(() => writer.provider.unsyncedChanges === 0, {
+    timeoutMs: 60_000, message: `every update acknowledged (unsynced ${writer.provider.unsyncedChanges})`,
+  });
+  assert.deepEqual(closes, [], 'never disconnected');
+
+  const entries = await history(data, 'replay/trace');
+  assert.equal(entries.length, count, 'one log entry per transaction');
+  const seed = Number(process.env.PALIMPSEST_SEED ?? Math.floor(Math.random() * 1e6));
+  t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
+  let state = seed;
+  const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 5; i++) {
+    const seq = 1 + Math.floor(random() * count);
+    const exported = await runCli(['export', 'replay/trace', '--at', String(seq), '--json', '--data', data]);
+    assert.equal(exported.code, 0, exported.stderr);
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, Buffer.from((JSON.parse(exported.stdout) as { update: string }).update, 'base64'));
+    assert.equal(doc.getText('text').toString(), texts[seq - 1], `export --at ${seq} equals the plain replay`);
+  }
+});
+
+test('a stock y-websocket client typing faster than the rate limit keeps every edit and is never closed', async (t) => {
+  const data = join(tempDir(t), 'yws.db');
+  const server = await startServerProcess(t, ['--data', data, '--max-messages-per-second', '200', '--message-burst', '50']);
+  const typist = yWebsocketClient(t, server.url, 'burst/yws');
+  const reader = hocuspocusClient(t, server.url, 'burst/yws');
+  const closes: number[] = [];
+  typist.provider.on('connection-close', (event: CloseEvent | null) => { if (event !== null) closes.push(event.code); });
+  await waitFor(() => typist.provider.synced && reader.provider.isSynced, { message: 'both synced' });
+  const ytext = typist.doc.getText('text');
+  for (let i = 0; i < 1500; i++) ytext.insert(ytext.length, String.fromCharCode(97 + (i % 26)));
+  const expected = ytext.toString();
+  await waitFor(() => reader.doc.getText('text').toString() === expected, {
+    timeoutMs: 60_000, message: `the reader sees all 1,500 characters (has ${reader.doc.getText('text').length})`,
+  });
+  assert.deepEqual(closes, [], 'the y-websocket client was never closed');
+  await waitFor(async () => replayText(await history(data, 'burst/yws'), 'text') === expected, { message: 'the log holds every edit' });
+});
