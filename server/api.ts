@@ -2,6 +2,11 @@
 // list documents, read a document's history and its state at any seq, restore
 // an old version (as a new forward update) and compact. Document names go in
 // one path segment, percent-encoded (a/b → a%2Fb).
+//
+// Unknown documents: a valid name that was never written reads as the empty
+// document at seq 0 on every route (as `palimpsest history` does), and every
+// answer says so: `exists: false` in JSON objects, `X-Palimpsest-Exists:
+// false` on the history and state answers.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Hocuspocus } from '@hocuspocus/server';
@@ -9,6 +14,7 @@ import type { Logger } from 'pino';
 import * as Y from 'yjs';
 import { computeRestoreUpdate, StoreError, type EventStore } from '../persistence/index.js';
 import { documentNameProblem } from './document-name.js';
+import type { Metrics } from './metrics.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { openApiDocument } from './openapi.js';
 
@@ -17,6 +23,8 @@ export interface ApiOptions {
   hocuspocus: Hocuspocus;
   instanceId: string;
   logger: Logger;
+  /** Compactions asked for here are counted with the automatic ones. */
+  metrics: Pick<Metrics, 'compactions'>;
   /**
    * Checks the caller may `access` the document (or the document list when
    * doc is null); returns the user id to record, or throws an ApiError.
@@ -25,7 +33,7 @@ export interface ApiOptions {
 }
 
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
     this.name = 'ApiError';
   }
@@ -39,8 +47,15 @@ export async function handleApi(request: IncomingMessage, response: ServerRespon
   } catch (error) {
     const apiError = toApiError(error);
     if (apiError.status >= 500) options.logger.error({ err: (error as Error).message, path: url.pathname }, 'api request failed');
-    sendJson(response, apiError.status, { error: { code: apiError.code, message: apiError.message } });
+    sendError(response, apiError);
   }
+}
+
+/** An error answer: `{"error": {code, message}}`, with the headers HTTP asks for (Allow on 405, WWW-Authenticate on 401). */
+export function sendError(response: ServerResponse, error: ApiError): void {
+  const headers = { ...error.headers };
+  if (error.status === 401) headers['www-authenticate'] ??= 'Bearer';
+  sendJson(response, error.status, { error: { code: error.code, message: error.message } }, headers);
 }
 
 async function route(request: IncomingMessage, response: ServerResponse, url: URL, options: ApiOptions): Promise<void> {
@@ -67,9 +82,12 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       allow(method, ['GET']);
       await options.authorize(request, doc, 'read');
       const info = await store.info(doc);
-      if (info === null) throw new ApiError(404, 'UNKNOWN_DOCUMENT', `no document named ${doc}`);
+      if (info === null) {
+        return sendJson(response, 200, { doc, exists: false, seq: 0, updatedAt: null, firstRetainedSeq: null, snapshots: [] });
+      }
       return sendJson(response, 200, {
         doc: info.doc,
+        exists: true,
         seq: info.seq,
         updatedAt: info.updatedAt?.toISOString() ?? null,
         firstRetainedSeq: info.firstRetainedSeq,
@@ -81,20 +99,26 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       await options.authorize(request, doc, 'read');
       const afterSeq = optionalInteger(url, 'after') ?? 0;
       const limit = optionalInteger(url, 'limit') ?? 1000;
-      const entries = await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) });
-      return sendJson(response, 200, entries.map(logEntryToJson));
+      const exists = (await store.info(doc)) !== null;
+      const entries = exists ? await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) }) : [];
+      return sendJson(response, 200, entries.map(logEntryToJson), { 'x-palimpsest-exists': String(exists) });
     }
     case 'state': {
       allow(method, ['GET']);
       await options.authorize(request, doc, 'read');
-      const state = await store.stateAt(doc, optionalInteger(url, 'at') ?? undefined);
+      const at = optionalInteger(url, 'at') ?? undefined;
+      const exists = (await store.info(doc)) !== null;
+      if (!exists && at !== undefined && at > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${at}`);
+      const state = await store.stateAt(doc, at);
       if ((request.headers.accept ?? '').includes('application/json')) {
-        return sendJson(response, 200, { doc, seq: state.seq, update: Buffer.from(state.update).toString('base64') });
+        return sendJson(response, 200, { doc, seq: state.seq, update: Buffer.from(state.update).toString('base64'), exists },
+          { 'x-palimpsest-exists': String(exists) });
       }
       response.writeHead(200, {
         'content-type': 'application/octet-stream',
         'content-length': state.update.length,
         'x-palimpsest-seq': String(state.seq),
+        'x-palimpsest-exists': String(exists),
       });
       response.end(state.update);
       return;
@@ -107,8 +131,13 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
         throw new ApiError(400, 'BAD_REQUEST', 'body must be {"seq": <the seq to restore>}');
       }
+      const info = await store.info(doc);
+      if (info === null) {
+        if (seq > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${seq}`);
+        return sendJson(response, 200, { doc, restoredTo: 0, seq: 0, exists: false });
+      }
       const update = await computeRestoreUpdate(store, doc, seq);
-      if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: (await store.info(doc))?.seq ?? 0 });
+      if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq });
       const result = await store.append(doc, update, { instanceId: options.instanceId, user });
       // Bring the live document (here, and through Redis on other instances) up to date.
       const connection = await options.hocuspocus.openDirectConnection(doc, {});
@@ -120,8 +149,21 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     case 'compact': {
       allow(method, ['POST']);
       await options.authorize(request, doc, 'write');
-      const result = await store.compact(doc);
-      return sendJson(response, 200, result ?? { doc, seq: (await store.info(doc))?.seq ?? 0, compacted: false });
+      const info = await store.info(doc);
+      if (info === null) return sendJson(response, 200, { doc, seq: 0, compacted: false, exists: false });
+      const started = performance.now();
+      let result;
+      try {
+        result = await store.compact(doc);
+      } catch (error) {
+        options.metrics.compactions.inc({ outcome: 'failed' });
+        throw error;
+      }
+      if (result === null) return sendJson(response, 200, { doc, seq: info.seq, compacted: false });
+      options.metrics.compactions.inc({ outcome: 'written' });
+      options.logger.info({ doc, seq: result.seq, size: result.size, pruned: result.pruned, durationMs: Math.round(performance.now() - started), via: 'api' },
+        'snapshot written');
+      return sendJson(response, 200, result);
     }
     default:
       throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
@@ -140,8 +182,12 @@ function decodeDocumentName(segment: string): string {
   return doc;
 }
 
-function allow(method: string, allowed: string[]): void {
-  if (!allowed.includes(method)) throw new ApiError(405, 'METHOD_NOT_ALLOWED', `use ${allowed.join(' or ')}`);
+/** HEAD is answered wherever GET is (Node's http server leaves the body out). */
+function allow(method: string, allowed: Array<'GET' | 'POST'>): void {
+  const methods = allowed.includes('GET') ? [...allowed, 'HEAD'] : allowed;
+  if (!methods.includes(method)) {
+    throw new ApiError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allowed.join(' or ')}`, { allow: methods.join(', ') });
+  }
 }
 
 function optionalInteger(url: URL, name: string): number | null {
@@ -178,8 +224,8 @@ function toApiError(error: unknown): ApiError {
   return new ApiError(500, 'INTERNAL', 'internal error; see the server log');
 }
 
-export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   response.end(text);
 }

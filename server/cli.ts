@@ -3,21 +3,37 @@
 // no stack trace), 2 bad usage or config (message names the flag).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { openEventStore, StoreError, type EventStore } from '../persistence/index.js';
-import { ConfigError, integer, parseFlags, serveFlags } from './config.js';
+import { openEventStore, StoreError, type CompactionResult, type EventStore } from '../persistence/index.js';
+import { ConfigError, integer, parseFlags, serveFlags, settingLabel, suggestion, type SettingOrigin } from './config.js';
 import { documentNameProblem } from './document-name.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { serve } from './serve.js';
 
 const dataFlag = { data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' } };
 
+/**
+ * What a command knows about how it was called, for its messages. (A
+ * ConfigError is named after the flag; main() renames it after the
+ * environment variable when the value came from there.)
+ */
+interface RunContext {
+  /** Whether a setting came from the command line, the environment or the default. */
+  origins: Record<string, SettingOrigin>;
+}
+
 interface Command {
   summary: string;
   usage: string;
   flags: Record<string, { env?: string; help: string; default?: string; boolean?: boolean }>;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[], context: RunContext): Promise<number>;
 }
 
+// Unknown documents: a valid name that was never written reads as the empty
+// document at seq 0 on every path (the contract fixes `history --json` of one
+// to `[]`, exit 0), and every answer says so: a line naming the document and
+// the database in human output, a note on stderr next to machine output,
+// `exists: false` in JSON objects. A missing database is not an empty one: it
+// is a runtime failure (exit 1) naming the path.
 const commands: Record<string, Command> = {
   serve: {
     summary: 'Run the collaboration server',
@@ -36,15 +52,24 @@ const commands: Record<string, Command> = {
       after: { help: 'Only entries with a greater seq', default: '0' },
       limit: { help: 'At most this many entries (default: all)' },
     },
-    async run(values, positionals) {
+    async run(values, positionals, context) {
       const doc = documentArgument(positionals);
       const afterSeq = integer('--after', values.after as string, 0, Number.MAX_SAFE_INTEGER);
       const limit = values.limit === undefined ? undefined : integer('--limit', values.limit as string, 1, Number.MAX_SAFE_INTEGER);
-      const entries = await withStore(values.data as string, { mustExist: false }, (store) => store.entries(doc, { afterSeq, limit }), []);
+      const data = values.data as string;
+      const { info, entries } = await withStore(data, context, async (store) => {
+        const found = await store.info(doc);
+        return { info: found, entries: found === null ? [] : await store.entries(doc, { afterSeq, limit }) };
+      });
       if (values.json === true) {
+        if (info === null) process.stderr.write(`palimpsest history: ${neverWritten(doc, data)}; printing []\n`);
         process.stdout.write(`${JSON.stringify(entries.map(logEntryToJson))}\n`);
+      } else if (info === null) {
+        process.stdout.write(`${neverWritten(doc, data)}\n`);
       } else if (entries.length === 0) {
-        process.stdout.write(`${doc}: no log entries\n`);
+        const retained = info.firstRetainedSeq === null || info.firstRetainedSeq <= 1 ? ''
+          : `; entries before seq ${info.firstRetainedSeq} were dropped by --retention snapshot`;
+        process.stdout.write(`${doc}: no log entries after seq ${afterSeq} (its log ends at seq ${info.seq}${retained})\n`);
       } else {
         process.stdout.write('seq\treceived at\t\t\tinstance\tuser\tbytes\n');
         for (const e of entries) {
@@ -60,23 +85,32 @@ const commands: Record<string, Command> = {
     flags: {
       ...dataFlag,
       at: { help: 'The seq to export (default: the latest)' },
-      json: { boolean: true, help: 'Print { doc, seq, update (base64) } instead of binary' },
+      json: { boolean: true, help: 'Print { doc, seq, update (base64), exists } instead of binary' },
       out: { help: 'Write the binary update to this file instead of stdout' },
     },
-    async run(values, positionals) {
+    async run(values, positionals, context) {
       const doc = documentArgument(positionals);
       const at = values.at === undefined ? undefined : integer('--at', values.at as string, 0, Number.MAX_SAFE_INTEGER);
-      const state = await withStore(values.data as string, { mustExist: false }, (store) => store.stateAt(doc, at), null);
-      const update = state?.update ?? new Uint8Array([0, 0]);
-      const seq = state?.seq ?? 0;
-      if (state === null && at !== undefined && at > 0) {
-        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${at} (its log ends at 0)`);
-      }
-      if (values.json === true) process.stdout.write(`${JSON.stringify({ doc, seq, update: Buffer.from(update).toString('base64') })}\n`);
-      else if (typeof values.out === 'string') {
+      const data = values.data as string;
+      const { exists, state } = await withStore(data, context, async (store) => {
+        const info = await store.info(doc);
+        if (info === null && at !== undefined && at > 0) {
+          throw new StoreError('UNKNOWN_SEQ', `${neverWritten(doc, data)}, so it has no seq ${at}`);
+        }
+        return { exists: info !== null, state: await store.stateAt(doc, at) };
+      });
+      const { update, seq } = state;
+      const emptyNote = exists ? '' : ` (${neverWritten(doc, data)}: the empty document)`;
+      if (values.json === true) {
+        if (!exists) process.stderr.write(`palimpsest export: ${neverWritten(doc, data)}; printing the empty document at seq 0\n`);
+        process.stdout.write(`${JSON.stringify({ doc, seq, update: Buffer.from(update).toString('base64'), exists })}\n`);
+      } else if (typeof values.out === 'string') {
         writeFileSync(values.out, update);
-        process.stderr.write(`wrote ${doc} at seq ${seq} (${update.length} bytes) to ${values.out}\n`);
-      } else process.stdout.write(update);
+        process.stderr.write(`wrote ${doc} at seq ${seq} (${update.length} bytes) to ${values.out}${emptyNote}\n`);
+      } else {
+        if (!exists) process.stderr.write(`palimpsest export: ${neverWritten(doc, data)}; writing the empty document at seq 0\n`);
+        process.stdout.write(update);
+      }
       return 0;
     },
   },
@@ -84,25 +118,34 @@ const commands: Record<string, Command> = {
     summary: 'Write a snapshot of one document, or of every document',
     usage: 'palimpsest compact [<doc>] [--json] [--data <file>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the results as JSON' } },
-    async run(values, positionals) {
+    async run(values, positionals, context) {
       if (positionals.length > 1) throw new ConfigError(positionals[1], 'compact takes at most one document');
       const only = positionals.length === 1 ? documentArgument(positionals) : null;
-      const results = await withStore(values.data as string, { mustExist: true }, async (store) => {
+      const data = values.data as string;
+      const results = await withStore(data, context, async (store) => {
         const docs = only === null ? await store.documents() : [only];
         const progress = progressReporter('compact', docs.length);
-        const out = [];
+        const out: CompactOutcome[] = [];
         for (const [i, doc] of docs.entries()) {
           progress(i, doc);
-          out.push({ doc, result: await store.compact(doc) });
+          const info = await store.info(doc);
+          if (info === null) out.push({ doc, seq: 0, compacted: false, exists: false });
+          else out.push((await store.compact(doc)) ?? { doc, seq: info.seq, compacted: false });
         }
         progress(docs.length, null);
         return out;
-      }, []);
-      if (values.json === true) process.stdout.write(`${JSON.stringify(results.map((r) => r.result ?? { doc: r.doc, compacted: false }))}\n`);
+      });
+      if (values.json === true) process.stdout.write(`${JSON.stringify(results)}\n`);
       else {
-        for (const { doc, result } of results) {
-          process.stdout.write(result === null ? `${doc}: already compact\n`
-            : `${doc}: snapshot at seq ${result.seq} (${result.size} bytes)${result.pruned > 0 ? `, ${result.pruned} entries pruned` : ''}\n`);
+        if (only === null && results.length === 0) process.stdout.write(`nothing to compact: ${data} holds no documents\n`);
+        for (const result of results) {
+          if ('size' in result) {
+            process.stdout.write(`${result.doc}: snapshot at seq ${result.seq} (${result.size} bytes)${result.pruned > 0 ? `, ${result.pruned} entries pruned` : ''}\n`);
+          } else if (result.exists === false) {
+            process.stdout.write(`nothing to compact: ${neverWritten(result.doc, data)}\n`);
+          } else {
+            process.stdout.write(`${result.doc}: already compact (latest snapshot at seq ${result.seq})\n`);
+          }
         }
       }
       return 0;
@@ -112,8 +155,8 @@ const commands: Record<string, Command> = {
     summary: 'Replay every log and check it against its snapshots',
     usage: 'palimpsest verify [--json] [--data <file>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the report as JSON' } },
-    async run(values) {
-      const report = await withStore(values.data as string, { mustExist: true }, async (store) => {
+    async run(values, _positionals, context) {
+      const report = await withStore(values.data as string, context, async (store) => {
         let progress = progressReporter('verify', 0);
         const result = await store.verify({
           onProgress: (doc, index, count) => {
@@ -123,8 +166,7 @@ const commands: Record<string, Command> = {
         });
         progress(result.documents, null);
         return result;
-      }, null);
-      if (report === null) return 1;
+      });
       if (values.json === true) process.stdout.write(`${JSON.stringify(report)}\n`);
       else {
         const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
@@ -139,6 +181,12 @@ const commands: Record<string, Command> = {
   },
 };
 
+type CompactOutcome = CompactionResult | { doc: string; seq: number; compacted: false; exists?: false };
+
+function neverWritten(doc: string, data: string): string {
+  return `${doc}: no document of that name in ${data} (never written)`;
+}
+
 function documentArgument(positionals: string[]): string {
   if (positionals.length === 0) throw new ConfigError('<doc>', 'a document name is required');
   if (positionals.length > 1) throw new ConfigError(positionals[1], 'unexpected extra argument');
@@ -148,10 +196,17 @@ function documentArgument(positionals: string[]): string {
   return doc;
 }
 
-async function withStore<T>(path: string, options: { mustExist: boolean }, use: (store: EventStore) => Promise<T>, whenMissing: T): Promise<T> {
+/**
+ * Opens the database the reading commands work on. It must exist: a mistyped
+ * --data path would otherwise read as a database without documents, and every
+ * answer would look like a valid, empty one.
+ */
+async function withStore<T>(path: string, context: RunContext, use: (store: EventStore) => Promise<T>): Promise<T> {
   if (!existsSync(path)) {
-    if (options.mustExist) throw new StoreError('STORE_OPEN_FAILED', `no database at ${path}; pass --data <file>`);
-    return whenMissing;
+    const origin = context.origins.data === 'default' ? 'the default --data'
+      : context.origins.data === 'env' ? 'from PALIMPSEST_DATA' : 'given by --data';
+    throw new StoreError('STORE_OPEN_FAILED',
+      `no database at ${path} (${origin}); check the path, or pass --data <file> naming the database \`palimpsest serve\` writes`);
   }
   const store = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0 });
   try {
@@ -210,11 +265,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}\n`);
     return 0;
   }
-  const command = commands[name];
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (command === undefined) {
-    process.stderr.write(`palimpsest: unknown command "${name}"\n\n${helpText(null)}\n`);
+    const hint = suggestion(name, Object.keys(commands), '');
+    process.stderr.write(`palimpsest: unknown command "${name}"${hint === null ? '' : `; ${hint}`}\n\n${helpText(null)}\n`);
     return 2;
   }
+  if (name !== 'serve') process.stdout.on('error', stdoutOnError);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`${helpText(name)}\n`);
     return 0;
@@ -247,11 +304,13 @@ export async function main(argv: string[]): Promise<number> {
       setTimeout(() => process.exit(0), 1000).unref();
       return 0;
     }
-    const { values, positionals } = parseFlags(rest, command.flags, process.env);
-    return await command.run(values, positionals);
+    const { values, positionals, origins } = parseFlags(rest, command.flags, process.env);
+    return await command.run(values, positionals, { origins });
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`palimpsest ${name}: ${error.message}\nRun \`palimpsest ${name} --help\` for usage.\n`);
+      // Named after where the value came from: `PORT=abc` in the environment is not `--port abc`.
+      const where = settingLabel(error.flag, rest, command.flags, process.env);
+      process.stderr.write(`palimpsest ${name}: ${where}: ${error.detail}\nRun \`palimpsest ${name} --help\` for usage.\n`);
       return 2;
     }
     if (error instanceof StoreError) {
@@ -266,4 +325,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`palimpsest ${name}: ${err.message}\n`);
     return 1;
   }
+}
+
+/**
+ * The reader of our output went away (`palimpsest history doc | head`): what
+ * it wanted was delivered, so stop quietly, as Unix tools killed by SIGPIPE
+ * do, rather than dying with a stack trace. Exit 0: `head` taking the first
+ * lines is the pipeline working, and the reader's own exit status reports any
+ * failure of its own.
+ */
+function stdoutOnError(error: NodeJS.ErrnoException): void {
+  if (error.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`palimpsest: cannot write to stdout: ${error.message}\n`);
+  process.exit(1);
 }

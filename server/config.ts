@@ -4,16 +4,19 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { RetentionPolicy, SynchronousMode } from '../persistence/index.js';
 import { parseTrustedProxies } from './client-address.js';
 
 export class ConfigError extends Error {
+  /** The flag (or environment variable, or `<doc>`) the problem is about. */
   readonly flag: string;
-  constructor(flag: string, message: string) {
-    super(`${flag}: ${message}`);
+  /** The message without the flag. */
+  readonly detail: string;
+  constructor(flag: string, detail: string) {
+    super(`${flag}: ${detail}`);
     this.name = 'ConfigError';
     this.flag = flag;
+    this.detail = detail;
   }
 }
 
@@ -111,28 +114,120 @@ export const serveFlags: Record<string, FlagSpec> = {
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
 };
 
-/** Parses `argv` (after the command name) against `flags`, filling in environment values and defaults. */
-export function parseFlags(
-  argv: string[], flags: Record<string, FlagSpec>, env: Env, extra: ParseArgsConfig['options'] = {},
-): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
-  const options: NonNullable<ParseArgsConfig['options']> = { ...extra };
-  for (const [name, spec] of Object.entries(flags)) options[name] = { type: spec.boolean === true ? 'boolean' : 'string' };
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  } catch (error) {
-    const message = (error as Error).message;
-    const flag = /'(-[^']+)'/.exec(message)?.[1] ?? '(arguments)';
-    throw new ConfigError(flag, message);
+/** Where a setting's value came from: the command line, its environment variable, or the default. */
+export type SettingOrigin = 'flag' | 'env' | 'default';
+
+export interface ParsedFlags {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+  origins: Record<string, SettingOrigin>;
+}
+
+/**
+ * Parses `argv` (after the command name) against `flags`, filling in
+ * environment values and defaults. Flags are `--name value`, `--name=value`
+ * and, for booleans, `--name`; everything after `--` is positional. Our own
+ * parser rather than node:util parseArgs so that every message names the flag
+ * in this program's words (parseArgs' wording leaked through before) and a
+ * value may start with a dash (`--at -1` is a bad seq, not a missing one).
+ */
+export function parseFlags(argv: string[], flags: Record<string, FlagSpec>, env: Env): ParsedFlags {
+  const values: Record<string, string | boolean | undefined> = {};
+  const origins: Record<string, SettingOrigin> = {};
+  const positionals: string[] = [];
+  const isKnownFlag = (arg: string) => arg.startsWith('--') && Object.hasOwn(flags, arg.slice(2).split('=')[0]);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg);
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      const hint = suggestion(arg.replace(/^-+/, ''), Object.keys(flags));
+      throw new ConfigError(arg, `unknown flag; ${hint ?? 'flags are spelled --name (see --help)'}` +
+        '; a document name that starts with "-" goes after --');
+    }
+    const equals = arg.indexOf('=');
+    const name = equals === -1 ? arg.slice(2) : arg.slice(2, equals);
+    const inline = equals === -1 ? undefined : arg.slice(equals + 1);
+    const spec = Object.hasOwn(flags, name) ? flags[name] : undefined;
+    if (spec === undefined) {
+      throw new ConfigError(`--${name}`, `unknown flag; ${suggestion(name, Object.keys(flags)) ?? 'see --help for the flags'}`);
+    }
+    if (spec.boolean === true) {
+      values[name] = inline === undefined ? true : parseBoolean(`--${name}`, inline);
+    } else if (inline !== undefined) {
+      values[name] = inline;
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next === '--' || next.startsWith('--')) {
+        throw new ConfigError(`--${name}`, `needs a value (--${name} <value>)` +
+          (next !== undefined && !isKnownFlag(next) && next !== '--' ? `; to pass a value starting with "--", write --${name}=${next}` : ''));
+      }
+      values[name] = next;
+      i++;
+    }
+    origins[name] = 'flag';
   }
-  const values = { ...parsed.values } as Record<string, string | boolean | undefined>;
   for (const [name, spec] of Object.entries(flags)) {
     if (values[name] !== undefined) continue;
     const fromEnv = spec.env === undefined ? undefined : env[spec.env];
-    if (fromEnv !== undefined && fromEnv !== '') values[name] = spec.boolean === true ? parseBoolean(name, fromEnv) : fromEnv;
-    else if (spec.default !== undefined) values[name] = spec.default;
+    if (fromEnv !== undefined && fromEnv !== '') {
+      values[name] = spec.boolean === true ? parseBoolean(spec.env!, fromEnv) : fromEnv;
+      origins[name] = 'env';
+    } else if (spec.default !== undefined) {
+      values[name] = spec.default;
+      origins[name] = 'default';
+    }
   }
-  return { values, positionals: parsed.positionals };
+  return { values, positionals, origins };
+}
+
+/**
+ * How to name the setting `flag` (e.g. `--port`) in a message: the flag when
+ * it was given on the command line, its environment variable when the value
+ * came from there (the user may not know it is set). Never throws.
+ */
+export function settingLabel(flag: string, argv: string[], flags: Record<string, FlagSpec>, env: Env): string {
+  const name = flag.startsWith('--') ? flag.slice(2) : null;
+  const spec = name !== null && Object.hasOwn(flags, name) ? flags[name] : undefined;
+  if (spec?.env === undefined) return flag;
+  const onCommandLine = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length)
+    .some((arg) => arg === flag || arg.startsWith(`${flag}=`));
+  const fromEnv = env[spec.env];
+  if (onCommandLine || fromEnv === undefined || fromEnv === '') return flag;
+  return `${spec.env} (environment variable; --${name} overrides it)`;
+}
+
+/** "did you mean --limit?" for a mistyped flag; null when no flag is close. */
+export function suggestion(typed: string, known: string[], prefix = '--'): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const distance = editDistance(typed.toLowerCase(), candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  const close = best !== null && (bestDistance <= Math.max(1, Math.floor(best.length / 3)) || best.startsWith(typed) && typed.length >= 2);
+  return close ? `did you mean ${prefix}${best}?` : null;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) from a to b: `--jsno` is one swap from `--json`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
 }
 
 export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir: string | null }): ServeConfig {
@@ -223,8 +318,8 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
   return value as T;
 }
 
-function parseBoolean(name: string, value: string): boolean {
+function parseBoolean(setting: string, value: string): boolean {
   if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
   if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
-  throw new ConfigError(`--${name}`, `expected true or false, got "${value}"`);
+  throw new ConfigError(setting, `expected true or false, got "${value}"`);
 }

@@ -13,7 +13,7 @@ import { Hocuspocus, type Extension } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
-import { ApiError, handleApi, sendJson, type ApiOptions } from './api.js';
+import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -87,7 +87,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     { prefix: '/', dir: config.staticDir, index: 'index.html' },
   ];
   const apiOptions: ApiOptions = {
-    store, hocuspocus, instanceId: config.instanceId, logger,
+    store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
   };
 
@@ -114,7 +114,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
         await options.authorizeMetrics?.(request);
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
-        return sendJson(response, error.status, { error: { code: error.code, message: error.message } });
+        return sendError(response, error);
       }
       metrics.documentsLoaded.set(hocuspocus.getDocumentsCount());
       const body = await metrics.registry.metrics();

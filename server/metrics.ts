@@ -6,9 +6,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics(instanceId: string) {
   const registry = new Registry();
   registry.setDefaultLabels({ instance_id: instanceId });
-  collectDefaultMetrics({ register: registry, prefix: 'palimpsest_process_' });
+  // The standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes, …),
+  // which ready-made dashboards and alerts expect; instance_id tells servers apart.
+  collectDefaultMetrics({ register: registry });
   const latencyBuckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
-  return {
+  const metrics = {
     registry,
     connections: new Gauge({ name: 'palimpsest_connections', help: 'Open WebSocket connections', labelNames: ['protocol'], registers: [registry] }),
     documentsLoaded: new Gauge({ name: 'palimpsest_documents_loaded', help: 'Documents held in memory', registers: [registry] }),
@@ -18,10 +20,19 @@ export function createMetrics(instanceId: string) {
     appendsSkipped: new Counter({ name: 'palimpsest_appends_skipped_total', help: 'Client updates the log already held (resends, repeated sync step 2)', registers: [registry] }),
     appendFailures: new Counter({ name: 'palimpsest_append_failures_total', help: 'Appends that could not be written', registers: [registry] }),
     bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes appended to the log', registers: [registry] }),
-    compactions: new Counter({ name: 'palimpsest_compactions_total', help: 'Snapshots written by compaction', labelNames: ['outcome'], registers: [registry] }),
+    compactions: new Counter({
+      name: 'palimpsest_compactions_total',
+      help: 'Compactions by outcome: written (a snapshot, automatic or asked for through the API) or failed',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     throttled: new Counter({ name: 'palimpsest_throttled_total', help: 'Times a connection was slowed (its socket not read for a while), by reason', labelNames: ['reason'], registers: [registry] }),
     refusals: new Counter({ name: 'palimpsest_refusals_total', help: 'Connections or messages refused, by reason', labelNames: ['reason'], registers: [registry] }),
   };
+  // Every outcome has a sample from the start: a rate() over a series that
+  // appears only with its first event misses that event.
+  for (const outcome of ['written', 'failed']) metrics.compactions.inc({ outcome }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

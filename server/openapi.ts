@@ -1,4 +1,7 @@
 // OpenAPI 3.1 description of the REST API, served at /api/openapi.json.
+// Every status a route can answer is declared on it (test/http-api.test.ts
+// drives each route into each of them and checks this document lists it).
+// The error answers share one schema and the response components below.
 
 const docParam = {
   name: 'doc', in: 'path', required: true,
@@ -6,10 +9,23 @@ const docParam = {
   schema: { type: 'string', pattern: '^[A-Za-z0-9._~:-][A-Za-z0-9._~:/-]{0,254}$' },
 };
 
-const error = {
-  description: 'Error',
-  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+const ref = (name: string) => ({ $ref: `#/components/responses/${name}` });
+
+/** The error answers every route can give: 401/403 only when the server has authentication configured. */
+const commonErrors = { 401: ref('Unauthorized'), 403: ref('Forbidden'), 405: ref('MethodNotAllowed') };
+/** Routes that read or write the database also answer 503 when it cannot be used. */
+const storeErrors = { ...commonErrors, 503: ref('StoreUnavailable') };
+/** Routes with a {doc} in the path answer 400 for an invalid name (or bad query parameters). */
+const documentErrors = { 400: ref('BadRequest'), ...storeErrors };
+
+const existsHeader = {
+  'X-Palimpsest-Exists': {
+    description: '`false` when no document of that name was ever written (the answer is then the empty document at seq 0)',
+    schema: { type: 'string', enum: ['true', 'false'] },
+  },
 };
+
+const json = (schema: unknown) => ({ 'application/json': { schema } });
 
 export const openApiDocument = {
   openapi: '3.1.0',
@@ -17,14 +33,26 @@ export const openApiDocument = {
     title: 'Palimpsest document API',
     version: '1',
     description: 'History, state and restore of the documents of a Palimpsest server. ' +
-      'When the server has authentication configured, send the same JWT as the WebSocket clients as `Authorization: Bearer <token>`.',
+      'When the server has authentication configured, send the same JWT as the WebSocket clients as `Authorization: Bearer <token>`. ' +
+      'A valid document name that was never written reads as the empty document at seq 0 on every route; ' +
+      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history and state).',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
     schemas: {
       Error: {
         type: 'object',
-        properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: {
+              code: { type: 'string', description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN' },
+              message: { type: 'string', description: 'what went wrong and what to do' },
+            },
+          },
+        },
       },
       LogEntry: {
         type: 'object',
@@ -38,15 +66,90 @@ export const openApiDocument = {
           update: { type: 'string', contentEncoding: 'base64', description: 'the logged Yjs update (v1)' },
         },
       },
+      DocumentInfo: {
+        type: 'object',
+        required: ['doc', 'exists', 'seq', 'updatedAt', 'firstRetainedSeq', 'snapshots'],
+        properties: {
+          doc: { type: 'string' },
+          exists: { type: 'boolean', description: 'false when the document was never written (seq is then 0)' },
+          seq: { type: 'integer', minimum: 0, description: 'seq of the latest log entry' },
+          updatedAt: { type: ['string', 'null'], format: 'date-time' },
+          firstRetainedSeq: { type: ['integer', 'null'] },
+          snapshots: {
+            type: 'array',
+            items: { type: 'object', required: ['seq', 'createdAt', 'size'], properties: { seq: { type: 'integer' }, createdAt: { type: 'string', format: 'date-time' }, size: { type: 'integer' } } },
+          },
+        },
+      },
+      State: {
+        type: 'object',
+        required: ['doc', 'seq', 'update', 'exists'],
+        properties: {
+          doc: { type: 'string' },
+          seq: { type: 'integer', minimum: 0 },
+          update: { type: 'string', contentEncoding: 'base64', description: 'the state as one Yjs update (v1)' },
+          exists: { type: 'boolean' },
+        },
+      },
+      CompactionResult: {
+        oneOf: [
+          {
+            type: 'object', required: ['doc', 'seq', 'size', 'pruned'], description: 'a snapshot was written',
+            properties: { doc: { type: 'string' }, seq: { type: 'integer' }, size: { type: 'integer' }, pruned: { type: 'integer' } },
+          },
+          {
+            type: 'object', required: ['doc', 'seq', 'compacted'], description: 'nothing to do: already compact, or (exists: false) never written',
+            properties: { doc: { type: 'string' }, seq: { type: 'integer' }, compacted: { const: false }, exists: { const: false } },
+          },
+        ],
+      },
+    },
+    headers: {
+      Allow: { description: 'The methods this path answers', schema: { type: 'string' } },
+      'WWW-Authenticate': { description: '`Bearer`', schema: { type: 'string' } },
+    },
+    responses: {
+      BadRequest: { description: 'Invalid document name (INVALID_DOCUMENT_NAME), query parameter or body (BAD_REQUEST)', content: json({ $ref: '#/components/schemas/Error' }) },
+      Unauthorized: {
+        description: 'Authentication is configured and the request has no valid bearer token',
+        headers: { 'WWW-Authenticate': { $ref: '#/components/headers/WWW-Authenticate' } },
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      Forbidden: { description: 'The token does not grant this access to the document (FORBIDDEN)', content: json({ $ref: '#/components/schemas/Error' }) },
+      UnknownSeq: { description: 'The document has no such seq (UNKNOWN_SEQ)', content: json({ $ref: '#/components/schemas/Error' }) },
+      MethodNotAllowed: {
+        description: 'The path does not answer this method (METHOD_NOT_ALLOWED); Allow lists the methods it does answer',
+        headers: { Allow: { $ref: '#/components/headers/Allow' } },
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      HistoryPruned: { description: 'The retention policy dropped the log entries needed (HISTORY_PRUNED)', content: json({ $ref: '#/components/schemas/Error' }) },
+      BodyTooLarge: { description: 'The request body is over 64 KiB (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
+      StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes); retry', content: json({ $ref: '#/components/schemas/Error' }) },
     },
   },
   security: [{ bearer: [] }, {}],
   paths: {
+    '/api/openapi.json': {
+      get: {
+        summary: 'This document', security: [{}],
+        responses: { 200: { description: 'OpenAPI 3.1 document', content: json({ type: 'object' }) }, 405: ref('MethodNotAllowed') },
+      },
+    },
     '/api/documents': {
-      get: { summary: 'List document names', responses: { 200: { description: 'Names', content: { 'application/json': { schema: { type: 'object', properties: { documents: { type: 'array', items: { type: 'string' } } } } } } }, 401: error } },
+      get: {
+        summary: 'List document names (the documents ever written)',
+        responses: {
+          200: { description: 'Names', content: json({ type: 'object', required: ['documents'], properties: { documents: { type: 'array', items: { type: 'string' } } } }) },
+          ...storeErrors,
+        },
+      },
     },
     '/api/documents/{doc}': {
-      get: { summary: 'Document info: last seq, snapshots, retained history', parameters: [docParam], responses: { 200: { description: 'Info' }, 400: error, 404: error } },
+      get: {
+        summary: 'Document info: last seq, snapshots, retained history',
+        parameters: [docParam],
+        responses: { 200: { description: 'Info (exists: false and seq 0 for a document never written)', content: json({ $ref: '#/components/schemas/DocumentInfo' }) }, ...documentErrors },
+      },
     },
     '/api/documents/{doc}/history': {
       get: {
@@ -54,26 +157,51 @@ export const openApiDocument = {
         parameters: [docParam,
           { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'only entries with a greater seq' },
           { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 } }],
-        responses: { 200: { description: 'Entries', content: { 'application/json': { schema: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } } } } }, 400: error },
+        responses: {
+          200: { description: 'Entries ([] for a document never written)', headers: existsHeader, content: json({ type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }) },
+          ...documentErrors,
+        },
       },
     },
     '/api/documents/{doc}/state': {
       get: {
         summary: 'The state at a seq as one Yjs update (binary, or JSON with Accept: application/json)',
         parameters: [docParam, { name: 'at', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'default: the latest seq' }],
-        responses: { 200: { description: 'State; the seq is in the X-Palimpsest-Seq header' }, 404: error, 410: error },
+        responses: {
+          200: {
+            description: 'State',
+            headers: { 'X-Palimpsest-Seq': { description: 'the seq of this state', schema: { type: 'string' } }, ...existsHeader },
+            content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } }, ...json({ $ref: '#/components/schemas/State' }) },
+          },
+          ...documentErrors,
+          404: ref('UnknownSeq'),
+          410: ref('HistoryPruned'),
+        },
       },
     },
     '/api/documents/{doc}/restore': {
       post: {
         summary: 'Restore the state at a seq by appending an update that undoes every later change',
         parameters: [docParam],
-        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['seq'], properties: { seq: { type: 'integer', minimum: 0 } } } } } },
-        responses: { 200: { description: '{ doc, restoredTo, seq } — seq of the new entry' }, 400: error, 404: error, 410: error },
+        requestBody: { required: true, content: json({ type: 'object', required: ['seq'], properties: { seq: { type: 'integer', minimum: 0 } } }) },
+        responses: {
+          200: {
+            description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo)',
+            content: json({ type: 'object', required: ['doc', 'restoredTo', 'seq'], properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, exists: { const: false } } }),
+          },
+          ...documentErrors,
+          404: ref('UnknownSeq'),
+          410: ref('HistoryPruned'),
+          413: ref('BodyTooLarge'),
+        },
       },
     },
     '/api/documents/{doc}/compact': {
-      post: { summary: 'Write a snapshot at the latest seq now', parameters: [docParam], responses: { 200: { description: 'Compaction result' }, 400: error } },
+      post: {
+        summary: 'Write a snapshot at the latest seq now',
+        parameters: [docParam],
+        responses: { 200: { description: 'Compaction result', content: json({ $ref: '#/components/schemas/CompactionResult' }) }, ...documentErrors },
+      },
     },
   },
 } as const;

@@ -92,7 +92,7 @@ export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelayMs) + Math.floor(Math.random() * 50),
   };
   const clients: RedisClient[] = [];
-  const link = new RedisLink(log, linkMetrics);
+  const link = new RedisLink(log, linkMetrics, redactRedisUrl(url));
   const extension = new ResilientRedisExtension({
     identifier,
     prefix,
@@ -110,7 +110,7 @@ export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
     ? setInterval(() => { if (link.up) void extension.announceAll(); }, antiEntropyMs).unref()
     : null;
 
-  log.info({ identifier, prefix }, 'redis fan-out configured');
+  log.info({ identifier, prefix, url: redactRedisUrl(url) }, 'redis fan-out configured');
   return {
     extension,
     linkUp: () => link.up,
@@ -142,9 +142,24 @@ function createLinkMetrics(metrics: Metrics) {
   };
 }
 
+/** The URL as logs may show it: the password replaced by `***`. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
+    return parsed.toString();
+  } catch {
+    return '(a --redis URL that does not parse)';
+  }
+}
+
 /**
  * Watches the two connections the extension opens (publisher, subscriber)
- * and turns their states into one link state, logged once per transition.
+ * and turns their states into one link state, logged once per transition:
+ * one warning (with the URL and the cause) when Redis cannot be reached, at
+ * start or after a drop, however many reconnect attempts fail; one info line
+ * when the link is up again.
  */
 class RedisLink {
   up = false;
@@ -154,9 +169,11 @@ class RedisLink {
   private downSince = Date.now();
   private everUp = false;
   private lastError: string | null = null;
+  /** Whether this outage (or the failed first connect) has been logged. */
+  private outageLogged = false;
   private readonly downWaiters = new Set<() => void>();
 
-  constructor(private readonly log: Logger, private readonly metrics: LinkMetrics) {
+  constructor(private readonly log: Logger, private readonly metrics: LinkMetrics, private readonly url: string) {
     metrics.linkUp.set(0);
   }
 
@@ -172,6 +189,12 @@ class RedisLink {
     client.on('error', (error: Error) => {
       this.lastError = error.message;
       this.log.debug({ role, err: error.message }, 'redis connection error');
+      // Before the first connect there is no transition to log; the first failure is the news.
+      if (!this.up && !this.everUp && !this.outageLogged && !this.closing) {
+        this.outageLogged = true;
+        this.log.warn({ url: this.url, err: error.message, meanwhile: 'serving and acknowledging from the log alone; retrying' },
+          'redis unreachable');
+      }
     });
   }
 
@@ -194,10 +217,11 @@ class RedisLink {
     this.metrics.linkUp.set(up ? 1 : 0);
     if (up) {
       const downMs = Date.now() - this.downSince;
-      if (this.everUp) this.log.info({ downMs }, 'redis link restored');
-      else this.log.info({ waitedMs: downMs }, 'redis link established');
+      if (this.everUp) this.log.info({ url: this.url, downMs }, 'redis link restored');
+      else this.log.info({ url: this.url, waitedMs: downMs }, 'redis link established');
       this.everUp = true;
       this.lastError = null;
+      this.outageLogged = false;
       this.onRestored();
       return;
     }
@@ -206,7 +230,9 @@ class RedisLink {
     this.downWaiters.clear();
     if (this.closing) return;
     this.metrics.linkDrops.inc();
-    this.log.warn({ err: this.lastError, meanwhile: 'serving and acknowledging from the log alone' }, 'redis link lost');
+    this.outageLogged = true;
+    this.log.warn({ url: this.url, err: this.lastError ?? 'connection closed', meanwhile: 'serving and acknowledging from the log alone; retrying' },
+      'redis link lost');
   }
 }
 

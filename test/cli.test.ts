@@ -3,14 +3,17 @@
 // 1 runtime failure naming the path, 2 bad usage naming the flag).
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
 import { runCli } from './helpers/cli.js';
-import { startServerProcess } from './helpers/server-process.js';
+import { startRedis } from './helpers/redis-process.js';
+import { cliPath, startServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
+import { waitFor } from './helpers/wait.js';
 
 async function seededDatabase(dir: string): Promise<{ data: string; doc: Y.Doc; texts: string[] }> {
   const data = join(dir, 'cli.db');
@@ -71,8 +74,7 @@ test('history of an unknown document prints [] and exits 0; an invalid name exit
   const { data } = await seededDatabase(tempDir(t));
   const unknown = await runCli(['history', 'nobody', '--json', '--data', data]);
   assert.deepEqual([unknown.code, unknown.stdout.trim()], [0, '[]']);
-  const missingFile = await runCli(['history', 'nobody', '--json', '--data', join(tempDir(t), 'absent.db')]);
-  assert.deepEqual([missingFile.code, missingFile.stdout.trim()], [0, '[]']);
+  assert.ok(unknown.stderr.includes(`nobody: no document of that name in ${data} (never written)`), unknown.stderr);
   for (const name of ['/leading-slash', 'spaces are not allowed', 'x'.repeat(256), '']) {
     const invalid = await runCli(['history', name, '--json', '--data', data]);
     assert.equal(invalid.code, 2, `"${name.slice(0, 20)}"`);
@@ -108,7 +110,9 @@ test('compact and verify report in JSON; verify exits 1 on a damaged snapshot', 
   assert.equal(compact.code, 0, compact.stderr);
   assert.deepEqual(JSON.parse(compact.stdout), [{ doc: 'team/notes', seq: 4, size: (JSON.parse(compact.stdout) as Array<{ size: number }>)[0].size, pruned: 0 }]);
   const again = await runCli(['compact', 'team/notes', '--data', data]);
-  assert.match(again.stdout, /already compact/);
+  assert.equal(again.stdout, 'team/notes: already compact (latest snapshot at seq 4)\n');
+  const againJson = await runCli(['compact', 'team/notes', '--json', '--data', data]);
+  assert.deepEqual(JSON.parse(againJson.stdout), [{ doc: 'team/notes', seq: 4, compacted: false }]);
   const verify = await runCli(['verify', '--json', '--data', data]);
   assert.equal(verify.code, 0);
   assert.deepEqual(JSON.parse(verify.stdout), { documents: 1, entries: 4, snapshots: 1, problems: [] });
@@ -132,14 +136,36 @@ test('bad usage exits 2 naming the flag; an unusable data file exits 1 naming th
     [['serve', '--host', '0.0.0.0'], /--host/],
     [['serve', '--no-such-flag'], /--no-such-flag/],
     [['history'], /<doc>/],
-    [['export', 'doc', '--at', '-1'], /--at/],
+    [['export', 'doc', '--at', '-1'], /^palimpsest export: --at: expected a whole number, got "-1"\n/],
+    [['export', 'doc', '--at'], /^palimpsest export: --at: needs a value/],
+    [['history', 'doc', '--lmit', '3'], /^palimpsest history: --lmit: unknown flag; did you mean --limit\?\n/],
+    [['history', 'doc', '--data', '--json'], /^palimpsest history: --data: needs a value/],
+    [['compact', '--jsno'], /^palimpsest compact: --jsno: unknown flag; did you mean --json\?\n/],
+    [['history', 'doc', '-n', '3'], /^palimpsest history: -n: unknown flag/],
+    [['histroy', 'doc'], /unknown command "histroy"; did you mean history\?/],
     [['frobnicate'], /unknown command/],
   ];
   for (const [args, flag] of cases) {
     const result = await runCli([...args, ...(args[0] === 'frobnicate' ? [] : ['--data', join(dir, 'x.db')])]);
     assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     assert.match(result.stderr, flag, args.join(' '));
+    // Node's parseArgs wording (and its unbalanced quote) no longer leaks through.
+    assert.doesNotMatch(result.stderr, /ambiguous|XYZ|as in '--|Unknown option/, args.join(' '));
   }
+  // A value from the environment is named after the variable: the user may not know it is set.
+  const fromEnv: Array<[Record<string, string>, string[], RegExp]> = [
+    [{ PORT: 'abc' }, ['serve'], /^palimpsest serve: PORT \(environment variable; --port overrides it\): expected a whole number, got "abc"\n/],
+    [{ PALIMPSEST_SYNCHRONOUS: 'sometimes' }, ['serve'], /^palimpsest serve: PALIMPSEST_SYNCHRONOUS \(environment variable; --synchronous overrides it\): expected one of/],
+    [{ PALIMPSEST_INSECURE: 'maybe' }, ['serve'], /^palimpsest serve: PALIMPSEST_INSECURE: expected true or false, got "maybe"\n/],
+  ];
+  for (const [env, args, message] of fromEnv) {
+    const result = await runCli([...args, '--data', join(dir, 'x.db')], { env });
+    assert.equal(result.code, 2, JSON.stringify(env));
+    assert.match(result.stderr, message, JSON.stringify(env));
+  }
+  // The same value given as a flag is named after the flag, even with the variable set.
+  const flagWins = await runCli(['serve', '--port', 'abc', '--data', join(dir, 'x.db')], { env: { PORT: '1234' } });
+  assert.match(flagWins.stderr, /^palimpsest serve: --port: expected a whole number, got "abc"\n/);
   const notADatabase = join(dir, 'notes.txt');
   writeFileSync(notADatabase, 'these are my notes, not a database\n'.repeat(200));
   const garbage = await runCli(['serve', '--port', '0', '--data', notADatabase]);
@@ -177,4 +203,114 @@ test('a port already in use exits 1 with a message, also with --redis configured
     assert.equal(second.code, 1, extra.join(' '));
     assert.match(second.stderr, /cannot listen.*--port/);
   }
+});
+
+test('a --data path that does not exist exits 1 for every reading command, naming the path and what to do', async (t) => {
+  const dir = tempDir(t);
+  const mistyped = join(dir, 'mistyped', 'x.db');
+  const runs: string[][] = [
+    ['history', 'hello'], ['history', 'hello', '--json'], ['export', 'hello'], ['export', 'hello', '--json'],
+    ['export', 'hello', '--out', join(dir, 'out.bin')], ['compact'], ['compact', 'hello'], ['verify'], ['verify', '--json'],
+  ];
+  for (const args of runs) {
+    const result = await runCli([...args, '--data', mistyped]);
+    assert.equal(result.code, 1, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
+    assert.equal(result.stdout, '', args.join(' '));
+    assert.ok(result.stderr.includes(`no database at ${mistyped} (given by --data); check the path, or pass --data <file>`), result.stderr);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  }
+  assert.equal(existsSync(join(dir, 'out.bin')), false, 'nothing written for a missing database');
+  assert.equal(existsSync(join(dir, 'mistyped')), false, 'a reading command creates no database');
+  const viaEnv = await runCli(['history', 'hello'], { env: { PALIMPSEST_DATA: mistyped } });
+  assert.equal(viaEnv.code, 1);
+  assert.match(viaEnv.stderr, /no database at .*x\.db \(from PALIMPSEST_DATA\)/);
+});
+
+test('a document never written reads as the empty document at seq 0 on every command, and each says so', async (t) => {
+  const dir = tempDir(t);
+  const { data } = await seededDatabase(dir);
+  const never = `${'nobody'}: no document of that name in ${data} (never written)`;
+
+  const history = await runCli(['history', 'nobody', '--data', data]);
+  assert.deepEqual([history.code, history.stdout], [0, `${never}\n`]);
+  // A document that exists but has nothing after --after says that instead.
+  const pastEnd = await runCli(['history', 'team/notes', '--after', '4', '--data', data]);
+  assert.deepEqual([pastEnd.code, pastEnd.stdout], [0, 'team/notes: no log entries after seq 4 (its log ends at seq 4)\n']);
+
+  const binary = await runCli(['export', 'nobody', '--data', data]);
+  assert.equal(binary.code, 0);
+  assert.deepEqual([...binary.stdoutBytes], [...Y.encodeStateAsUpdate(new Y.Doc())]);
+  assert.ok(binary.stderr.includes(never), binary.stderr);
+  const json = await runCli(['export', 'nobody', '--json', '--data', data]);
+  assert.deepEqual(JSON.parse(json.stdout), { doc: 'nobody', seq: 0, update: Buffer.from(Y.encodeStateAsUpdate(new Y.Doc())).toString('base64'), exists: false });
+  assert.ok(json.stderr.includes(never), json.stderr);
+  const known = JSON.parse((await runCli(['export', 'team/notes', '--json', '--data', data])).stdout) as { exists: boolean };
+  assert.equal(known.exists, true);
+  const out = join(dir, 'empty.bin');
+  const toFile = await runCli(['export', 'nobody', '--out', out, '--data', data]);
+  assert.equal(toFile.code, 0);
+  assert.ok(toFile.stderr.includes(`wrote nobody at seq 0 (2 bytes) to ${out} (${never}: the empty document)`), toFile.stderr);
+  const beyond = await runCli(['export', 'nobody', '--at', '3', '--data', data]);
+  assert.equal(beyond.code, 1);
+  assert.ok(beyond.stderr.includes(`${never}, so it has no seq 3`), beyond.stderr);
+
+  const compact = await runCli(['compact', 'nobody', '--data', data]);
+  assert.deepEqual([compact.code, compact.stdout], [0, `nothing to compact: ${never}\n`]);
+  const compactJson = await runCli(['compact', 'nobody', '--json', '--data', data]);
+  assert.deepEqual(JSON.parse(compactJson.stdout), [{ doc: 'nobody', seq: 0, compacted: false, exists: false }]);
+
+  // Reading it did not create it.
+  const verify = JSON.parse((await runCli(['verify', '--json', '--data', data])).stdout) as { documents: number };
+  assert.equal(verify.documents, 1);
+});
+
+test('output piped into a reader that stops early (| head) ends quietly with exit 0, without an EPIPE trace', async (t) => {
+  const dir = tempDir(t);
+  const data = join(dir, 'long.db');
+  const store = openEventStore({ path: data, compactAfterEntries: 0 });
+  const doc = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  doc.on('update', (u: Uint8Array) => updates.push(u));
+  for (let i = 0; i < 300; i++) doc.getText('text').insert(0, `line ${i} `.repeat(40));
+  for (const update of updates) await store.append('long', update, { instanceId: 'cli-test', user: null });
+  await store.close();
+  // Far more than a pipe buffer (64 KiB) in both forms, so the writer is still writing when head exits.
+  for (const format of [[], ['--json']]) {
+    const { stdout, stderr, status } = await new Promise<{ stdout: string; stderr: string; status: string }>((resolve) => {
+      execFile('bash', ['-c', `"$0" "$1" history long ${format.join(' ')} --data "$2" | head -c 100 >/dev/null; echo "\${PIPESTATUS[0]}"`,
+        process.execPath, cliPath, data], (_error, out, err) => resolve({ stdout: out, stderr: err, status: out.trim() }));
+    });
+    assert.equal(status, '0', `history ${format.join(' ')} | head: exit status ${stdout}, stderr ${stderr}`);
+    assert.equal(stderr, '', `history ${format.join(' ')} | head`);
+  }
+});
+
+test('serve warns once, naming the Redis URL without its password and the cause, while Redis is unreachable, and says when it connects', async (t) => {
+  const redis = await startRedis(t);
+  await redis.kill();
+  const url = `redis://:hunter2@127.0.0.1:${redis.port}`;
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'redis.db'), '--redis', url, '--log-level', 'debug']);
+  const lines = (msg: string) => server.logs.filter((line) => line.msg === msg);
+  // Several reconnect attempts fail, and one warning says so.
+  await waitFor(() => lines('redis connection error').length >= 3, { message: 'reconnect attempts' });
+  assert.equal(lines('redis unreachable').length, 1);
+  const warning = lines('redis unreachable')[0];
+  assert.equal(warning.level, 'warn');
+  assert.equal(warning.url, `redis://:***@127.0.0.1:${redis.port}`);
+  assert.match(String(warning.err), /ECONNREFUSED/);
+  assert.ok(!server.logs.some((line) => JSON.stringify(line).includes('hunter2')), 'the password is never logged');
+
+  await redis.restart();
+  await waitFor(() => lines('redis link established').length === 1, { message: 'redis link established' });
+  assert.equal(lines('redis link established')[0].url, `redis://:***@127.0.0.1:${redis.port}`);
+
+  const errorsBefore = lines('redis connection error').length;
+  await redis.kill();
+  await waitFor(() => lines('redis connection error').length >= errorsBefore + 3, { message: 'reconnect attempts after the drop' });
+  assert.equal(lines('redis link lost').length, 1);
+  assert.equal(lines('redis link lost')[0].url, `redis://:***@127.0.0.1:${redis.port}`);
+  assert.equal(lines('redis unreachable').length, 1, 'one warning per outage, not one per attempt');
+  await redis.restart();
+  await waitFor(() => lines('redis link restored').length === 1, { message: 'redis link restored' });
+  assert.ok(!server.logs.some((line) => JSON.stringify(line).includes('hunter2')), 'the password is never logged');
 });

@@ -8,9 +8,11 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import * as Y from 'yjs';
 import { hocuspocusClient, waitSettled, yWebsocketClient } from './helpers/clients.js';
+import { openEventStore } from '../persistence/index.js';
 import { connectRaw } from './helpers/raw-client.js';
 import { startServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
+import { hs256Token, TEST_SECRET } from './helpers/tokens.js';
 import { waitFor } from './helpers/wait.js';
 
 async function json<T>(response: Response): Promise<T> {
@@ -96,7 +98,7 @@ test('the REST API answers bad requests with a status and an error code', async 
   doc.getText('text').insert(0, 'x');
   await waitFor(() => raw.acks.length === 1);
   const cases: Array<[string, RequestInit | undefined, number, string]> = [
-    ['/api/documents/unknown', undefined, 404, 'UNKNOWN_DOCUMENT'],
+    ['/api/documents/unknown/state?at=1', undefined, 404, 'UNKNOWN_SEQ'],
     ['/api/documents/bad%20name', undefined, 400, 'INVALID_DOCUMENT_NAME'],
     ['/api/documents/%2Fslash', undefined, 400, 'INVALID_DOCUMENT_NAME'],
     ['/api/documents/known/state?at=9', undefined, 404, 'UNKNOWN_SEQ'],
@@ -111,6 +113,179 @@ test('the REST API answers bad requests with a status and an error code', async 
     assert.equal(response.status, status, url);
     assert.equal((await json<{ error: { code: string; message: string } }>(response)).error.code, code, url);
   }
+  // 405 says which methods the path does answer (RFC 9110 §15.5.6); HEAD goes wherever GET does.
+  const allowed: Array<[string, string, string]> = [
+    ['/api/documents/known/history', 'DELETE', 'GET, HEAD'],
+    ['/api/documents/known', 'POST', 'GET, HEAD'],
+    ['/api/documents', 'PUT', 'GET, HEAD'],
+    ['/api/openapi.json', 'POST', 'GET, HEAD'],
+    ['/api/documents/known/compact', 'GET', 'POST'],
+    ['/api/documents/known/restore', 'PATCH', 'POST'],
+  ];
+  for (const [url, method, allow] of allowed) {
+    const response = await fetch(`${server.http}${url}`, { method });
+    assert.equal(response.status, 405, `${method} ${url}`);
+    assert.equal(response.headers.get('allow'), allow, `${method} ${url}`);
+    assert.equal((await json<{ error: { code: string } }>(response)).error.code, 'METHOD_NOT_ALLOWED');
+  }
+  const head = await fetch(`${server.http}/api/documents/known/history`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '');
+});
+
+test('a document never written reads as the empty document at seq 0 on every route, and every answer says so', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'unknown.db')]);
+  const raw = await connectRaw(server.url, 'known');
+  const doc = new Y.Doc();
+  doc.on('update', (u: Uint8Array) => void raw.sendUpdate(u));
+  doc.getText('text').insert(0, 'x');
+  await waitFor(() => raw.acks.length === 1);
+  const path = `${server.http}/api/documents/never-written`;
+  const empty = Buffer.from(Y.encodeStateAsUpdate(new Y.Doc()));
+
+  const info = await fetch(path);
+  assert.equal(info.status, 200);
+  assert.deepEqual(await json(info), { doc: 'never-written', exists: false, seq: 0, updatedAt: null, firstRetainedSeq: null, snapshots: [] });
+  const knownInfo = await json<{ exists: boolean; seq: number }>(await fetch(`${server.http}/api/documents/known`));
+  assert.deepEqual([knownInfo.exists, knownInfo.seq], [true, 1]);
+
+  const history = await fetch(`${path}/history`);
+  assert.equal(history.status, 200);
+  assert.equal(history.headers.get('x-palimpsest-exists'), 'false');
+  assert.deepEqual(await json(history), []);
+  assert.equal((await fetch(`${server.http}/api/documents/known/history`)).headers.get('x-palimpsest-exists'), 'true');
+
+  const state = await fetch(`${path}/state`);
+  assert.equal(state.status, 200);
+  assert.equal(state.headers.get('x-palimpsest-exists'), 'false');
+  assert.equal(state.headers.get('x-palimpsest-seq'), '0');
+  assert.deepEqual(Buffer.from(await state.arrayBuffer()), empty);
+  const stateJson = await fetch(`${path}/state`, { headers: { accept: 'application/json' } });
+  assert.deepEqual(await json(stateJson), { doc: 'never-written', seq: 0, update: empty.toString('base64'), exists: false });
+  const beyond = await fetch(`${path}/state?at=1`);
+  assert.equal(beyond.status, 404);
+  assert.match((await json<{ error: { message: string } }>(beyond)).error.message, /never-written \(never written\), so no seq 1/);
+
+  const compact = await fetch(`${path}/compact`, { method: 'POST' });
+  assert.equal(compact.status, 200);
+  assert.deepEqual(await json(compact), { doc: 'never-written', seq: 0, compacted: false, exists: false });
+  const restore = await fetch(`${path}/restore`, { method: 'POST', body: '{"seq":0}' });
+  assert.deepEqual([restore.status, await json(restore)], [200, { doc: 'never-written', restoredTo: 0, seq: 0, exists: false }]);
+  assert.equal((await fetch(`${path}/restore`, { method: 'POST', body: '{"seq":2}' })).status, 404);
+
+  // None of that created the document.
+  assert.deepEqual(await json(await fetch(`${server.http}/api/documents`)), { documents: ['known'] });
+});
+
+interface OpenApi {
+  paths: Record<string, Record<string, { responses: Record<string, { $ref?: string; headers?: Record<string, unknown> }> }>>;
+  components: { responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema: { $ref?: string } }> }> };
+}
+
+test('the OpenAPI document declares every status each route answers, with the shared error schema and the Allow header on 405', async (t) => {
+  const dir = tempDir(t);
+  const data = join(dir, 'openapi.db');
+  // Seed the file directly: with authentication on, this test talks only HTTP.
+  const store = openEventStore({ path: data, compactAfterEntries: 0 });
+  const source = new Y.Doc();
+  source.on('update', (u: Uint8Array) => void store.append('known', u, { instanceId: 'seed', user: null }));
+  for (const word of ['one', ' two', ' three']) source.getText('text').insert(source.getText('text').length, word);
+  await store.close();
+  const server = await startServerProcess(t, ['--data', data, '--jwt-secret', TEST_SECRET, '--retention', 'snapshot', '--compact-after-entries', '0']);
+  const writer = { authorization: `Bearer ${await hs256Token({ sub: 'w', docs: { '*': 'write' } })}` };
+  const reader = { authorization: `Bearer ${await hs256Token({ sub: 'r', docs: { known: 'read' } })}` };
+  const openapi = await json<OpenApi>(await fetch(`${server.http}/api/openapi.json`));
+
+  // [method, url, headers, body, the path template it belongs to, expected status]
+  const cases: Array<[string, string, Record<string, string>, string | undefined, string, number]> = [
+    ['GET', '/api/openapi.json', {}, undefined, '/api/openapi.json', 200],
+    ['DELETE', '/api/openapi.json', {}, undefined, '/api/openapi.json', 405],
+    ['GET', '/api/documents', writer, undefined, '/api/documents', 200],
+    ['GET', '/api/documents', {}, undefined, '/api/documents', 401],
+    ['GET', '/api/documents', reader, undefined, '/api/documents', 403],
+    ['POST', '/api/documents', writer, undefined, '/api/documents', 405],
+    ['GET', '/api/documents/known', reader, undefined, '/api/documents/{doc}', 200],
+    ['GET', '/api/documents/bad%20name', reader, undefined, '/api/documents/{doc}', 400],
+    ['GET', '/api/documents/known', {}, undefined, '/api/documents/{doc}', 401],
+    ['GET', '/api/documents/other', reader, undefined, '/api/documents/{doc}', 403],
+    ['DELETE', '/api/documents/known', writer, undefined, '/api/documents/{doc}', 405],
+    ['GET', '/api/documents/known/history', reader, undefined, '/api/documents/{doc}/history', 200],
+    ['GET', '/api/documents/known/history?limit=x', reader, undefined, '/api/documents/{doc}/history', 400],
+    ['GET', '/api/documents/known/history', {}, undefined, '/api/documents/{doc}/history', 401],
+    ['GET', '/api/documents/other/history', reader, undefined, '/api/documents/{doc}/history', 403],
+    ['POST', '/api/documents/known/history', writer, undefined, '/api/documents/{doc}/history', 405],
+    ['GET', '/api/documents/known/state?at=1', reader, undefined, '/api/documents/{doc}/state', 200],
+    ['GET', '/api/documents/known/state?at=x', reader, undefined, '/api/documents/{doc}/state', 400],
+    ['GET', '/api/documents/known/state', {}, undefined, '/api/documents/{doc}/state', 401],
+    ['GET', '/api/documents/other/state', reader, undefined, '/api/documents/{doc}/state', 403],
+    ['GET', '/api/documents/known/state?at=99', reader, undefined, '/api/documents/{doc}/state', 404],
+    ['PUT', '/api/documents/known/state', writer, undefined, '/api/documents/{doc}/state', 405],
+    ['POST', '/api/documents/known/restore', writer, '{"seq":"one"}', '/api/documents/{doc}/restore', 400],
+    ['POST', '/api/documents/known/restore', {}, '{"seq":1}', '/api/documents/{doc}/restore', 401],
+    ['POST', '/api/documents/known/restore', reader, '{"seq":1}', '/api/documents/{doc}/restore', 403],
+    ['POST', '/api/documents/known/restore', writer, '{"seq":99}', '/api/documents/{doc}/restore', 404],
+    ['POST', '/api/documents/known/restore', writer, JSON.stringify({ seq: 1, padding: 'x'.repeat(70_000) }), '/api/documents/{doc}/restore', 413],
+    ['GET', '/api/documents/known/restore', writer, undefined, '/api/documents/{doc}/restore', 405],
+    ['POST', '/api/documents/known/compact', {}, undefined, '/api/documents/{doc}/compact', 401],
+    ['POST', '/api/documents/known/compact', reader, undefined, '/api/documents/{doc}/compact', 403],
+    ['POST', '/api/documents/known/compact', writer, undefined, '/api/documents/{doc}/compact', 200],
+    // After that compaction, --retention snapshot has dropped the entries: seq 1 is gone.
+    ['GET', '/api/documents/known/state?at=1', reader, undefined, '/api/documents/{doc}/state', 410],
+    ['POST', '/api/documents/known/restore', writer, '{"seq":1}', '/api/documents/{doc}/restore', 410],
+    ['POST', '/api/documents/known/restore', writer, '{"seq":3}', '/api/documents/{doc}/restore', 200],
+    ['DELETE', '/api/documents/known/compact', writer, undefined, '/api/documents/{doc}/compact', 405],
+  ];
+  for (const [method, url, headers, body, template, status] of cases) {
+    const label = `${method} ${url} (${Object.keys(headers).length === 0 ? 'no token' : headers === reader ? 'reader' : 'writer'})`;
+    const response = await fetch(`${server.http}${url}`, { method, headers, body });
+    assert.equal(response.status, status, `${label}: ${await response.clone().text()}`);
+    if (status === 401) assert.equal(response.headers.get('www-authenticate'), 'Bearer', label);
+    const pathItem = openapi.paths[template];
+    assert.ok(pathItem !== undefined, `${template} is described`);
+    // A 405 answers a method the path does not list; it is declared on the operations the path has.
+    const operations = status === 405 ? Object.values(pathItem) : [pathItem[method.toLowerCase()]];
+    assert.ok(operations[0] !== undefined, `${label}: ${method} ${template} is described`);
+    for (const operation of operations) {
+      const declared = operation.responses[String(status)];
+      assert.ok(declared !== undefined, `${label}: ${template} declares ${status} (it declares ${Object.keys(operation.responses).join(', ')})`);
+      if (status >= 400) {
+        const name = declared.$ref?.replace('#/components/responses/', '');
+        const component = name === undefined ? undefined : openapi.components.responses[name];
+        assert.equal(component?.content?.['application/json'].schema.$ref, '#/components/schemas/Error', `${label}: shared error schema`);
+        if (status === 405) assert.ok(component?.headers?.Allow !== undefined, 'the 405 response declares Allow');
+        if (status === 401) assert.ok(component?.headers?.['WWW-Authenticate'] !== undefined, 'the 401 response declares WWW-Authenticate');
+      }
+    }
+  }
+});
+
+test('metrics use the standard process names and count every compaction, automatic or asked for through the API', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'metrics.db'), '--compact-after-entries', '3']);
+  const metrics = async () => (await fetch(`${server.http}/metrics`)).text();
+  const compactions = async (outcome: string) => Number(new RegExp(`^palimpsest_compactions_total\\{[^}]*outcome="${outcome}"[^}]*\\} (\\d+)$`, 'm').exec(await metrics())?.[1]);
+  const before = await metrics();
+  assert.match(before, /^process_cpu_seconds_total\{[^}]*\} /m);
+  assert.match(before, /^nodejs_heap_size_used_bytes\{[^}]*\} /m);
+  assert.doesNotMatch(before, /process_process_|palimpsest_process_/);
+  // Every outcome has a sample before the first compaction.
+  assert.equal(await compactions('written'), 0);
+  assert.equal(await compactions('failed'), 0);
+
+  const raw = await connectRaw(server.url, 'counted');
+  const doc = new Y.Doc();
+  doc.on('update', (u: Uint8Array) => void raw.sendUpdate(u));
+  for (const word of ['a', 'b', 'c']) doc.getText('text').insert(0, word);
+  await waitFor(() => raw.acks.length === 3);
+  await waitFor(async () => (await compactions('written')) === 1, { message: 'the automatic compaction after 3 entries is counted' });
+  doc.getText('text').insert(0, 'd');
+  await waitFor(() => raw.acks.length === 4);
+  const compact = await fetch(`${server.http}/api/documents/counted/compact`, { method: 'POST' });
+  assert.equal((await json<{ seq: number }>(compact)).seq, 4);
+  assert.equal(await compactions('written'), 2, 'the compaction asked for through the API is counted');
+  // Nothing to do is not a compaction.
+  assert.equal((await json<{ compacted: boolean }>(await fetch(`${server.http}/api/documents/counted/compact`, { method: 'POST' }))).compacted, false);
+  assert.equal(await compactions('written'), 2);
+  assert.ok(server.logs.some((line) => line.msg === 'snapshot written' && line.via === 'api' && line.seq === 4), 'logged like the automatic ones');
 });
 
 test('a failed append is not acknowledged, closes the connection with 4503 and turns /readyz red until the database takes writes again', async (t) => {
