@@ -10,6 +10,7 @@ import CollaborationCaret from '@tiptap/extension-collaboration-caret';
 import StarterKit from '@tiptap/starter-kit';
 import { IndexeddbPersistence } from 'y-indexeddb';
 import * as Y from 'yjs';
+import { CaretInEmptyBlock } from './caret-in-empty-block.ts';
 import { type Connection, defaultServerUrl, openConnection } from './connection.ts';
 import { h } from './dom.ts';
 import { colourForName, documentNameProblem, randomDisplayName, safeColour } from './identity.ts';
@@ -132,6 +133,8 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       // other people's edits too.
       StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
       Collaboration.configure({ document: ydoc, field: FRAGMENT_NAME }),
+      // Your caret stays put when others type into the empty paragraph holding it.
+      CaretInEmptyBlock,
       CollaborationCaret.configure({ provider, user, render: renderCaret }),
     ],
     editorProps: {
