@@ -11,6 +11,7 @@ import StarterKit from '@tiptap/starter-kit';
 import { IndexeddbPersistence } from 'y-indexeddb';
 import * as Y from 'yjs';
 import { CaretInEmptyBlock } from './caret-in-empty-block.ts';
+import { CaretLabelsInside } from './caret-labels.ts';
 import { type Connection, defaultServerUrl, openConnection } from './connection.ts';
 import { h } from './dom.ts';
 import { colourForName, documentNameProblem, randomDisplayName, safeColour } from './identity.ts';
@@ -136,6 +137,7 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       // Your caret stays put when others type into the empty paragraph holding it.
       CaretInEmptyBlock,
       CollaborationCaret.configure({ provider, user, render: renderCaret }),
+      CaretLabelsInside,
     ],
     editorProps: {
       // data-testid="editor" sits on the contenteditable itself (.ProseMirror),
