@@ -1,6 +1,7 @@
 // The demo page served at "/": picks the document from ?doc= (inventing one
-// when absent), the display name from ?user=, a JWT from ?token=, mounts the
-// embeddable editor, and exposes it as window.palimpsest for browser tests.
+// when absent, which reaches the server only once someone writes in it), the
+// display name from ?user=, a JWT from ?token=, mounts the embeddable editor,
+// and exposes it as window.palimpsest for browser tests.
 
 import {
   documentNameProblem,
@@ -18,16 +19,34 @@ declare global {
   }
 }
 
+/**
+ * Names this tab invented and nobody has written in yet (per tab, like the
+ * invention itself), so that reloading such a page still creates nothing.
+ */
+const unwritten = {
+  key: (name: string) => `palimpsest:unwritten:${name}`,
+  has(name: string): boolean {
+    return sessionStorage.getItem(this.key(name)) !== null;
+  },
+  add(name: string): void {
+    sessionStorage.setItem(this.key(name), '1');
+  },
+  delete(name: string): void {
+    sessionStorage.removeItem(this.key(name));
+  },
+};
+
 /** The document named in the address bar, put there first if it is missing. */
-function documentFromAddress(): string {
+function documentFromAddress(): { name: string; invented: boolean } {
   const url = new URL(window.location.href);
   const named = url.searchParams.get('doc');
-  if (named) return named;
+  if (named) return { name: named, invented: unwritten.has(named) };
   const invented = randomDocumentName();
+  unwritten.add(invented);
   url.searchParams.set('doc', invented);
   // replaceState, not pushState: "Back" should not lead to a page that invents yet another document.
   history.replaceState(history.state, '', url);
-  return invented;
+  return { name: invented, invented: true };
 }
 
 /** A name for this tab: ?user= wins; otherwise one invented name kept for the tab's lifetime. */
@@ -58,8 +77,9 @@ function showProblem(container: HTMLElement, message: string): void {
   container.replaceChildren(box);
 }
 
-function setUpShareButton(button: HTMLButtonElement, feedback: HTMLElement): void {
+function setUpShareButton(button: HTMLButtonElement, feedback: HTMLElement, beforeSharing: () => void): void {
   button.addEventListener('click', () => {
+    beforeSharing();
     // The link without ?user= and ?token=: whoever opens it is someone else.
     const link = new URL(window.location.href);
     link.searchParams.delete('user');
@@ -82,12 +102,11 @@ function start(): void {
   if (!container || !(share instanceof HTMLButtonElement) || !shareFeedback) {
     throw new Error('index.html is missing #editor-root, #share-link or #share-feedback');
   }
-  setUpShareButton(share, shareFeedback);
-
   const params = new URLSearchParams(window.location.search);
-  const documentName = documentFromAddress();
+  const { name: documentName, invented } = documentFromAddress();
   const problem = documentNameProblem(documentName);
   if (problem) {
+    setUpShareButton(share, shareFeedback, () => {});
     showProblem(container, problem);
     return;
   }
@@ -99,6 +118,14 @@ function start(): void {
     token: params.get('token') ?? undefined,
     user: { name: displayName(params) },
     offline: params.has('offline'),
+    // A page nobody writes in must not leave a document behind on the server.
+    deferUntilFirstEdit: invented,
+  });
+  if (invented) mounted.ydoc.once('update', () => unwritten.delete(documentName));
+  // Whoever opens a shared link joins at once, so this page must be there too.
+  setUpShareButton(share, shareFeedback, () => {
+    mounted.openOnServer();
+    unwritten.delete(documentName);
   });
   window.palimpsest = { provider: mounted.provider, ydoc: mounted.ydoc, editor: mounted.editor, mounted };
 }

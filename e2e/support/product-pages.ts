@@ -19,7 +19,9 @@ export interface ProductPages {
 /** `library` is where /lib/ lives ('' for the page's own origin); `socket` the WebSocket URL. */
 export function writeProductPages(library: string, socket: string, doc: string): ProductPages {
   const dir = mkdtempSync(join(tmpdir(), 'palimpsest-embed-'));
-  const head = `<meta charset="utf-8"><title>Team notes</title>
+  // The empty icon keeps the browser from asking the site for /favicon.ico,
+  // whose 404 would be a console error in tests that count them.
+  const head = `<meta charset="utf-8"><title>Team notes</title><link rel="icon" href="data:,">
     <link rel="stylesheet" href="${library}/lib/palimpsest-editor.css">`;
   writeFileSync(join(dir, 'element.html'), `<!doctype html><html><head>${head}
     <script type="module" src="${library}/lib/palimpsest-editor.js"></script></head>

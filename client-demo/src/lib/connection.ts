@@ -1,12 +1,15 @@
 // The link between one Y.Doc and a Palimpsest server: a Hocuspocus provider on
 // its own websocket (so "work offline" can drop and restore the socket), the
-// reconnect policy, and the three connection states the status bar shows.
+// reconnect policy, and the connection states the status bar shows.
 
 import { HocuspocusProvider, HocuspocusProviderWebsocket, WebSocketStatus } from '@hocuspocus/provider';
 import type * as Y from 'yjs';
 
-/** What a person is told about the link; also the stable `data-state` value. */
-export type ConnectionState = 'connected' | 'connecting' | 'offline';
+/**
+ * What a person is told about the link; also the stable `data-state` value.
+ * `new`: a document held back by `deferUntilFirstEdit`, no socket yet.
+ */
+export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'new';
 
 export interface ConnectionOptions {
   url: string;
@@ -15,6 +18,11 @@ export interface ConnectionOptions {
   token?: string | undefined;
   /** Start without a socket; edits stay local (and in IndexedDB) until `goOnline()`. */
   offline?: boolean | undefined;
+  /**
+   * No socket while the Y.Doc is empty: the document is opened on the server
+   * at its first change (or `openDocument()`).
+   */
+  deferUntilFirstEdit?: boolean | undefined;
 }
 
 export interface Connection {
@@ -22,6 +30,10 @@ export interface Connection {
   socket: HocuspocusProviderWebsocket;
   readonly state: ConnectionState;
   readonly workingOffline: boolean;
+  /** False while `deferUntilFirstEdit` keeps the document off the server. */
+  readonly documentOpened: boolean;
+  /** Opens the document on the server now (unless working offline); does nothing once it is open. */
+  openDocument(): void;
   goOffline(): void;
   goOnline(): void;
   onStateChange(listener: (state: ConnectionState) => void): () => void;
@@ -55,12 +67,18 @@ export function defaultServerUrl(location: Location = window.location): string {
 
 export function openConnection(options: ConnectionOptions): Connection {
   let workingOffline = options.offline === true;
-  let state: ConnectionState = workingOffline ? 'offline' : 'connecting';
+  // Held back only while there is nothing to send: content restored before
+  // this point (the unload backup) must reach the server like an edit.
+  let documentOpened = !(options.deferUntilFirstEdit === true && options.ydoc.store.clients.size === 0);
+  let state: ConnectionState = workingOffline ? 'offline' : documentOpened ? 'connecting' : 'new';
   const listeners = new Set<(state: ConnectionState) => void>();
 
+  // A held-back document gets no socket at all, rather than an idle one: the
+  // server closes a socket that authenticates no document within its
+  // --auth-timeout-ms, and the provider would reconnect and be closed again.
   const socket = new HocuspocusProviderWebsocket({
     url: options.url,
-    autoConnect: !workingOffline,
+    autoConnect: !workingOffline && documentOpened,
     ...RECONNECT,
   });
 
@@ -71,7 +89,7 @@ export function openConnection(options: ConnectionOptions): Connection {
     token: options.token ?? null,
   });
   // A provider given its own websocket does not attach itself.
-  provider.attach();
+  if (documentOpened) provider.attach();
 
   // `force` re-announces an unchanged state when only `workingOffline` flipped,
   // so the switch in the status bar follows API calls as well as clicks.
@@ -91,6 +109,20 @@ export function openConnection(options: ConnectionOptions): Connection {
   };
   socket.on('status', socketOnStatus);
 
+  const openDocument = (): void => {
+    if (documentOpened) return;
+    documentOpened = true;
+    options.ydoc.off('update', ydocOnFirstUpdate);
+    provider.attach();
+    if (workingOffline) return;
+    setState('connecting');
+    void socket.connect();
+  };
+  // Any first change counts, whatever its origin: typing, and also a local
+  // copy coming back from IndexedDB, which the server must then receive.
+  const ydocOnFirstUpdate = (): void => openDocument();
+  if (!documentOpened) options.ydoc.on('update', ydocOnFirstUpdate);
+
   return {
     provider,
     socket,
@@ -100,6 +132,10 @@ export function openConnection(options: ConnectionOptions): Connection {
     get workingOffline() {
       return workingOffline;
     },
+    get documentOpened() {
+      return documentOpened;
+    },
+    openDocument,
     goOffline() {
       workingOffline = true;
       socket.disconnect();
@@ -108,6 +144,10 @@ export function openConnection(options: ConnectionOptions): Connection {
     },
     goOnline() {
       workingOffline = false;
+      if (!documentOpened) {
+        setState('new', true);
+        return;
+      }
       setState('connecting', true);
       void socket.connect();
     },
@@ -117,6 +157,7 @@ export function openConnection(options: ConnectionOptions): Connection {
     },
     destroy() {
       listeners.clear();
+      options.ydoc.off('update', ydocOnFirstUpdate);
       socket.off('status', socketOnStatus);
       provider.destroy();
       // The provider only tears down sockets it created itself.

@@ -11,6 +11,8 @@ export class PalimpsestEditorElement extends HTMLElement {
   static readonly observedAttributes = [...REMOUNT_ATTRIBUTES, 'offline'];
 
   #mounted: MountedEditor | null = null;
+  /** The attributes the current mount (or failed mount attempt) was made from. */
+  #mountedFrom: string | null = null;
   #remountScheduled = false;
 
   /** The live editor, or null while the element is not in the page. */
@@ -42,14 +44,23 @@ export class PalimpsestEditorElement extends HTMLElement {
     this.#remountScheduled = true;
     queueMicrotask(() => {
       this.#remountScheduled = false;
-      if (!this.isConnected) return;
+      // When the element is upgraded (the script runs after the parser made
+      // it), every attribute reports a change just before connectedCallback
+      // mounts with those very values: remounting then would open a second
+      // WebSocket and abort the first one before it connects.
+      if (!this.isConnected || this.#remountAttributes() === this.#mountedFrom) return;
       this.#unmount();
       this.#mount();
     });
   }
 
+  #remountAttributes(): string {
+    return JSON.stringify(REMOUNT_ATTRIBUTES.map((name) => this.getAttribute(name)));
+  }
+
   #mount(): void {
     if (this.#mounted) return;
+    this.#mountedFrom = this.#remountAttributes();
     const documentName = this.getAttribute('document');
     if (!documentName) {
       this.textContent = 'palimpsest-editor: the "document" attribute is required.';
@@ -77,6 +88,7 @@ export class PalimpsestEditorElement extends HTMLElement {
   #unmount(): void {
     this.#mounted?.destroy();
     this.#mounted = null;
+    this.#mountedFrom = null;
   }
 }
 

@@ -10,6 +10,8 @@ import CollaborationCaret from '@tiptap/extension-collaboration-caret';
 import StarterKit from '@tiptap/starter-kit';
 import { IndexeddbPersistence } from 'y-indexeddb';
 import * as Y from 'yjs';
+import { CaretInEmptyBlock } from './caret-in-empty-block.ts';
+import { CaretLabelsInside } from './caret-labels.ts';
 import { type Connection, defaultServerUrl, openConnection } from './connection.ts';
 import { h } from './dom.ts';
 import { colourForName, documentNameProblem, randomDisplayName, safeColour } from './identity.ts';
@@ -41,6 +43,14 @@ export interface MountOptions {
   user?: EditorUser | undefined;
   /** Start in "work offline" mode: no socket until the switch is turned off. */
   offline?: boolean | undefined;
+  /**
+   * For a name just invented for a new document: the server hears of the
+   * document only at the first edit (or `openOnServer()`), so a visit that
+   * writes nothing leaves no document behind. The socket opens as usual.
+   * Not for documents that may already hold text: nothing is loaded from the
+   * server until then.
+   */
+  deferUntilFirstEdit?: boolean | undefined;
 }
 
 export interface MountedEditor {
@@ -51,6 +61,8 @@ export interface MountedEditor {
   persistence: IndexeddbPersistence | null;
   /** Same as flipping the "Work offline" switch. */
   setOffline(offline: boolean): void;
+  /** Opens the document on the server now when `deferUntilFirstEdit` is holding it back; else does nothing. */
+  openOnServer(): void;
   /** Disconnects, stops persisting, and removes everything mountEditor added to the element. */
   destroy(): void;
 }
@@ -109,6 +121,7 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
     ydoc,
     token: options.token,
     offline: options.offline,
+    deferUntilFirstEdit: options.deferUntilFirstEdit,
   });
   const { provider } = connection;
 
@@ -121,7 +134,10 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       // other people's edits too.
       StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
       Collaboration.configure({ document: ydoc, field: FRAGMENT_NAME }),
+      // Your caret stays put when others type into the empty paragraph holding it.
+      CaretInEmptyBlock,
       CollaborationCaret.configure({ provider, user, render: renderCaret }),
+      CaretLabelsInside,
     ],
     editorProps: {
       // data-testid="editor" sits on the contenteditable itself (.ProseMirror),
@@ -183,6 +199,9 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       if (offline === connection.workingOffline) return;
       if (offline) connection.goOffline();
       else connection.goOnline();
+    },
+    openOnServer() {
+      connection.openDocument();
     },
     destroy() {
       if (destroyed) return;

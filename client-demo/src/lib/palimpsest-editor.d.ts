@@ -8,7 +8,8 @@ import type { Editor } from '@tiptap/core';
 import type { IndexeddbPersistence } from 'y-indexeddb';
 import type * as Y from 'yjs';
 
-export type ConnectionState = 'connected' | 'connecting' | 'offline';
+/** `new`: a document held back by `deferUntilFirstEdit` (no socket until the first edit). */
+export type ConnectionState = 'connected' | 'connecting' | 'offline' | 'new';
 
 export interface EditorUser {
   name: string;
@@ -27,6 +28,14 @@ export interface MountOptions {
   user?: EditorUser | undefined;
   /** Start in "work offline" mode: no socket until the switch is turned off. */
   offline?: boolean | undefined;
+  /**
+   * For a name just invented for a new document: the server hears of the
+   * document only at the first edit (or `openOnServer()`), so a visit that
+   * writes nothing leaves no document behind. The socket opens as usual.
+   * Not for documents that may already hold text: nothing is loaded from the
+   * server until then.
+   */
+  deferUntilFirstEdit?: boolean | undefined;
 }
 
 export interface MountedEditor {
@@ -37,6 +46,8 @@ export interface MountedEditor {
   persistence: IndexeddbPersistence | null;
   /** Same as flipping the "Work offline" switch. */
   setOffline(offline: boolean): void;
+  /** Opens the document on the server now when `deferUntilFirstEdit` is holding it back; else does nothing. */
+  openOnServer(): void;
   /** Disconnects, stops persisting, and removes everything mountEditor added to the element. */
   destroy(): void;
 }

@@ -9,6 +9,7 @@ const DETAIL: Record<ConnectionState, string> = {
   connected: 'Live',
   connecting: 'Reaching the server…',
   offline: 'Edits are kept on this device',
+  new: 'Nothing is stored until you write',
 };
 
 export interface StatusBar {
