@@ -5,6 +5,9 @@
 //            vs Palimpsest appending to SQLite (synchronous=full and normal);
 //   cold   - cold load of a 100,000-update history vs one full-state blob,
 //            and the rate of the trace replay into the store;
+//   burst  - bench/burst.ts: one connection writing 20,000 updates at once
+//            (updates/s until the last is acknowledged), and other clients'
+//            delivery latency while one connection floods;
 //   redis  - bench/redis-latency.js, when that module is built and
 //            redis-server is on the PATH (or --redis is given).
 // Every server runs in its own child process (bench/server-child.ts), on
@@ -17,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
+import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
 import { startBenchServer } from './server-process.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
@@ -29,6 +33,8 @@ Sections (default: all that can run):
   ack     typing load and saturation: acked updates/s, ack and delivery latency,
           Hocuspocus without persistence vs Palimpsest (synchronous=full, normal)
   cold    cold load of a long history vs one full-state blob; trace replay rate
+  burst   one connection writing 20,000 updates at once (both client framings), and
+          other clients' delivery latency while one connection floods
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
 
 Options:
@@ -108,7 +114,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -383,6 +389,64 @@ async function runRedisSection(dir: string): Promise<RedisRow[]> {
   return await run({ quick, dir, progress, json: values.json });
 }
 
+// ---------------------------------------------------------------- burst
+
+async function runBurstSection(dir: string, nodeFlags: string[]): Promise<{ bursts: BurstResult[]; floods: FloodImpact[] }> {
+  const count = quick ? 5000 : 20_000;
+  const updates = burstUpdates(count);
+  const bursts: BurstResult[] = [];
+  const floods: FloodImpact[] = [];
+  const variants = [serverVariants[0], serverVariants[1]];
+  for (const variant of variants) {
+    const server = await startBenchServer(variant.args(dir, 99), nodeFlags);
+    try {
+      const clients = variant.args(dir, 0)[0] === 'palimpsest' ? (['hocuspocus', 'y-websocket'] as const) : (['hocuspocus'] as const);
+      for (const client of clients) {
+        progress(`burst: ${variant.name}, ${count} updates at once from one ${client} connection`);
+        bursts.push(await runBurst({ server, serverName: variant.name, client, updates, doc: `burst-${client}`, timeoutMs: 120_000 }));
+      }
+      progress(`burst: ${variant.name}, typing load with and without a flooding connection`);
+      floods.push(await runFloodImpact({
+        server, serverName: variant.name, clients: 40, documents: 20, updatesPerSecond: 5,
+        warmupMs: settings.warmupMs, durationMs: settings.durationMs, prefix: 'flood-',
+      }));
+    } finally {
+      await server.stop();
+    }
+  }
+  return { bursts, floods };
+}
+
+function burstTables(bursts: BurstResult[], floods: FloodImpact[]): string {
+  return [
+    table(`One connection writing ${format(bursts[0]?.updates ?? 0)} updates at once (default flags)`,
+      ['server', 'client framing', 'seconds', 'updates/s', 'closed with'],
+      bursts.map((b) => [b.server, b.client, b.seconds, b.updatesPerSecond, b.closedWith === null ? 'never' : String(b.closedWith)])),
+    table('Delivery to other clients (40 clients, 20 documents, 5 updates/s each) without and with one flooding connection',
+      ['server', 'quiet p50 ms', 'quiet p99 ms', 'flooded p50 ms', 'flooded p99 ms', 'p99 ratio', 'flooder acked/s'],
+      floods.map((f) => [f.server, f.quiet.deliveryMs.p50, f.quiet.deliveryMs.p99, f.flooded.deliveryMs.p50, f.flooded.deliveryMs.p99,
+        f.flooded.deliveryMs.p99 / f.quiet.deliveryMs.p99, f.flooderAcked / ((settings.warmupMs + f.flooded.windowMs) / 1000)])),
+  ].join('\n');
+}
+
+function burstGoals(bursts: BurstResult[], floods: FloodImpact[]): GoalLine[] {
+  const goals: GoalLine[] = [];
+  const hocuspocus = bursts.find((b) => b.server === serverVariants[0].name);
+  const durable = bursts.find((b) => b.server === serverVariants[1].name && b.client === 'hocuspocus');
+  if (hocuspocus !== undefined && durable !== undefined) {
+    goals.push({
+      goal: 'one connection, durable: at least the updates/s of Hocuspocus without persistence',
+      met: durable.updatesPerSecond >= hocuspocus.updatesPerSecond,
+      detail: `${format(durable.updatesPerSecond)} vs ${format(hocuspocus.updatesPerSecond)} updates/s`,
+    });
+  }
+  for (const flood of floods.filter((f) => f.server === serverVariants[1].name)) {
+    const ratio = flood.flooded.deliveryMs.p99 / flood.quiet.deliveryMs.p99;
+    goals.push({ goal: 'other clients\' delivery p99 while one connection floods: under 2x', met: ratio < 2, detail: `${format(ratio)}x` });
+  }
+  return goals;
+}
+
 // ---------------------------------------------------------------- main
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
@@ -421,6 +485,12 @@ try {
     report.cold = result;
     goals.push(...coldGoals(result));
     out.push(coldTables(result));
+  }
+  if (sections.has('burst')) {
+    const { bursts, floods } = await runBurstSection(dir, nodeFlags);
+    report.burst = { bursts, floods };
+    goals.push(...burstGoals(bursts, floods));
+    out.push(burstTables(bursts, floods));
   }
   if (sections.has('redis')) {
     try {

@@ -154,6 +154,13 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
         if (!(error instanceof MalformedUpdateError)) throw error;
         throw refuseMalformed(error, fields, connection.webSocket);
       }
+      if (decoded.structs.size === 0 && decoded.ds.size === 0) {
+        // An empty update (the sync step 2 of a client that has nothing yet) adds no entry,
+        // and must not create the document either: opening a name stores nothing.
+        metrics.appendsSkipped.inc();
+        acks?.expect(connection.messageAddress, null);
+        return;
+      }
       const user = (context as ConnectionContext | undefined)?.user?.id ?? null;
       // Decided now, before the update is applied: afterwards the live document holds its own deletions.
       const alreadyDeleted = deletedBefore(document, decoded, taintedDocuments);

@@ -58,6 +58,8 @@ export interface Transport {
 
 const Y_WEBSOCKET_PREFIX = '/yjs/';
 const DEFAULT_MAX_UNCONFIRMED = 1000;
+/** Frames a y-websocket client may send before its document is open (Hocuspocus queues up to 1,000). */
+const OPENING_FRAMES = 500;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
@@ -129,10 +131,18 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       refuse(ws, new ConnectionRefusal(CloseCodes.InvalidDocumentName, problem));
       return;
     }
-    const bridge = new YWebsocketBridge(ws, documentName);
+    // Until the document is open Hocuspocus queues what the client sends (and drops the
+    // connection past 1,000 frames): past OPENING_FRAMES the socket is not read until then.
+    let opened = false;
+    let framesBeforeOpen = 0;
+    const bridge = new YWebsocketBridge(ws, documentName, () => {
+      opened = true;
+      flow.opening(false);
+    });
     const acks = durableAcks(ws, bridge, flow);
     const client = hocuspocus.handleConnection(acks, toWebRequest(request), { ...contextFor(request, ws), acks });
     wireSocket(ws, request, 'y-websocket', flow, (frame) => {
+      if (!opened && ++framesBeforeOpen === OPENING_FRAMES) flow.opening(true);
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
       client.handleMessage(framed);
@@ -223,14 +233,16 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 
 /**
  * Stops reading a socket while any reason holds: the sender's rate budget is
- * in debt (for the time it takes to repay), or too many of its updates wait
- * for their commit (until half of them are confirmed). Frames ws has already
- * parsed are still delivered while paused; they are kept, and only make the
- * next pause longer.
+ * in debt (for the time it takes to repay), too many of its updates wait for
+ * their commit (until half of them are confirmed), or its document is still
+ * opening and it has sent many frames already (a y-websocket client writes
+ * before the server has authenticated it and loaded the document, where
+ * Hocuspocus would queue, and past 1,000 frames drop, what it sends). Frames ws has already parsed are still
+ * delivered while paused; they are kept, and only make the next pause longer.
  */
 class FlowControl {
   private rateTimer: NodeJS.Timeout | null = null;
-  private backlogged = false;
+  private readonly holds = new Set<'rate' | 'backlog' | 'opening'>();
   private paused = false;
 
   constructor(private readonly ws: WebSocket, private readonly maxUnconfirmed: number) {}
@@ -239,15 +251,18 @@ class FlowControl {
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
     this.rateTimer = setTimeout(() => {
       this.rateTimer = null;
-      this.update();
+      this.set('rate', false);
     }, Math.ceil(ms));
-    this.update();
+    this.set('rate', true);
   }
 
   backlog(waiting: number): void {
-    if (waiting >= this.maxUnconfirmed) this.backlogged = true;
-    else if (waiting <= this.maxUnconfirmed / 2) this.backlogged = false;
-    this.update();
+    if (waiting >= this.maxUnconfirmed) this.set('backlog', true);
+    else if (waiting <= this.maxUnconfirmed / 2) this.set('backlog', false);
+  }
+
+  opening(open: boolean): void {
+    this.set('opening', open);
   }
 
   dispose(): void {
@@ -255,8 +270,10 @@ class FlowControl {
     this.rateTimer = null;
   }
 
-  private update(): void {
-    const hold = this.rateTimer !== null || this.backlogged;
+  private set(reason: 'rate' | 'backlog' | 'opening', on: boolean): void {
+    if (on) this.holds.add(reason);
+    else this.holds.delete(reason);
+    const hold = this.holds.size > 0;
     if (hold === this.paused || this.ws.readyState !== this.ws.OPEN) return;
     this.paused = hold;
     if (hold) this.ws.pause();

@@ -24,7 +24,10 @@ const AuthPermissionDenied = 1;
 export class YWebsocketBridge implements WebSocketLike {
   private readonly prefix: Uint8Array;
 
-  constructor(private readonly ws: WebSocket, readonly documentName: string) {
+  private opened = false;
+
+  /** `onOpened` runs once, when the server first syncs the document with the client (it is loaded then). */
+  constructor(private readonly ws: WebSocket, readonly documentName: string, private readonly onOpened: () => void = () => undefined) {
     const encoder = encoding.createEncoder();
     encoding.writeVarString(encoder, documentName);
     this.prefix = encoding.toUint8Array(encoder);
@@ -63,6 +66,10 @@ export class YWebsocketBridge implements WebSocketLike {
       case MessageType.SyncReply:
       case MessageType.Awareness:
       case MessageType.QueryAwareness: {
+        if (!this.opened && (type === MessageType.Sync || type === MessageType.SyncReply)) {
+          this.opened = true;
+          this.onOpened();
+        }
         if (type === MessageType.SyncReply) {
           // y-websocket knows SyncReply as a plain sync message. Copy: Hocuspocus
           // may share one buffer between the connections it broadcasts to.

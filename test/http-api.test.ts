@@ -338,3 +338,16 @@ test('a document with no clients left is unloaded and its connections are releas
   const connections = await (await fetch(`${server.http}/metrics`)).text();
   assert.match(connections, /palimpsest_connections\{[^}]*protocol="hocuspocus"[^}]*\} 0\b/);
 });
+
+test('opening a document without writing to it stores nothing: it is listed only once someone edits it', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'open-only.db')]);
+  const provider = hocuspocusClient(t, server.url, 'open/only');
+  const yws = yWebsocketClient(t, server.url, 'open/only');
+  await waitSettled([provider, yws]);
+  const listed = async () => ((await (await fetch(`${server.http}/api/documents`)).json()) as { documents: string[] }).documents;
+  assert.deepEqual(await listed(), [], 'two clients synced an empty document: nothing stored');
+  yws.doc.getText('t').insert(0, 'first words');
+  await waitFor(async () => (await listed()).includes('open/only'), { message: 'listed after the first edit' });
+  const history = (await (await fetch(`${server.http}/api/documents/open%2Fonly/history`)).json()) as unknown[];
+  assert.equal(history.length, 1, 'one entry: the edit');
+});

@@ -1,0 +1,203 @@
+// Bursts: what one fast connection gets, and what it costs everyone else.
+//   - one connection writes N small updates at once (raw frames, as fast as
+//     the socket takes them); measured: updates/s until the last one is
+//     acknowledged (Hocuspocus framing) or has reached an observer on the
+//     same document (y-websocket framing, which has no acks);
+//   - other clients' delivery latency (typing load) with and without one
+//     connection flooding a document of its own.
+// Servers run with their default flags; Palimpsest durable (synchronous=full).
+
+import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
+import WebSocket from 'ws';
+import * as Y from 'yjs';
+import type { BenchServer } from './server-process.js';
+import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
+
+const MessageType = { Sync: 0, Auth: 2, SyncReply: 4, SyncStatus: 8 } as const;
+const SyncUpdate = 2;
+
+/** N single-character inserts of one Y.Doc, one Yjs update each. */
+export function burstUpdates(count: number): Uint8Array[] {
+  const doc = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  doc.on('update', (update: Uint8Array) => updates.push(update));
+  const text = doc.getText('t');
+  for (let i = 0; i < count; i++) text.insert(text.length, String.fromCharCode(97 + (i % 26)));
+  doc.destroy();
+  return updates;
+}
+
+function hocuspocusFrame(doc: string, write: (encoder: encoding.Encoder) => void): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarString(encoder, doc);
+  write(encoder);
+  return encoding.toUint8Array(encoder);
+}
+
+const authFrame = (doc: string) => hocuspocusFrame(doc, (e) => {
+  encoding.writeVarUint(e, MessageType.Auth);
+  encoding.writeVarUint(e, 0);
+  encoding.writeVarString(e, '');
+});
+const updateFrame = (doc: string, update: Uint8Array) => hocuspocusFrame(doc, (e) => {
+  encoding.writeVarUint(e, MessageType.Sync);
+  encoding.writeVarUint(e, SyncUpdate);
+  encoding.writeVarUint8Array(e, update);
+});
+const step1Frame = (doc: string) => hocuspocusFrame(doc, (e) => {
+  encoding.writeVarUint(e, MessageType.Sync);
+  encoding.writeVarUint(e, 0);
+  encoding.writeVarUint8Array(e, Y.encodeStateVector(new Y.Doc()));
+});
+
+function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.binaryType = 'nodebuffer';
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+/**
+ * A Hocuspocus-framed observer of `doc`: how many characters of the burst it
+ * holds. It applies what it is sent, since servers may merge several updates
+ * into one broadcast.
+ */
+async function observer(url: string, doc: string): Promise<{ received(): number; close(): void }> {
+  const ws = await open(url);
+  const replica = new Y.Doc();
+  ws.on('message', (data: Buffer) => {
+    const decoder = decoding.createDecoder(new Uint8Array(data));
+    decoding.readVarString(decoder);
+    const type = decoding.readVarUint(decoder);
+    if (type !== MessageType.Sync && type !== MessageType.SyncReply) return;
+    if (decoding.readVarUint(decoder) === 0) return;
+    Y.applyUpdate(replica, decoding.readVarUint8Array(decoder));
+  });
+  const received = () => replica.getText('t').length;
+  ws.send(authFrame(doc));
+  ws.send(step1Frame(doc));
+  return { received, close: () => ws.terminate() };
+}
+
+export interface BurstResult {
+  server: string;
+  client: 'hocuspocus' | 'y-websocket';
+  updates: number;
+  seconds: number;
+  updatesPerSecond: number;
+  /** Connections the burst needed (more than one means it was closed and had to reconnect). */
+  closedWith: number | null;
+}
+
+async function until(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
+}
+
+/** One connection sends every update at once; resolves when all are acknowledged (or delivered, for y-websocket). */
+export async function runBurst(options: {
+  server: BenchServer; serverName: string; client: 'hocuspocus' | 'y-websocket'; updates: Uint8Array[]; doc: string; timeoutMs: number;
+}): Promise<BurstResult> {
+  const { server, updates, doc } = options;
+  const watcher = await observer(server.url, doc);
+  let acks = 0;
+  let closedWith: number | null = null;
+  const started = performance.now();
+  let ws: WebSocket;
+  if (options.client === 'hocuspocus') {
+    ws = await open(server.url);
+    ws.on('message', (data: Buffer) => {
+      const decoder = decoding.createDecoder(new Uint8Array(data));
+      decoding.readVarString(decoder);
+      if (decoding.readVarUint(decoder) === MessageType.SyncStatus) acks += 1;
+    });
+    ws.on('close', (code) => { closedWith = code; });
+    ws.send(authFrame(doc));
+    for (const update of updates) ws.send(updateFrame(doc, update));
+  } else {
+    ws = await open(`${server.url}/yjs/${encodeURIComponent(doc)}`);
+    ws.on('close', (code) => { closedWith = code; });
+    for (const update of updates) {
+      const encoder = encoding.createEncoder();
+      encoding.writeVarUint(encoder, MessageType.Sync);
+      encoding.writeVarUint(encoder, SyncUpdate);
+      encoding.writeVarUint8Array(encoder, update);
+      ws.send(encoding.toUint8Array(encoder));
+    }
+  }
+  const done = options.client === 'hocuspocus' ? () => acks >= updates.length : () => watcher.received() >= updates.length;
+  await until(() => done() || closedWith !== null, options.timeoutMs);
+  const seconds = (performance.now() - started) / 1000;
+  ws.terminate();
+  watcher.close();
+  const finished = done();
+  return {
+    server: options.serverName, client: options.client, updates: updates.length, seconds,
+    updatesPerSecond: finished ? updates.length / seconds : Number.NaN, closedWith,
+  };
+}
+
+export interface FloodImpact {
+  server: string;
+  quiet: TypingLoadResult;
+  flooded: TypingLoadResult;
+  /** Updates the flooder got acknowledged during the flooded window. */
+  flooderAcked: number;
+}
+
+/** Delivery latency of a typing load on its own, then with one connection flooding a document of its own. */
+export async function runFloodImpact(options: {
+  server: BenchServer; serverName: string; clients: number; documents: number; updatesPerSecond: number;
+  warmupMs: number; durationMs: number; prefix: string;
+}): Promise<FloodImpact> {
+  const load = (suffix: string) => runTypingLoad({
+    url: options.server.url, clients: options.clients, documents: options.documents, documentPrefix: `${options.prefix}${suffix}-`,
+    mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs: options.warmupMs, durationMs: options.durationMs,
+  });
+  const quiet = await load('quiet');
+  // The flooder keeps 2,000 updates unacknowledged for the whole run: it writes more as soon as the
+  // server takes them, so it floods as fast as the server lets it without queueing without bound
+  // in a server that has no backpressure of its own.
+  const flooder = await open(options.server.url);
+  const floodDoc = `${options.prefix}flood`;
+  let acked = 0;
+  flooder.on('message', (data: Buffer) => {
+    const decoder = decoding.createDecoder(new Uint8Array(data));
+    decoding.readVarString(decoder);
+    if (decoding.readVarUint(decoder) === MessageType.SyncStatus) acked += 1;
+  });
+  flooder.on('error', () => undefined);
+  flooder.send(authFrame(floodDoc));
+  const source = new Y.Doc();
+  const text = source.getText('t');
+  let pending: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => pending.push(update));
+  let flooding = true;
+  let sent = 0;
+  const refill = setInterval(() => {
+    if (!flooding || flooder.readyState !== flooder.OPEN) return;
+    const room = 2000 - (sent - acked);
+    for (let i = 0; i < room; i++) text.insert(text.length, 'x');
+    for (const update of pending) flooder.send(updateFrame(floodDoc, update));
+    sent += pending.length;
+    pending = [];
+  }, 2);
+  const ackedBefore = acked;
+  let flooded: TypingLoadResult;
+  try {
+    flooded = await load('flooded');
+  } finally {
+    flooding = false;
+    clearInterval(refill);
+    flooder.terminate();
+    source.destroy();
+  }
+  return { server: options.serverName, quiet, flooded, flooderAcked: acked - ackedBefore };
+}
