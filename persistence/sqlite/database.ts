@@ -14,7 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 import { migrate } from './schema.js';
 
 export type SynchronousMode = 'off' | 'normal' | 'full' | 'extra';
@@ -31,7 +31,9 @@ export interface Statements {
   dataVersion: Statement<[], number>;
   insertDocument: Statement<[string, number]>;
   documentByName: Statement<[string], { id: number; last_seq: number } | undefined>;
-  setLastSeq: Statement<[number, number]>;
+  setLastSeq: Statement<[number, number, number]>;
+  lastChangeId: Statement<[], number>;
+  changedSince: Statement<[number], { name: string; last_seq: number; change_id: number }>;
   insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array]>;
   updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
   updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
@@ -94,7 +96,9 @@ function prepareStatements(db: SqliteDatabase): Statements {
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     insertDocument: db.prepare('INSERT OR IGNORE INTO documents (name, created_at) VALUES (?, ?)'),
     documentByName: db.prepare('SELECT id, last_seq FROM documents WHERE name = ?'),
-    setLastSeq: db.prepare('UPDATE documents SET last_seq = ? WHERE id = ?'),
+    setLastSeq: db.prepare('UPDATE documents SET last_seq = ?, change_id = ? WHERE id = ?'),
+    lastChangeId: db.prepare('SELECT coalesce(max(change_id), 0) FROM documents').pluck(),
+    changedSince: db.prepare('SELECT name, last_seq, change_id FROM documents WHERE change_id > ? ORDER BY change_id'),
     insertUpdate: db.prepare(
       'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
