@@ -277,17 +277,29 @@ export class PostgresEventStore implements EventStore {
     }
     this.lastWriteFailed = false;
     for (const [doc, cursor] of touched) this.remember(doc, cursor);
+    const { compactAfterEntries, compactAfterBytes } = this.options;
+    const due = [...touched].filter(([, cursor]) =>
+      (compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
+      (compactAfterBytes > 0 && cursor.bytesSinceSnapshot >= compactAfterBytes)).map(([doc]) => doc);
+    // Without a worker (CLI, tests), compactions are done before the appends
+    // that made them due resolve, as on SQLite: what callers read next is compacted.
+    if (!this.options.background) for (const doc of due) await this.compactInline(doc);
     batch.forEach((item, i) => {
       const result = results[i];
       if (result instanceof MalformedUpdateError) item.reject(result);
       else item.resolve(result);
     });
-    const { compactAfterEntries, compactAfterBytes } = this.options;
-    for (const [doc, cursor] of touched) {
-      if ((compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
-          (compactAfterBytes > 0 && cursor.bytesSinceSnapshot >= compactAfterBytes)) {
-        this.scheduleCompaction(doc);
-      }
+    if (this.options.background) for (const doc of due) this.scheduleCompaction(doc);
+  }
+
+  private async compactInline(doc: string): Promise<void> {
+    const started = performance.now();
+    try {
+      const result = await compactDocument(this.pool, doc, this.policy());
+      if (result !== null) this.afterCompaction(doc, result);
+      this.options.onCompaction?.({ doc, result, durationMs: performance.now() - started });
+    } catch (error) {
+      this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - started });
     }
   }
 
@@ -636,13 +648,7 @@ export class PostgresEventStore implements EventStore {
     this.compactionQueue.delete(doc);
     this.compactionRunning = doc;
     this.compactionStartedAt = performance.now();
-    if (this.options.background) {
-      this.compactionWorker().postMessage({ doc } satisfies PostgresWorkerRequest);
-      return;
-    }
-    compactDocument(this.pool, doc, this.policy()).then(
-      (result) => this.finishCompaction({ doc, result }),
-      (error: unknown) => this.finishCompaction({ doc, error: reason(error) }));
+    this.compactionWorker().postMessage({ doc } satisfies PostgresWorkerRequest);
   }
 
   private finishCompaction(message: { doc: string; result?: CompactionResult | null; error?: string }): void {

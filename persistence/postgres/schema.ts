@@ -91,7 +91,12 @@ export async function migrate(client: PoolClient, where: string, options: { read
 }
 
 async function schemaVersion(client: PoolClient): Promise<number | null> {
-  const table = await client.query<{ present: boolean }>("SELECT to_regclass('palimpsest_schema') IS NOT NULL AS present");
+  // pg_class read as a table, not through to_regclass: the catalog cache of a
+  // transaction that waited for the migration lock may not know yet of a table
+  // another instance has just created.
+  const table = await client.query<{ present: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relname = 'palimpsest_schema' AND n.nspname = current_schema()) AS present`);
   if (!table.rows[0].present) return null;
   const { rows } = await client.query<{ version: number }>('SELECT max(version) AS version FROM palimpsest_schema');
   return rows[0]?.version ?? 0;
@@ -100,7 +105,8 @@ async function schemaVersion(client: PoolClient): Promise<number | null> {
 /** A database whose tables would collide with ours is refused rather than written into. */
 async function refuseForeignDatabase(client: PoolClient, where: string): Promise<void> {
   const { rows } = await client.query<{ name: string }>(
-    "SELECT relname AS name FROM pg_class WHERE relname = ANY($1) AND relkind IN ('r', 'p', 'v') AND pg_table_is_visible(oid)",
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relname = ANY($1) AND c.relkind IN ('r', 'p', 'v') AND n.nspname = current_schema()`,
     [['documents', 'updates', 'snapshots']]);
   if (rows.length > 0) {
     throw new StoreError('STORE_OPEN_FAILED',
