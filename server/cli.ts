@@ -3,13 +3,13 @@
 // no stack trace), 2 bad usage or config (message names the flag).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { openEventStore, StoreError, type EventStore } from '../persistence/index.js';
-import { ConfigError, integer, parseFlags, serveFlags } from './config.js';
+import { isPostgresUrl, openEventStore, StoreError, type EventStore } from '../persistence/index.js';
+import { ConfigError, dataFlagSpec, dataLocation, integer, parseFlags, serveFlags } from './config.js';
 import { documentNameProblem } from './document-name.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { serve } from './serve.js';
 
-const dataFlag = { data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' } };
+const dataFlag = { data: dataFlagSpec() };
 
 interface Command {
   summary: string;
@@ -29,7 +29,7 @@ const commands: Record<string, Command> = {
   },
   history: {
     summary: "Print a document's log entries, oldest first",
-    usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file>]',
+    usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file|url>]',
     flags: {
       ...dataFlag,
       json: { boolean: true, help: 'One JSON array of { seq, receivedAt, instanceId, user, size, update (base64) }' },
@@ -56,7 +56,7 @@ const commands: Record<string, Command> = {
   },
   export: {
     summary: "Write a document's state (at a seq) as one binary Yjs update",
-    usage: 'palimpsest export <doc> [--at <seq>] [--json] [--out <file>] [--data <file>]',
+    usage: 'palimpsest export <doc> [--at <seq>] [--json] [--out <file>] [--data <file|url>]',
     flags: {
       ...dataFlag,
       at: { help: 'The seq to export (default: the latest)' },
@@ -82,7 +82,7 @@ const commands: Record<string, Command> = {
   },
   compact: {
     summary: 'Write a snapshot of one document, or of every document',
-    usage: 'palimpsest compact [<doc>] [--json] [--data <file>]',
+    usage: 'palimpsest compact [<doc>] [--json] [--data <file|url>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the results as JSON' } },
     async run(values, positionals) {
       if (positionals.length > 1) throw new ConfigError(positionals[1], 'compact takes at most one document');
@@ -110,7 +110,7 @@ const commands: Record<string, Command> = {
   },
   verify: {
     summary: 'Replay every log and check it against its snapshots',
-    usage: 'palimpsest verify [--json] [--data <file>]',
+    usage: 'palimpsest verify [--json] [--data <file|url>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the report as JSON' } },
     async run(values) {
       const report = await withStore(values.data as string, { mustExist: true }, async (store) => {
@@ -148,13 +148,15 @@ function documentArgument(positionals: string[]): string {
   return doc;
 }
 
-async function withStore<T>(path: string, options: { mustExist: boolean }, use: (store: EventStore) => Promise<T>, whenMissing: T): Promise<T> {
-  if (!existsSync(path)) {
-    if (options.mustExist) throw new StoreError('STORE_OPEN_FAILED', `no database at ${path}; pass --data <file>`);
+async function withStore<T>(flag: string, options: { mustExist: boolean }, use: (store: EventStore) => Promise<T>, whenMissing: T): Promise<T> {
+  const data = dataLocation(flag);
+  if (!isPostgresUrl(data) && !existsSync(data)) {
+    if (options.mustExist) throw new StoreError('STORE_OPEN_FAILED', `no database at ${data}; pass --data <file|url>`);
     return whenMissing;
   }
-  const store = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0 });
+  const store = openEventStore({ data, compactAfterEntries: 0, compactAfterBytes: 0 });
   try {
+    await store.opened();
     return await use(store);
   } finally {
     await store.close();

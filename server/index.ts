@@ -76,7 +76,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   });
 
   const readinessChecks: ReadinessCheck[] = [
-    { name: 'database', problem: () => (store.healthy() ? null : 'the last write to the database failed') },
+    { name: 'database', problem: () => (store.healthy() ? null : (store.healthProblem?.() ?? 'the last write to the database failed')) },
     ...(options.readinessChecks ?? []),
   ];
   const staticMounts: StaticMount[] = config.staticDir === null ? [] : [
