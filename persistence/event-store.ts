@@ -140,3 +140,29 @@ export interface EventStore {
   healthProblem?(): string | null;
   close(): Promise<void>;
 }
+
+/** A snapshot row as stored, for copying a store. */
+export interface SnapshotRecord {
+  seq: number;
+  createdAt: Date;
+  state: Uint8Array;
+  coverage: Uint8Array;
+}
+
+/**
+ * Rows as they are, without the coverage check: what `palimpsest copy` needs
+ * to move a store to another backend with seqs, times, users and instances
+ * intact. Not for the server: appends go through EventStore.append.
+ */
+export interface LogTransfer {
+  snapshotRecords(doc: string): Promise<SnapshotRecord[]>;
+  /** Writes the snapshot unless one at its seq exists. */
+  importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void>;
+  /**
+   * In one transaction: logs the entries beyond the document's last seq (those
+   * at or below it are taken as already copied) and raises its last seq to
+   * `lastSeq`. Entries must follow on from the last seq without a gap, unless
+   * the document's log is empty (the source's retention pruned its start).
+   */
+  importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void>;
+}

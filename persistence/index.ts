@@ -5,7 +5,7 @@
 
 export type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
-  EventStore, LoadedDocument, LogEntry, SnapshotInfo, VerifyProblem, VerifyReport,
+  EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
 export { MalformedUpdateError } from './coverage.js';
@@ -14,15 +14,16 @@ export type { SynchronousMode } from './sqlite/database.js';
 export type { SqliteEventStoreOptions } from './sqlite/event-store.js';
 export type { PostgresEventStoreOptions } from './postgres/event-store.js';
 export { computeRestoreUpdate } from './restore.js';
+export { copyStore, type CopyProgress, type CopyReport } from './copy.js';
 export { isPostgresUrl, parsePostgresUrl } from './postgres/url.js';
 
-import type { EventStore } from './event-store.js';
+import type { EventStore, LogTransfer } from './event-store.js';
 import { openPostgresEventStore, type PostgresEventStoreOptions } from './postgres/event-store.js';
 import { isPostgresUrl } from './postgres/url.js';
 import { openSqliteEventStore, type SqliteEventStoreOptions } from './sqlite/event-store.js';
 
 /** An open store, as openEventStore returns it. */
-export interface OpenedEventStore extends EventStore {
+export interface OpenedEventStore extends EventStore, LogTransfer {
   readonly backend: 'sqlite' | 'postgres';
   /** Where the data lives: the file path, or the URL without its password. */
   readonly path: string;

@@ -1,9 +1,9 @@
-// The `palimpsest` command: serve, history, export, compact, verify.
+// The `palimpsest` command: serve, history, export, compact, verify, copy.
 // Exit codes: 0 success, 1 runtime failure (message names the path or cause,
 // no stack trace), 2 bad usage or config (message names the flag).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { isPostgresUrl, openEventStore, StoreError, type EventStore } from '../persistence/index.js';
+import { copyStore, isPostgresUrl, openEventStore, StoreError, type EventStore, type OpenedEventStore } from '../persistence/index.js';
 import { ConfigError, dataFlagSpec, dataLocation, integer, parseFlags, serveFlags } from './config.js';
 import { documentNameProblem } from './document-name.js';
 import { logEntryToJson } from './log-entry-json.js';
@@ -135,6 +135,63 @@ const commands: Record<string, Command> = {
           : `${report.problems.length} problem(s); snapshots are a cache: a damaged one can be dropped and rebuilt by compact\n`);
       }
       return report.problems.length === 0 ? 0 : 1;
+    },
+  },
+  copy: {
+    summary: 'Copy every log and snapshot from one store to another (SQLite and PostgreSQL), then verify the target',
+    usage: 'palimpsest copy --from <file|url> --to <file|url> [--json]',
+    flags: {
+      from: { help: 'The store to copy from: a SQLite file or postgres://user:password@host:port/database' },
+      to: { help: 'The store to copy into (created if new); what it already holds is skipped, so an interrupted copy can be run again' },
+      json: { boolean: true, help: 'Print { copied: { documents, entries, snapshots }, verify: <report> } as JSON' },
+    },
+    async run(values, positionals) {
+      if (positionals.length > 0) throw new ConfigError(positionals[0], 'copy takes no positional arguments; use --from and --to');
+      const fromData = dataLocation(values.from as string | undefined, '--from');
+      const toData = dataLocation(values.to as string | undefined, '--to');
+      if (fromData === toData) throw new ConfigError('--to', 'is the same store as --from');
+      if (!isPostgresUrl(fromData) && !existsSync(fromData)) {
+        throw new StoreError('STORE_OPEN_FAILED', `no database at ${fromData}; pass --from <file|url>`);
+      }
+      const opened: OpenedEventStore[] = [];
+      try {
+        const from = openEventStore({ data: fromData, compactAfterEntries: 0, compactAfterBytes: 0 });
+        opened.push(from);
+        await from.opened();
+        const to = openEventStore({ data: toData, compactAfterEntries: 0, compactAfterBytes: 0 });
+        opened.push(to);
+        await to.opened();
+        const started = Date.now();
+        let lastPrinted = started;
+        const copied = await copyStore(from, to, {
+          onProgress: ({ doc, index, documents, entries }) => {
+            if (Date.now() - lastPrinted < 1000) return;
+            lastPrinted = Date.now();
+            process.stderr.write(`copy: ${index}/${documents} documents, ${entries} entries copied (${doc})\n`);
+          },
+        });
+        process.stderr.write(`copy: ${copied.documents} documents, ${copied.entries} entries and ${copied.snapshots} snapshots copied ` +
+          `in ${((Date.now() - started) / 1000).toFixed(1)} s; verifying ${to.path}\n`);
+        let progress = progressReporter('verify', 0);
+        const report = await to.verify({
+          onProgress: (doc, index, count) => {
+            if (index === 0) progress = progressReporter('verify', count);
+            progress(index, doc);
+          },
+        });
+        progress(report.documents, null);
+        if (values.json === true) process.stdout.write(`${JSON.stringify({ copied, verify: report })}\n`);
+        else {
+          process.stdout.write(`copied ${copied.entries} log entries and ${copied.snapshots} snapshots of ${copied.documents} documents to ${to.path}\n`);
+          for (const p of report.problems) process.stdout.write(`PROBLEM ${p.doc}${p.seq === null ? '' : ` at seq ${p.seq}`}: ${p.problem}\n`);
+          process.stdout.write(report.problems.length === 0
+            ? `OK: verified ${report.documents} documents, ${report.entries} log entries, ${report.snapshots} snapshots\n`
+            : `${report.problems.length} problem(s) in the copy\n`);
+        }
+        return report.problems.length === 0 ? 0 : 1;
+      } finally {
+        for (const store of opened) await store.close();
+      }
     },
   },
 };

@@ -204,14 +204,14 @@ export function dataFlagSpec(): FlagSpec {
   };
 }
 
-/** Checks a --data value: any non-empty path, or a well-formed PostgreSQL URL. */
-export function dataLocation(value: string | undefined): string {
-  const data = nonEmpty('--data', value);
+/** Checks a --data value (or --from/--to): any non-empty path, or a well-formed PostgreSQL URL. */
+export function dataLocation(value: string | undefined, flag = '--data'): string {
+  const data = nonEmpty(flag, value);
   if (isPostgresUrl(data)) {
     try {
       parsePostgresUrl(data);
     } catch (error) {
-      throw new ConfigError('--data', (error as Error).message);
+      throw new ConfigError(flag, (error as Error).message);
     }
   }
   return data;

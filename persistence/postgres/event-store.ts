@@ -22,7 +22,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, VerifyProblem, VerifyReport,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -90,7 +90,7 @@ export function openPostgresEventStore(options: PostgresEventStoreOptions): Post
   return new PostgresEventStore(options);
 }
 
-export class PostgresEventStore implements EventStore {
+export class PostgresEventStore implements EventStore, LogTransfer {
   readonly backend = 'postgres' as const;
   private readonly where: PostgresUrl;
   private readonly options: Required<Omit<PostgresEventStoreOptions, 'onCompaction'>> & Pick<PostgresEventStoreOptions, 'onCompaction'>;
@@ -508,6 +508,72 @@ export class PostgresEventStore implements EventStore {
         seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, size: r.size, update: r.update_bytes,
       }));
     });
+  }
+
+  async snapshotRecords(doc: string): Promise<SnapshotRecord[]> {
+    return this.reading(async (client) => (await client.query<{ seq: number; created_at: Date; state: Buffer; coverage: Buffer }>(
+      'SELECT seq, created_at, state, coverage FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows
+      .map((r) => ({ seq: r.seq, createdAt: r.created_at, state: r.state, coverage: r.coverage })));
+  }
+
+  async importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query('INSERT INTO documents (doc) VALUES ($1) ON CONFLICT (doc) DO NOTHING', [doc]);
+      await client.query('INSERT INTO snapshots (doc, seq, created_at, state, coverage) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+        [doc, snapshot.seq, snapshot.createdAt.toISOString(), Buffer.from(snapshot.state), Buffer.from(snapshot.coverage)]);
+    });
+  }
+
+  async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
+    // The cached cursor does not know of these entries.
+    this.cursors.delete(doc);
+    await this.inTransaction(async (client) => {
+      await client.query('INSERT INTO documents (doc) VALUES ($1) ON CONFLICT (doc) DO NOTHING', [doc]);
+      const rowSeq = (await client.query<{ last_seq: number }>('SELECT last_seq FROM documents WHERE doc = $1 FOR UPDATE', [doc])).rows[0].last_seq;
+      const logEmpty = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM updates WHERE doc = $1', [doc])).rows[0].seq === null;
+      let seq = rowSeq;
+      const fresh: LogEntry[] = [];
+      for (const entry of entries) {
+        if (entry.seq <= seq) continue;
+        if (entry.seq !== seq + 1 && !(logEmpty && seq === rowSeq)) {
+          throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
+        }
+        fresh.push(entry);
+        seq = entry.seq;
+      }
+      if (fresh.length > 0) {
+        await client.query(
+          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes)
+           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[])`,
+          [doc, fresh.map((e) => e.seq), fresh.map((e) => e.receivedAt.toISOString()), fresh.map((e) => e.instanceId),
+            fresh.map((e) => e.user), fresh.map((e) => e.size), fresh.map((e) => Buffer.from(e.update.buffer, e.update.byteOffset, e.update.byteLength))]);
+      }
+      const target = Math.max(seq, lastSeq);
+      if (target !== rowSeq) {
+        await client.query('UPDATE documents SET last_seq = $2, changed_xid = pg_current_xact_id() WHERE doc = $1', [doc, target]);
+        await client.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, this.storeId]);
+      }
+    });
+  }
+
+  /** Runs `write` in one transaction (for copying; appends have their own batching). */
+  private async inTransaction(write: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    await this.ready;
+    const client = await this.pool.connect();
+    let failure: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      await write(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      failure = error as Error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (error instanceof StoreError) throw error;
+      throw new StoreError('STORE_WRITE_FAILED', `could not write to PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
+    } finally {
+      client.release(failure instanceof StoreError ? undefined : failure);
+    }
   }
 
   async documents(): Promise<string[]> {

@@ -46,7 +46,8 @@ export interface Statements {
   snapshotBefore: Statement<[number, number], { seq: number } | undefined>;
   snapshotInSpanBefore: Statement<[number, number, number], { seq: number } | undefined>;
   deleteSnapshot: Statement<[number, number]>;
-  snapshotRows: Statement<[number], { seq: number; state: Uint8Array; coverage: Uint8Array }>;
+  snapshotRows: Statement<[number], { seq: number; created_at: number; state: Uint8Array; coverage: Uint8Array }>;
+  insertSnapshotAt: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   pruneUpdatesUpTo: Statement<[number, number]>;
   countAfter: Statement<[number, number], { n: number; bytes: number | null }>;
   firstRetained: Statement<[number], { seq: number | null }>;
@@ -113,7 +114,9 @@ function prepareStatements(db: SqliteDatabase): Statements {
       'INSERT OR IGNORE INTO snapshots (doc_id, seq, created_at, state, coverage) VALUES (?, ?, ?, ?, ?)'),
     snapshotsOf: db.prepare(
       'SELECT seq, created_at, length(state) AS size FROM snapshots WHERE doc_id = ? ORDER BY seq'),
-    snapshotRows: db.prepare('SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    snapshotRows: db.prepare('SELECT seq, created_at, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    insertSnapshotAt: db.prepare(
+      'INSERT OR IGNORE INTO snapshots (doc_id, seq, created_at, state, coverage) VALUES (?, ?, ?, ?, ?)'),
     snapshotBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1'),
     snapshotInSpanBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq >= ? AND seq < ? LIMIT 1'),
     deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE doc_id = ? AND seq = ?'),

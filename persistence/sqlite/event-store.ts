@@ -16,7 +16,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, VerifyProblem, VerifyReport,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -94,7 +94,7 @@ export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEv
   return new SqliteEventStore(options);
 }
 
-export class SqliteEventStore implements EventStore {
+export class SqliteEventStore implements EventStore, LogTransfer {
   readonly backend = 'sqlite' as const;
   private readonly open: OpenDatabase;
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
@@ -416,6 +416,49 @@ export class SqliteEventStore implements EventStore {
       const rows = statements.changedSince.all(from);
       return { cursor: String(last), changes: rows.map((r) => ({ doc: r.name, seq: r.last_seq })) };
     })();
+  }
+
+  async snapshotRecords(doc: string): Promise<SnapshotRecord[]> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    return statements.snapshotRows.all(row.id).map((r) => ({ seq: r.seq, createdAt: new Date(r.created_at), state: r.state, coverage: r.coverage }));
+  }
+
+  async importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void> {
+    const { db, statements } = this.open;
+    db.transaction(() => {
+      const docId = this.documentId(doc);
+      statements.insertSnapshotAt.run(docId, snapshot.seq, snapshot.createdAt.getTime(), snapshot.state, snapshot.coverage);
+    }).immediate();
+  }
+
+  async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
+    const { db, statements } = this.open;
+    // The cached cursor does not know of these entries.
+    this.cursors.delete(doc);
+    db.transaction(() => {
+      const docId = this.documentId(doc);
+      const row = statements.documentByName.get(doc)!;
+      let seq = row.last_seq;
+      const logEmpty = statements.firstRetained.get(docId)?.seq === null;
+      for (const entry of entries) {
+        if (entry.seq <= seq) continue;
+        if (entry.seq !== seq + 1 && !(logEmpty && seq === row.last_seq)) {
+          throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
+        }
+        statements.insertUpdate.run(docId, entry.seq, entry.receivedAt.getTime(), entry.instanceId, entry.user, entry.size, entry.update);
+        seq = entry.seq;
+      }
+      const target = Math.max(seq, lastSeq);
+      if (target !== row.last_seq) statements.setLastSeq.run(target, statements.lastChangeId.get()! + 1, docId);
+    }).immediate();
+  }
+
+  private documentId(doc: string): number {
+    const { statements } = this.open;
+    statements.insertDocument.run(doc, Date.now());
+    return statements.documentByName.get(doc)!.id;
   }
 
   async documents(): Promise<string[]> {
