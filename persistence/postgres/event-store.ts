@@ -50,6 +50,8 @@ export interface PostgresEventStoreOptions {
   busyTimeoutMs?: number;
   /** Connections in the pool. */
   poolSize?: number;
+  /** How long load() waits for an unreachable PostgreSQL to come back before failing. */
+  loadWaitMs?: number;
   onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
 }
 
@@ -127,6 +129,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       readonly: false,
       busyTimeoutMs: 5000,
       poolSize: 8,
+      loadWaitMs: 30_000,
       // Options given as undefined keep their defaults.
       ...(Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as PostgresEventStoreOptions),
     };
@@ -456,7 +459,27 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
   }
 
+  /**
+   * While PostgreSQL cannot be reached, a load waits for it (up to
+   * loadWaitMs) instead of failing at once: the client that opened the
+   * document then simply waits, rather than being refused a document whose
+   * refusal clients take as final (Hocuspocus answers a failed load with
+   * PermissionDenied).
+   */
   async load(doc: string): Promise<LoadedDocument> {
+    const deadline = Date.now() + this.options.loadWaitMs;
+    for (;;) {
+      try {
+        return await this.loadOnce(doc);
+      } catch (error) {
+        const unavailable = error instanceof StoreError && error.code === 'STORE_UNAVAILABLE';
+        if (!unavailable || this.closed || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private async loadOnce(doc: string): Promise<LoadedDocument> {
     return this.reading(async (client) => {
       const row = await lastSeqOf(client, doc);
       if (row === null) return { doc, seq: 0, snapshot: null, tail: [] };
