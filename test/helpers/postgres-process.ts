@@ -6,9 +6,9 @@
 // simulate an outage on the same port; teardown is registered on the test
 // context that started it.
 //
-// fsync is off: these servers hold throwaway data, and tests that kill
-// PostgreSQL kill the process, not the machine (a killed process loses
-// nothing the OS already has).
+// fsync is off unless asked for: these servers hold throwaway data, and
+// tests that kill PostgreSQL kill the process, not the machine (a killed
+// process loses nothing the OS already has).
 
 import { execFile } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
@@ -44,7 +44,9 @@ async function asPostgres(program: string, args: string[]): Promise<string> {
   return stdout;
 }
 
-export async function startPostgres(t: { after(fn: () => Promise<void>): void }): Promise<PostgresProcess> {
+export async function startPostgres(
+  t: { after(fn: () => Promise<void>): void }, options: { fsync?: boolean } = {},
+): Promise<PostgresProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'palimpsest-pg-'));
   const dataDir = join(dir, 'data');
   if (asRoot) {
@@ -62,7 +64,7 @@ export async function startPostgres(t: { after(fn: () => Promise<void>): void })
 
   async function start(): Promise<void> {
     await asPostgres('pg_ctl', ['-D', dataDir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start', '-o',
-      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`]);
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync === true ? 'on' : 'off'} -c max_connections=200`]);
     up = true;
   }
 
