@@ -430,3 +430,27 @@ test('opening a file that is not a Palimpsest database fails with a message nami
   assert.throws(() => openEventStore({ path: garbage }), (error: StoreError) =>
     error.code === 'STORE_OPEN_FAILED' && error.message.includes(garbage));
 });
+
+test('a SQLite file of schema version 1 is migrated on open, and what changes after shows in changesSince', async (t) => {
+  const path = join(tempDir(t), 'v1.db');
+  const a = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  a.on('update', (u: Uint8Array) => updates.push(u));
+  a.getText('text').insert(0, 'written by version 1');
+  a.getText('text').insert(0, 'then: ');
+  const first = openEventStore({ path });
+  await first.append('old', updates[0], meta);
+  await first.close();
+  // Back to what schema version 1 had.
+  const db = new Database(path);
+  db.exec('DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1');
+  db.close();
+  assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
+    error.code === 'STORE_OPEN_FAILED' && error.message.includes(path) && error.message.includes('schema version 1'));
+  const store = openEventStore({ path });
+  t.after(() => store.close());
+  const start = await store.changesSince(null);
+  assert.equal((await store.append('old', updates[1], meta)).seq, 2);
+  assert.deepEqual((await store.changesSince(start.cursor)).changes, [{ doc: 'old', seq: 2 }]);
+  assert.equal(textOf((await store.stateAt('old')).update), 'then: written by version 1');
+});

@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
 import { StoreError } from '../errors.js';
-import { migrate } from './schema.js';
+import { migrate, SCHEMA_VERSION } from './schema.js';
 
 export type SynchronousMode = 'off' | 'normal' | 'full' | 'extra';
 
@@ -79,6 +79,14 @@ export function openDatabase(options: OpenOptions): OpenDatabase {
         setUp.pragma('journal_mode = WAL');
         migrate(setUp, path);
       }, busyTimeoutMs);
+    }
+    if (options.readonly) {
+      // Read-only handles cannot migrate, and the statements below need the current schema.
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version < SCHEMA_VERSION) {
+        throw new StoreError('STORE_OPEN_FAILED',
+          `${path} has schema version ${version}; open it read-write once (palimpsest serve, compact or verify) to upgrade it to ${SCHEMA_VERSION}`);
+      }
     }
     db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
     db.pragma('foreign_keys = ON');
