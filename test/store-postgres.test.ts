@@ -106,6 +106,25 @@ describe('PostgreSQL event store', () => {
     assert.equal((await store.compact('doc'))?.seq, 1);
   });
 
+  test('background compactions run on the worker and agree with the log', async (t) => {
+    const url = await postgres.createDatabase();
+    const store = openEventStore({ data: url, background: true, compactAfterEntries: 50, compactAfterBytes: 0, keepSnapshotsEvery: 0 });
+    t.after(() => store.close());
+    await store.opened();
+    const a = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    a.on('update', (u: Uint8Array) => updates.push(u));
+    for (let i = 0; i < 220; i++) a.getText('text').insert(0, `${i} `);
+    for (let i = 0; i < updates.length; i += 10) await Promise.all(updates.slice(i, i + 10).map((u) => store.append('doc', u, meta)));
+    await store.compactionsIdle();
+    const snapshots = (await store.info('doc'))!.snapshots.map((s) => s.seq);
+    // The worker compacts at the last seq when it gets to a document: as many snapshots as it caught up.
+    assert.ok(snapshots.length >= 1 && snapshots.every((seq) => seq >= 50), `snapshots at ${snapshots.join(', ')}`);
+    const report = await store.verify();
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.snapshots, snapshots.length);
+  });
+
   test("an instance is told of another's commits (LISTEN/NOTIFY), not of its own", async (t) => {
     const url = await postgres.createDatabase();
     const [mine, theirs] = [await open(t, url), await open(t, url)];
