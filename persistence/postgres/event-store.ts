@@ -8,8 +8,9 @@
 //   - group commit: the appends that arrive while a transaction is in flight
 //     go together in the next one; every call is asynchronous, so a slow
 //     commit never blocks the event loop.
-// Other instances learn of new entries through LISTEN/NOTIFY (watchChanges)
-// and changesSince; compaction runs on a worker thread under an advisory lock.
+// Other instances learn of new entries through LISTEN/NOTIFY
+// (change-listener.ts) and changesSince; compaction runs on a worker thread
+// (compaction-worker.ts) under an advisory lock (compaction.ts).
 
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
@@ -26,6 +27,7 @@ import type {
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
+import { CHANGES_CHANNEL, ChangeListener } from './change-listener.js';
 import { compactDocument } from './compaction.js';
 import type { PostgresCompactionWorkerData, PostgresWorkerRequest } from './compaction-worker.js';
 import { createPool, describeConnectError, isConnectionError, reason } from './connection.js';
@@ -82,8 +84,6 @@ interface NewEntry {
 }
 
 const CURSOR_CACHE_LIMIT = 2048;
-/** NOTIFY channel on which every commit that logged something names the store that made it. */
-const CHANGES_CHANNEL = 'palimpsest_changes';
 const VERIFY_PAGE = 2000;
 
 type WorkerReply = { ready: true } | { doc: string; result?: CompactionResult | null; error?: string };
@@ -108,10 +108,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   private connectionLost = false;
   private probing = false;
   private lastProbeAt = 0;
-  private listener: pg.Client | null = null;
-  private listenerUp = false;
-  private listenerRetry: NodeJS.Timeout | null = null;
-  private readonly watchers = new Set<() => void>();
+  private readonly changeListener: ChangeListener;
   private worker: Worker | null = null;
   private workerReady = false;
   private readonly compactionQueue = new Set<string>();
@@ -147,6 +144,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     this.pool.on('error', () => {
       this.connectionLost = true;
     });
+    this.changeListener = new ChangeListener(options.url, this.storeId);
     this.ready = this.openSchema();
     // Whoever uses the store sees the failure; an unobserved one must not crash the process.
     this.ready.catch(() => undefined);
@@ -191,7 +189,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    */
   healthy(): boolean {
     if (this.closed) return false;
-    const unhealthy = this.lastWriteFailed || this.connectionLost || (this.watchers.size > 0 && !this.listenerUp);
+    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost;
     if (unhealthy && !this.probing && Date.now() - this.lastProbeAt >= 1000) {
       this.lastProbeAt = Date.now();
       void this.probe();
@@ -202,7 +200,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   healthProblem(): string | null {
     if (this.closed) return 'the event store is closed';
     if (!this.healthy()) {
-      if (this.connectionLost || (this.watchers.size > 0 && !this.listenerUp)) return `lost the connection to PostgreSQL at ${this.where.host}`;
+      if (this.connectionLost || this.changeListener.lost) return `lost the connection to PostgreSQL at ${this.where.host}`;
       return `the last write to PostgreSQL at ${this.where.host} failed`;
     }
     return null;
@@ -630,63 +628,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     return rows.map((r) => ({ doc: r.doc, seq: r.last_seq }));
   }
 
-  /**
-   * LISTENs on a connection of its own (a pooled one would be handed to
-   * others); it reconnects when that connection breaks, and then tells the
-   * watchers too, since notifications sent meanwhile are lost.
-   */
+  /** LISTEN/NOTIFY: see change-listener.ts. */
   watchChanges(listener: () => void): () => void {
-    this.watchers.add(listener);
-    if (this.listener === null && this.listenerRetry === null) void this.listen();
-    return () => {
-      this.watchers.delete(listener);
-      if (this.watchers.size === 0) this.stopListening();
-    };
-  }
-
-  private async listen(): Promise<void> {
-    if (this.closed || this.watchers.size === 0) return;
-    const client = new pg.Client({ connectionString: this.options.url, keepAlive: true, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
-    this.listener = client;
-    const lost = () => {
-      if (this.listener !== client) return;
-      this.listener = null;
-      this.listenerUp = false;
-      void client.end().catch(() => undefined);
-      if (!this.closed && this.watchers.size > 0) this.listenerRetry = setTimeout(() => {
-        this.listenerRetry = null;
-        void this.listen();
-      }, 1000);
-    };
-    client.on('error', lost);
-    client.on('end', lost);
-    client.on('notification', (message) => {
-      if (message.channel === CHANGES_CHANNEL && message.payload !== this.storeId) this.notifyWatchers();
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
-    } catch {
-      lost();
-      return;
-    }
-    if (this.listener !== client) return;
-    this.listenerUp = true;
-    // Whatever was committed while nobody listened.
-    this.notifyWatchers();
-  }
-
-  private stopListening(): void {
-    if (this.listenerRetry !== null) clearTimeout(this.listenerRetry);
-    this.listenerRetry = null;
-    const client = this.listener;
-    this.listener = null;
-    this.listenerUp = false;
-    if (client !== null) void client.end().catch(() => undefined);
-  }
-
-  private notifyWatchers(): void {
-    for (const watcher of this.watchers) watcher();
+    return this.changeListener.watch(listener);
   }
 
   async info(doc: string): Promise<DocumentInfo | null> {
@@ -836,7 +780,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
     this.closed = true;
     this.compactionQueue.clear();
-    this.stopListening();
+    this.changeListener.close();
     if (this.worker !== null) {
       const worker = this.worker;
       this.worker = null;
