@@ -4,6 +4,8 @@
 export type StoreErrorCode =
   | 'STORE_OPEN_FAILED'
   | 'STORE_WRITE_FAILED'
+  /** A read could not reach the database (PostgreSQL down or unreachable). */
+  | 'STORE_UNAVAILABLE'
   | 'STORE_CLOSED'
   | 'UNKNOWN_SEQ'
   | 'HISTORY_PRUNED';

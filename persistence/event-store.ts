@@ -91,6 +91,18 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
+/** A document whose log grew, with its last seq then. */
+export interface DocumentChange {
+  doc: string;
+  seq: number;
+}
+
+export interface ChangesSince {
+  /** Pass to the next call. Opaque: its form depends on the backend. */
+  cursor: string;
+  changes: DocumentChange[];
+}
+
 export interface EventStore {
   /**
    * Appends a client update. Resolves once it is committed (the caller may
@@ -104,11 +116,53 @@ export interface EventStore {
   stateAt(doc: string, seq?: number): Promise<DocumentState>;
   entries(doc: string, options?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
   documents(): Promise<string[]>;
+  /**
+   * The documents whose log grew after `cursor` (a value an earlier call
+   * returned), in one query however many documents there are. With null:
+   * no changes, only the cursor to start from. A document may be reported
+   * more than once; callers compare seqs.
+   */
+  changesSince(cursor: string | null): Promise<ChangesSince>;
+  /**
+   * Where the backend can tell (PostgreSQL's LISTEN/NOTIFY): calls `listener`
+   * soon after another process has committed entries, and after a lost
+   * notification channel is back. Returns the unsubscribe. Absent: poll
+   * changesSince.
+   */
+  watchChanges?(listener: () => void): () => void;
   info(doc: string): Promise<DocumentInfo | null>;
   /** Writes a snapshot at the latest seq if it has none; null when there is nothing to do. */
   compact(doc: string): Promise<CompactionResult | null>;
   verify(options?: { onProgress?: (doc: string, index: number, total: number) => void }): Promise<VerifyReport>;
-  /** False after a failed write until a later write succeeds. */
+  /** False after a failed write or a lost connection, until a write or a probe succeeds. */
   healthy(): boolean;
+  /** Why healthy() is false, in words for /readyz; null when healthy. */
+  healthProblem?(): string | null;
   close(): Promise<void>;
+}
+
+/** A snapshot row as stored, for copying a store. */
+export interface SnapshotRecord {
+  seq: number;
+  createdAt: Date;
+  state: Uint8Array;
+  coverage: Uint8Array;
+}
+
+/**
+ * Rows as they are, without the coverage check: what `palimpsest copy` needs
+ * to move a store to another backend with seqs, times, users and instances
+ * intact. Not for the server: appends go through EventStore.append.
+ */
+export interface LogTransfer {
+  snapshotRecords(doc: string): Promise<SnapshotRecord[]>;
+  /** Writes the snapshot unless one at its seq exists. */
+  importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void>;
+  /**
+   * In one transaction: logs the entries beyond the document's last seq (those
+   * at or below it are taken as already copied) and raises its last seq to
+   * `lastSeq`. Entries must follow on from the last seq without a gap, unless
+   * the document's log is empty (the source's retention pruned its start).
+   */
+  importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void>;
 }

@@ -1,15 +1,15 @@
-// The `palimpsest` command: serve, history, export, compact, verify.
+// The `palimpsest` command: serve, history, export, compact, verify, copy.
 // Exit codes: 0 success, 1 runtime failure (message names the path or cause,
 // no stack trace), 2 bad usage or config (message names the flag).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { openEventStore, StoreError, type CompactionResult, type EventStore } from '../persistence/index.js';
-import { ConfigError, integer, parseFlags, serveFlags, settingLabel, suggestion, type SettingOrigin } from './config.js';
+import { copyStore, isPostgresUrl, openEventStore, StoreError, type CompactionResult, type EventStore, type OpenedEventStore } from '../persistence/index.js';
+import { ConfigError, dataFlagSpec, dataLocation, integer, parseFlags, serveFlags, settingLabel, suggestion, type SettingOrigin } from './config.js';
 import { documentNameProblem } from './document-name.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { serve } from './serve.js';
 
-const dataFlag = { data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' } };
+const dataFlag = { data: dataFlagSpec() };
 
 /**
  * What a command knows about how it was called, for its messages. (A
@@ -45,7 +45,7 @@ const commands: Record<string, Command> = {
   },
   history: {
     summary: "Print a document's log entries, oldest first",
-    usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file>]',
+    usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file|url>]',
     flags: {
       ...dataFlag,
       json: { boolean: true, help: 'One JSON array of { seq, receivedAt, instanceId, user, size, update (base64) }' },
@@ -81,7 +81,7 @@ const commands: Record<string, Command> = {
   },
   export: {
     summary: "Write a document's state (at a seq) as one binary Yjs update",
-    usage: 'palimpsest export <doc> [--at <seq>] [--json] [--out <file>] [--data <file>]',
+    usage: 'palimpsest export <doc> [--at <seq>] [--json] [--out <file>] [--data <file|url>]',
     flags: {
       ...dataFlag,
       at: { help: 'The seq to export (default: the latest)' },
@@ -116,7 +116,7 @@ const commands: Record<string, Command> = {
   },
   compact: {
     summary: 'Write a snapshot of one document, or of every document',
-    usage: 'palimpsest compact [<doc>] [--json] [--data <file>]',
+    usage: 'palimpsest compact [<doc>] [--json] [--data <file|url>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the results as JSON' } },
     async run(values, positionals, context) {
       if (positionals.length > 1) throw new ConfigError(positionals[1], 'compact takes at most one document');
@@ -153,7 +153,7 @@ const commands: Record<string, Command> = {
   },
   verify: {
     summary: 'Replay every log and check it against its snapshots',
-    usage: 'palimpsest verify [--json] [--data <file>]',
+    usage: 'palimpsest verify [--json] [--data <file|url>]',
     flags: { ...dataFlag, json: { boolean: true, help: 'Print the report as JSON' } },
     async run(values, _positionals, context) {
       const report = await withStore(values.data as string, context, async (store) => {
@@ -179,6 +179,63 @@ const commands: Record<string, Command> = {
       return report.problems.length === 0 ? 0 : 1;
     },
   },
+  copy: {
+    summary: 'Copy every log and snapshot from one store to another (SQLite and PostgreSQL), then verify the target',
+    usage: 'palimpsest copy --from <file|url> --to <file|url> [--json]',
+    flags: {
+      from: { help: 'The store to copy from: a SQLite file or postgres://user:password@host:port/database' },
+      to: { help: 'The store to copy into (created if new); what it already holds is skipped, so an interrupted copy can be run again' },
+      json: { boolean: true, help: 'Print { copied: { documents, entries, snapshots }, verify: <report> } as JSON' },
+    },
+    async run(values, positionals) {
+      if (positionals.length > 0) throw new ConfigError(positionals[0], 'copy takes no positional arguments; use --from and --to');
+      const fromData = dataLocation(values.from as string | undefined, '--from');
+      const toData = dataLocation(values.to as string | undefined, '--to');
+      if (fromData === toData) throw new ConfigError('--to', 'is the same store as --from');
+      if (!isPostgresUrl(fromData) && !existsSync(fromData)) {
+        throw new StoreError('STORE_OPEN_FAILED', `no database at ${fromData}; pass --from <file|url>`);
+      }
+      const opened: OpenedEventStore[] = [];
+      try {
+        const from = openEventStore({ data: fromData, compactAfterEntries: 0, compactAfterBytes: 0 });
+        opened.push(from);
+        await from.opened();
+        const to = openEventStore({ data: toData, compactAfterEntries: 0, compactAfterBytes: 0 });
+        opened.push(to);
+        await to.opened();
+        const started = Date.now();
+        let lastPrinted = started;
+        const copied = await copyStore(from, to, {
+          onProgress: ({ doc, index, documents, entries }) => {
+            if (Date.now() - lastPrinted < 1000) return;
+            lastPrinted = Date.now();
+            process.stderr.write(`copy: ${index}/${documents} documents, ${entries} entries copied (${doc})\n`);
+          },
+        });
+        process.stderr.write(`copy: ${copied.documents} documents, ${copied.entries} entries and ${copied.snapshots} snapshots copied ` +
+          `in ${((Date.now() - started) / 1000).toFixed(1)} s; verifying ${to.path}\n`);
+        let progress = progressReporter('verify', 0);
+        const report = await to.verify({
+          onProgress: (doc, index, count) => {
+            if (index === 0) progress = progressReporter('verify', count);
+            progress(index, doc);
+          },
+        });
+        progress(report.documents, null);
+        if (values.json === true) process.stdout.write(`${JSON.stringify({ copied, verify: report })}\n`);
+        else {
+          process.stdout.write(`copied ${copied.entries} log entries and ${copied.snapshots} snapshots of ${copied.documents} documents to ${to.path}\n`);
+          for (const p of report.problems) process.stdout.write(`PROBLEM ${p.doc}${p.seq === null ? '' : ` at seq ${p.seq}`}: ${p.problem}\n`);
+          process.stdout.write(report.problems.length === 0
+            ? `OK: verified ${report.documents} documents, ${report.entries} log entries, ${report.snapshots} snapshots\n`
+            : `${report.problems.length} problem(s) in the copy\n`);
+        }
+        return report.problems.length === 0 ? 0 : 1;
+      } finally {
+        for (const store of opened) await store.close();
+      }
+    },
+  },
 };
 
 type CompactOutcome = CompactionResult | { doc: string; seq: number; compacted: false; exists?: false };
@@ -201,15 +258,17 @@ function documentArgument(positionals: string[]): string {
  * --data path would otherwise read as a database without documents, and every
  * answer would look like a valid, empty one.
  */
-async function withStore<T>(path: string, context: RunContext, use: (store: EventStore) => Promise<T>): Promise<T> {
-  if (!existsSync(path)) {
+async function withStore<T>(flag: string, context: RunContext, use: (store: EventStore) => Promise<T>): Promise<T> {
+  const data = dataLocation(flag);
+  if (!isPostgresUrl(data) && !existsSync(data)) {
     const origin = context.origins.data === 'default' ? 'the default --data'
       : context.origins.data === 'env' ? 'from PALIMPSEST_DATA' : 'given by --data';
     throw new StoreError('STORE_OPEN_FAILED',
-      `no database at ${path} (${origin}); check the path, or pass --data <file> naming the database \`palimpsest serve\` writes`);
+      `no database at ${data} (${origin}); check the path, or pass --data <file|url> naming the database \`palimpsest serve\` writes`);
   }
-  const store = openEventStore({ path, compactAfterEntries: 0, compactAfterBytes: 0 });
+  const store = openEventStore({ data, compactAfterEntries: 0, compactAfterBytes: 0 });
   try {
+    await store.opened();
     return await use(store);
   } finally {
     await store.close();

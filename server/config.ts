@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RetentionPolicy, SynchronousMode } from '../persistence/index.js';
+import { isPostgresUrl, parsePostgresUrl, type RetentionPolicy, type SynchronousMode } from '../persistence/index.js';
 import { parseTrustedProxies } from './client-address.js';
 
 export class ConfigError extends Error {
@@ -21,7 +21,7 @@ export class ConfigError extends Error {
 }
 
 export interface StoreConfig {
-  /** SQLite file. */
+  /** SQLite file, or a postgres:// / postgresql:// URL. */
   data: string;
   synchronous: SynchronousMode;
   retention: RetentionPolicy;
@@ -89,7 +89,7 @@ interface FlagSpec {
 export const serveFlags: Record<string, FlagSpec> = {
   host: { env: 'HOST', default: '127.0.0.1', help: 'Address to listen on' },
   port: { env: 'PORT', default: '1234', help: 'Port to listen on (0 = any free port)' },
-  data: { env: 'PALIMPSEST_DATA', default: './data/palimpsest.db', help: 'SQLite file holding the log and snapshots' },
+  data: dataFlagSpec(),
   redis: { env: 'REDIS_URL', help: 'Redis URL; turns on fan-out between instances (off by default)' },
   'instance-id': { env: 'PALIMPSEST_INSTANCE_ID', help: 'Name of this instance in logs and log entries (default: generated)' },
   synchronous: { env: 'PALIMPSEST_SYNCHRONOUS', default: 'full', help: 'SQLite synchronous: full | normal | off | extra (see README)' },
@@ -241,7 +241,7 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
     instanceId: str('instance-id') ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
     logLevel: oneOf('--log-level', str('log-level'), ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     store: {
-      data: nonEmpty('--data', str('data')),
+      data: dataLocation(str('data')),
       synchronous: oneOf('--synchronous', str('synchronous')?.toLowerCase(), ['full', 'normal', 'off', 'extra'] as const),
       retention: oneOf('--retention', str('retention'), ['all', 'snapshot'] as const),
       compactAfterEntries: integer('--compact-after-entries', str('compact-after-entries'), 0, 1e9),
@@ -289,6 +289,27 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
       'configure --jwt-secret or --jwks-file, or pass --insecure to accept that');
   }
   return config;
+}
+
+/** The --data flag, shared by serve and every other command. */
+export function dataFlagSpec(): FlagSpec {
+  return {
+    env: 'PALIMPSEST_DATA', default: './data/palimpsest.db',
+    help: 'Where the log and snapshots live: a SQLite file, or postgres://user:password@host:port/database',
+  };
+}
+
+/** Checks a --data value (or --from/--to): any non-empty path, or a well-formed PostgreSQL URL. */
+export function dataLocation(value: string | undefined, flag = '--data'): string {
+  const data = nonEmpty(flag, value);
+  if (isPostgresUrl(data)) {
+    try {
+      parsePostgresUrl(data);
+    } catch (error) {
+      throw new ConfigError(flag, (error as Error).message);
+    }
+  }
+  return data;
 }
 
 export function isLoopback(host: string): boolean {

@@ -19,10 +19,13 @@
 // appended too (onChange), so the log always rebuilds exactly the document
 // clients see; the coverage check makes any repeat of them free.
 //
-// With several instances, `catchUpIntervalMs` also folds into every loaded
-// document what other instances logged: an update an instance acknowledged
-// right before it crashed, or one whose Redis message was lost, still reaches
-// the other instances' documents and clients.
+// With several instances, catch-up also folds into every loaded document what
+// other instances logged: an update an instance acknowledged right before it
+// crashed, or one whose Redis message was lost, still reaches the other
+// instances' documents and clients. It asks the store once which documents
+// changed since it last looked (changesSince), when the store says another
+// instance committed (watchChanges: PostgreSQL's LISTEN/NOTIFY) and every
+// `catchUpIntervalMs` as a backstop.
 
 import type {
   Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onChangePayload, onConfigurePayload, onLoadDocumentPayload,
@@ -40,7 +43,11 @@ export interface DurableLogOptions {
   instanceId: string;
   logger: Logger;
   metrics: Metrics;
-  /** How often loaded documents read what other instances logged (0 = never; for a single instance). */
+  /**
+   * How often loaded documents read what other instances logged (0 = never;
+   * for a single instance). Where the store tells of other instances' commits
+   * this is only the backstop for a lost notification.
+   */
   catchUpIntervalMs?: number;
 }
 
@@ -62,30 +69,59 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
   /** Per loaded document: the seq up to which its log is known to be in memory. */
   const seenSeq = new Map<string, number>();
   let catchingUp = false;
+  /** Asked for while a catch-up ran: it runs once more when that one ends. */
+  let catchUpAgain = false;
   let catchUpTimer: NodeJS.Timeout | null = null;
+  let stopWatching: (() => void) | null = null;
+  /** The store's change cursor; null until the first catch-up, which then checks every loaded document. */
+  let changeCursor: string | null = null;
+  /** Documents that changed while they were loading: checked again once loaded. */
+  const recheck = new Set<string>();
 
   async function catchUp(instance: Hocuspocus): Promise<void> {
-    if (catchingUp) return;
+    if (catchingUp) {
+      catchUpAgain = true;
+      return;
+    }
     catchingUp = true;
     try {
-      for (const [name, seq] of seenSeq) {
-        const document = instance.documents.get(name);
-        if (document === undefined || document.isLoading) continue;
-        const entries = await store.entries(name, { afterSeq: seq });
-        if (entries.length === 0) continue;
-        // Applying what the document already holds changes nothing, so our own
-        // entries need no filtering; a gap (retention pruned it) means: take the state.
-        const updates = entries[0].seq === seq + 1 ? entries.map((e) => e.update) : [(await store.stateAt(name)).update];
-        Y.transact(document, () => {
-          for (const update of updates) Y.applyUpdate(document, update);
-        }, FROM_LOG);
-        if (seenSeq.has(name)) seenSeq.set(name, entries[entries.length - 1].seq);
-      }
+      do {
+        catchUpAgain = false;
+        const since = await store.changesSince(changeCursor);
+        const candidates = new Set<string>(changeCursor === null ? seenSeq.keys() : []);
+        for (const { doc, seq } of since.changes) {
+          const seen = seenSeq.get(doc);
+          if (seen !== undefined && seq > seen) candidates.add(doc);
+          // Its load may have read the log before this change: look again once it is loaded.
+          else if (seen === undefined && instance.loadingDocuments.has(doc)) recheck.add(doc);
+        }
+        for (const doc of recheck) {
+          if (seenSeq.has(doc)) candidates.add(doc);
+          if (seenSeq.has(doc) || !instance.loadingDocuments.has(doc)) recheck.delete(doc);
+        }
+        for (const name of candidates) await catchUpDocument(instance, name);
+        changeCursor = since.cursor;
+      } while (catchUpAgain);
     } catch (error) {
       logger.warn({ err: (error as Error).message }, 'catching up with the log failed; retrying at the next interval');
     } finally {
       catchingUp = false;
     }
+  }
+
+  async function catchUpDocument(instance: Hocuspocus, name: string): Promise<void> {
+    const seq = seenSeq.get(name);
+    const document = instance.documents.get(name);
+    if (seq === undefined || document === undefined || document.isLoading) return;
+    const entries = await store.entries(name, { afterSeq: seq });
+    if (entries.length === 0) return;
+    // Applying what the document already holds changes nothing, so our own
+    // entries need no filtering; a gap (retention pruned it) means: take the state.
+    const updates = entries[0].seq === seq + 1 ? entries.map((e) => e.update) : [(await store.stateAt(name)).update];
+    Y.transact(document, () => {
+      for (const update of updates) Y.applyUpdate(document, update);
+    }, FROM_LOG);
+    if (seenSeq.has(name)) seenSeq.set(name, entries[entries.length - 1].seq);
   }
 
   return {
@@ -96,11 +132,14 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       if ((options.catchUpIntervalMs ?? 0) <= 0) return;
       catchUpTimer = setInterval(() => void catchUp(configured), options.catchUpIntervalMs);
       catchUpTimer.unref();
+      stopWatching = store.watchChanges?.(() => void catchUp(configured)) ?? null;
     },
 
     async onDestroy(): Promise<void> {
       if (catchUpTimer !== null) clearInterval(catchUpTimer);
       catchUpTimer = null;
+      stopWatching?.();
+      stopWatching = null;
     },
 
     async onChange({ documentName, update, transactionOrigin }: onChangePayload): Promise<void> {

@@ -64,8 +64,13 @@ export interface CollabServer {
 export function createCollabServer(options: CollabServerOptions): CollabServer {
   const { config, store, logger } = options;
   const metrics = options.metrics ?? createMetrics(config.instanceId);
+  // Catch-up is for several instances: those sharing Redis, and those on a
+  // store that tells of other instances' commits (PostgreSQL), where the poll
+  // is only the backstop for a lost notification.
+  const storePushes = store.watchChanges !== undefined;
   const durableLog = createDurableLog({
-    store, instanceId: config.instanceId, logger, metrics, catchUpIntervalMs: config.redis === null ? 0 : 2000,
+    store, instanceId: config.instanceId, logger, metrics,
+    catchUpIntervalMs: storePushes ? 10_000 : config.redis === null ? 0 : 2000,
   });
   const hocuspocus = new Hocuspocus({
     name: config.instanceId,
@@ -79,7 +84,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   });
 
   const readinessChecks: ReadinessCheck[] = [
-    { name: 'database', problem: () => (store.healthy() ? null : 'the last write to the database failed') },
+    { name: 'database', problem: () => (store.healthy() ? null : (store.healthProblem?.() ?? 'the last write to the database failed')) },
     ...(options.readinessChecks ?? []),
   ];
   const staticMounts: StaticMount[] = config.staticDir === null ? [] : [

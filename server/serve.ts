@@ -30,7 +30,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   const security = await createSecurity({ config, logger, metrics });
 
   const store = openEventStore({
-    path: config.store.data,
+    data: config.store.data,
     synchronous: config.store.synchronous,
     retention: config.store.retention,
     compactAfterEntries: config.store.compactAfterEntries,
@@ -46,6 +46,14 @@ export async function serve(argv: string[], env: Record<string, string | undefin
       }
     },
   });
+
+  try {
+    // PostgreSQL connects here: an unreachable host, a wrong password or a missing database stop the start.
+    await store.opened();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 
   const fanout = config.redis === null ? null
     : createRedisFanout({
@@ -70,7 +78,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     await store.close();
     throw error;
   }
-  logger.info({ host, port, data: config.store.data, synchronous: config.store.synchronous, redis: config.redis !== null,
+  logger.info({ host, port, data: store.path, backend: store.backend, synchronous: config.store.synchronous, redis: config.redis !== null,
     auth: config.auth.jwtSecret !== null || config.auth.jwksFile !== null }, 'listening');
   if (config.auth.jwtSecret === null && config.auth.jwksFile === null) {
     logger.warn({ host }, 'no authentication configured: anyone who can reach this address can read and edit every document');

@@ -1,32 +1,96 @@
-// The event store contract, run against every backend (today: SQLite files).
-// A new backend (PostgreSQL) passes this same suite before it is used.
+// The event store contract, run against every backend: SQLite files and
+// PostgreSQL databases (a server this file starts). Each backend says how to
+// make a new empty store, and how another program would damage a snapshot or
+// hold the write lock; the tests and their assertions are the same for both.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import * as prng from 'lib0/prng';
+import pg from 'pg';
 import * as Y from 'yjs';
-import { computeRestoreUpdate, openEventStore, StoreError, type EventStore } from '../persistence/index.js';
+import { computeRestoreUpdate, openEventStore, StoreError, type OpenedEventStore } from '../persistence/index.js';
+import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
 import { tempDir } from './helpers/temp.js';
 import { loadTrace, traceUpdates } from './helpers/traces.js';
 
-type Opener = (t: TestContext, options?: {
-  retention?: 'all' | 'snapshot'; compactAfterEntries?: number; keepSnapshotsEvery?: number; busyTimeoutMs?: number; path?: string;
-}) =>
-  EventStore & { path?: string };
+interface OpenOptions {
+  retention?: 'all' | 'snapshot'; compactAfterEntries?: number; keepSnapshotsEvery?: number; busyTimeoutMs?: number;
+  /** Where the data lives (a file, a database URL); default: a new, empty one. */
+  path?: string;
+}
 
-const backends: Record<string, Opener> = {
-  sqlite: (t, options = {}) => {
-    const path = options.path ?? join(tempDir(t), 'store.db');
+interface Backend {
+  /** Set up before the suite (a PostgreSQL server), torn down after it. */
+  setUp?(teardown: { after(fn: () => Promise<void>): void }): Promise<void>;
+  location(t: TestContext): Promise<string>;
+  /** Replaces the state of the snapshot at `seq` behind the store's back. */
+  overwriteSnapshot(location: string, seq: number, state: Uint8Array): Promise<void>;
+  /** Another program takes the write lock; the returned function releases it. */
+  holdWriteLock(location: string): Promise<() => Promise<void>>;
+}
+
+let postgres: PostgresProcess | null = null;
+
+const backends: Record<string, Backend> = {
+  sqlite: {
+    async location(t) {
+      return join(tempDir(t), 'store.db');
+    },
+    async overwriteSnapshot(location, seq, state) {
+      const db = new Database(location);
+      db.prepare('UPDATE snapshots SET state = ? WHERE seq = ?').run(state, seq);
+      db.close();
+    },
+    async holdWriteLock(location) {
+      const blocker = new Database(location);
+      blocker.exec('BEGIN IMMEDIATE');
+      return async () => {
+        blocker.exec('ROLLBACK');
+        blocker.close();
+      };
+    },
+  },
+  postgres: {
+    async setUp(teardown) {
+      postgres = await startPostgres(teardown);
+    },
+    async location() {
+      return postgres!.createDatabase();
+    },
+    async overwriteSnapshot(location, seq, state) {
+      const client = new pg.Client({ connectionString: location });
+      await client.connect();
+      await client.query('UPDATE snapshots SET state = $1 WHERE seq = $2', [Buffer.from(state), seq]);
+      await client.end();
+    },
+    async holdWriteLock(location) {
+      const blocker = new pg.Client({ connectionString: location });
+      await blocker.connect();
+      await blocker.query('BEGIN');
+      // What an append locks first: the document rows.
+      await blocker.query('LOCK TABLE documents IN EXCLUSIVE MODE');
+      return async () => {
+        await blocker.query('ROLLBACK');
+        await blocker.end();
+      };
+    },
+  },
+};
+
+function opener(backend: Backend) {
+  return async (t: TestContext, options: OpenOptions = {}): Promise<OpenedEventStore> => {
+    const data = options.path ?? await backend.location(t);
     const store = openEventStore({
-      path, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, keepSnapshotsEvery: options.keepSnapshotsEvery,
+      data, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, keepSnapshotsEvery: options.keepSnapshotsEvery,
       retention: options.retention, busyTimeoutMs: options.busyTimeoutMs,
     });
     t.after(() => store.close());
+    await store.opened();
     return store;
-  },
-};
+  };
+}
 
 const meta = { instanceId: 'test', user: 'ada' };
 
@@ -43,10 +107,17 @@ function editor() {
   return { doc, text: doc.getText('text'), updates };
 }
 
-for (const [backend, open] of Object.entries(backends)) {
-  describe(`event store contract (${backend})`, () => {
+for (const [name, backend] of Object.entries(backends)) {
+  const open = opener(backend);
+  describe(`event store contract (${name})`, () => {
+    const teardowns: Array<() => Promise<void>> = [];
+    before(() => backend.setUp?.({ after: (fn) => teardowns.push(fn) }));
+    after(async () => {
+      for (const teardown of teardowns.reverse()) await teardown();
+    });
+
     test('appends get gap-free seqs from 1 per document, with their metadata', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const a = editor();
       const b = editor();
       a.text.insert(0, 'one');
@@ -68,7 +139,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('an update the log already holds adds no entry: resends and a repeated full sync step 2', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const a = editor();
       for (let i = 0; i < 20; i++) {
         a.text.insert(i, String.fromCharCode(97 + i));
@@ -86,7 +157,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('a partly new update logs only its new part', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const a = editor();
       a.text.insert(0, 'x'.repeat(2000));
       await store.append('doc', a.updates[0], meta);
@@ -102,7 +173,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('an update that arrives before the one it follows is logged once, however often it is resent', async (t) => {
-      const store = open(t, { compactAfterEntries: 0 });
+      const store = await open(t, { compactAfterEntries: 0 });
       const a = editor();
       a.text.insert(0, 'first ');
       a.text.insert(6, 'second ');
@@ -128,7 +199,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('a malformed update is refused and nothing is logged', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const a = editor();
       a.text.insert(0, 'hello');
       const broken = a.updates[0].slice(0, a.updates[0].length - 3);
@@ -142,7 +213,7 @@ for (const [backend, open] of Object.entries(backends)) {
       const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
       t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
       // Snapshots every 700 entries, of which the first in each 2,000 seqs and the latest are kept.
-      const store = open(t, { compactAfterEntries: 700, keepSnapshotsEvery: 2000 });
+      const store = await open(t, { compactAfterEntries: 700, keepSnapshotsEvery: 2000 });
       const { updates, texts } = traceUpdates(loadTrace('seph-blog1'), 6000);
       assert.equal(updates.length, texts.length);
       // Appended in bursts, as clients do, so several appends share a transaction.
@@ -167,7 +238,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('load gives the latest snapshot and the log after it, which rebuild the latest state', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const { updates, texts } = traceUpdates(loadTrace('friendsforever_flat'), 1500);
       for (const u of updates.slice(0, 1000)) await store.append('ff', u, meta);
       const compaction = await store.compact('ff');
@@ -186,7 +257,7 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test("retention 'snapshot' drops exactly the entries a snapshot covers, and the state survives", async (t) => {
-      const store = open(t, { retention: 'snapshot' });
+      const store = await open(t, { retention: 'snapshot' });
       const a = editor();
       for (let i = 0; i < 50; i++) a.text.insert(a.text.length, `${i},`);
       for (const u of a.updates) await store.append('doc', u, meta);
@@ -209,11 +280,11 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test("a store keeping everything compacts a log another pruned: the snapshot the log continues from stays", async (t) => {
-      const path = join(tempDir(t), 'mixed-retention.db');
+      const path = await backend.location(t);
       const a = editor();
       for (let i = 0; i < 40; i++) a.text.insert(a.text.length, `${i},`);
       // A server under retention 'snapshot' compacts twice: entries 1-30 are pruned, 31 onwards remain.
-      const pruning = open(t, { retention: 'snapshot', keepSnapshotsEvery: 1000, path });
+      const pruning = await open(t, { retention: 'snapshot', keepSnapshotsEvery: 1000, path });
       for (const u of a.updates.slice(0, 10)) await pruning.append('doc', u, meta);
       await pruning.compact('doc');
       for (const u of a.updates.slice(10, 30)) await pruning.append('doc', u, meta);
@@ -221,7 +292,7 @@ for (const [backend, open] of Object.entries(backends)) {
       for (const u of a.updates.slice(30)) await pruning.append('doc', u, meta);
       await pruning.close();
       // Then `palimpsest compact` (retention 'all') snapshots seq 40.
-      const keeping = open(t, { keepSnapshotsEvery: 1000, path });
+      const keeping = await open(t, { keepSnapshotsEvery: 1000, path });
       assert.equal((await keeping.compact('doc'))?.seq, 40);
       assert.deepEqual((await keeping.info('doc'))?.snapshots.map((s) => s.seq), [10, 30, 40]);
       assert.deepEqual((await keeping.verify()).problems, []);
@@ -230,7 +301,8 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('verify detects a damaged snapshot, and a snapshot that disagrees with the log', async (t) => {
-      const store = open(t);
+      const location = await backend.location(t);
+      const store = await open(t, { path: location });
       const a = editor();
       for (let i = 0; i < 30; i++) a.text.insert(0, `${i}`);
       for (const u of a.updates.slice(0, 10)) await store.append('doc', u, meta);
@@ -240,16 +312,13 @@ for (const [backend, open] of Object.entries(backends)) {
       for (const u of a.updates.slice(20)) await store.append('doc', u, meta);
       assert.deepEqual((await store.verify()).problems, []);
 
-      const db = new Database(store.path!);
-      t.after(() => db.close());
       // Bytes flipped in one snapshot; another replaced by the state of a different document.
-      const row = db.prepare('SELECT state FROM snapshots WHERE seq = 10').get() as { state: Buffer };
-      const damaged = Buffer.from(row.state);
+      const damaged = Buffer.from((await store.stateAt('doc', 10)).update);
       damaged.fill(0x7f, 2, 12);
-      db.prepare('UPDATE snapshots SET state = ? WHERE seq = 10').run(damaged);
+      await backend.overwriteSnapshot(location, 10, damaged);
       const other = new Y.Doc();
       other.getText('text').insert(0, 'not this document');
-      db.prepare('UPDATE snapshots SET state = ? WHERE seq = 20').run(Y.encodeStateAsUpdate(other));
+      await backend.overwriteSnapshot(location, 20, Y.encodeStateAsUpdate(other));
 
       const report = await store.verify();
       assert.deepEqual(report.problems.map((p) => p.seq).sort((x, y) => (x ?? 0) - (y ?? 0)), [10, 20]);
@@ -257,8 +326,8 @@ for (const [backend, open] of Object.entries(backends)) {
     });
 
     test('two handles on one file (two processes) log an update once', async (t) => {
-      const first = open(t);
-      const second = open(t, { path: first.path });
+      const first = await open(t);
+      const second = await open(t, { path: first.path });
       const a = editor();
       a.text.insert(0, 'shared');
       a.text.insert(6, '!');
@@ -270,26 +339,45 @@ for (const [backend, open] of Object.entries(backends)) {
       assert.equal((await first.entries('doc')).length, 2);
     });
 
+    test('changesSince names the documents whose log grew after a cursor, whichever handle wrote them', async (t) => {
+      const first = await open(t);
+      const second = await open(t, { path: first.path });
+      const a = editor();
+      const b = editor();
+      a.text.insert(0, 'a');
+      b.text.insert(0, 'b');
+      a.text.insert(1, 'aa');
+      await first.append('doc-a', a.updates[0], meta);
+      const start = await second.changesSince(null);
+      assert.deepEqual(start.changes, [], 'a new cursor reports nothing');
+      await first.append('doc-b', b.updates[0], meta);
+      await first.append('doc-a', a.updates[1], meta);
+      const next = await second.changesSince(start.cursor);
+      assert.deepEqual(next.changes.map((c) => [c.doc, c.seq]).sort(), [['doc-a', 2], ['doc-b', 1]]);
+      // Nothing new since: a document may be named again, but never with a seq it did not reach.
+      const again = await second.changesSince(next.cursor);
+      assert.ok(again.changes.every((c) => (c.doc === 'doc-a' && c.seq === 2) || (c.doc === 'doc-b' && c.seq === 1)), JSON.stringify(again.changes));
+    });
+
     test('a failed write rejects the append, logs nothing, and the store recovers', async (t) => {
-      const store = open(t, { busyTimeoutMs: 50 });
+      const location = await backend.location(t);
+      const store = await open(t, { busyTimeoutMs: 50, path: location });
       const a = editor();
       a.text.insert(0, 'first');
       a.text.insert(0, 'second ');
       await store.append('doc', a.updates[0], meta);
       // Another process holds the write lock: our write cannot happen.
-      const blocker = new Database(store.path!);
-      t.after(() => blocker.close());
-      blocker.exec('BEGIN IMMEDIATE');
+      const release = await backend.holdWriteLock(location);
       await assert.rejects(store.append('doc', a.updates[1], meta), (error: StoreError) => error.code === 'STORE_WRITE_FAILED');
       assert.equal(store.healthy(), false);
-      blocker.exec('ROLLBACK');
+      await release();
       assert.equal((await store.append('doc', a.updates[1], meta)).seq, 2);
       assert.equal(store.healthy(), true);
       assert.equal(textOf((await store.stateAt('doc')).update), 'second first');
     });
 
     test('restore appends a forward update that brings back the state at a seq', async (t) => {
-      const store = open(t);
+      const store = await open(t);
       const doc = new Y.Doc();
       const updates: Uint8Array[] = [];
       doc.on('update', (u: Uint8Array) => updates.push(u));
@@ -341,4 +429,28 @@ test('opening a file that is not a Palimpsest database fails with a message nami
   writeFileSync(garbage, Buffer.alloc(8192, 0x42));
   assert.throws(() => openEventStore({ path: garbage }), (error: StoreError) =>
     error.code === 'STORE_OPEN_FAILED' && error.message.includes(garbage));
+});
+
+test('a SQLite file of schema version 1 is migrated on open, and what changes after shows in changesSince', async (t) => {
+  const path = join(tempDir(t), 'v1.db');
+  const a = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  a.on('update', (u: Uint8Array) => updates.push(u));
+  a.getText('text').insert(0, 'written by version 1');
+  a.getText('text').insert(0, 'then: ');
+  const first = openEventStore({ path });
+  await first.append('old', updates[0], meta);
+  await first.close();
+  // Back to what schema version 1 had.
+  const db = new Database(path);
+  db.exec('DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1');
+  db.close();
+  assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
+    error.code === 'STORE_OPEN_FAILED' && error.message.includes(path) && error.message.includes('schema version 1'));
+  const store = openEventStore({ path });
+  t.after(() => store.close());
+  const start = await store.changesSince(null);
+  assert.equal((await store.append('old', updates[1], meta)).seq, 2);
+  assert.deepEqual((await store.changesSince(start.cursor)).changes, [{ doc: 'old', seq: 2 }]);
+  assert.equal(textOf((await store.stateAt('old')).update), 'then: written by version 1');
 });

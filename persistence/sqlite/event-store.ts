@@ -9,19 +9,20 @@
 
 import { Worker } from 'node:worker_threads';
 import * as Y from 'yjs';
-import { compactDocument, writeSnapshot, type BuiltSnapshot, type CompactionPolicy, type RetentionPolicy } from './compaction.js';
-import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
+import type { BuiltSnapshot, CompactionPolicy, RetentionPolicy } from '../compaction-policy.js';
 import {
-  decodeCoverage, decodeUpdate, emptyCoverage, equalCoverage, foldInto,
-  MalformedUpdateError, uncoveredPart, coverageOfDoc, type Coverage, type DecodedUpdate,
-} from './coverage.js';
-import { StoreError } from './errors.js';
+  decodeCoverage, decodeUpdate, emptyCoverage, foldInto, MalformedUpdateError, uncoveredPart, type Coverage, type DecodedUpdate,
+} from '../coverage.js';
+import { StoreError } from '../errors.js';
 import type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, CompactionResult, DocumentInfo, DocumentState, EventStore, LoadedDocument, LogEntry,
-  VerifyProblem, VerifyReport,
-} from './event-store.js';
-import { canonicalState, equalBytes, replay } from './replay.js';
-import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './sqlite-database.js';
+  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+} from '../event-store.js';
+import { replay } from '../replay.js';
+import { LogVerifier } from '../verify.js';
+import { compactDocument, writeSnapshot } from './compaction.js';
+import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
+import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './database.js';
 
 export interface SqliteEventStoreOptions {
   path: string;
@@ -93,7 +94,8 @@ export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEv
   return new SqliteEventStore(options);
 }
 
-export class SqliteEventStore implements EventStore {
+export class SqliteEventStore implements EventStore, LogTransfer {
+  readonly backend = 'sqlite' as const;
   private readonly open: OpenDatabase;
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
   private readonly cursors = new Map<string, LogCursor>();
@@ -144,6 +146,11 @@ export class SqliteEventStore implements EventStore {
 
   get path(): string {
     return this.open.path;
+  }
+
+  /** Opening the file happened in the constructor (which throws when it cannot be used). */
+  async opened(): Promise<void> {
+    return undefined;
   }
 
   /**
@@ -250,8 +257,11 @@ export class SqliteEventStore implements EventStore {
       }
       return this.appendOne(item, entry.cursor);
     });
+    let changeId: number | null = null;
     for (const { cursor, seqBefore } of touched.values()) {
-      if (cursor.lastSeq !== seqBefore) statements.setLastSeq.run(cursor.lastSeq, cursor.docId);
+      if (cursor.lastSeq === seqBefore) continue;
+      changeId ??= statements.lastChangeId.get()! + 1;
+      statements.setLastSeq.run(cursor.lastSeq, changeId, cursor.docId);
     }
     return results;
   }
@@ -393,6 +403,62 @@ export class SqliteEventStore implements EventStore {
       size: r.size,
       update: r.update_bytes,
     }));
+  }
+
+  async changesSince(cursor: string | null): Promise<ChangesSince> {
+    const { db, statements } = this.open;
+    return db.transaction(() => {
+      const last = statements.lastChangeId.get()!;
+      if (cursor === null) return { cursor: String(last), changes: [] };
+      const after = Number(cursor);
+      // A cursor from before a rebuilt or different file: everything counts as changed.
+      const from = Number.isSafeInteger(after) && after <= last ? after : 0;
+      const rows = statements.changedSince.all(from);
+      return { cursor: String(last), changes: rows.map((r) => ({ doc: r.name, seq: r.last_seq })) };
+    })();
+  }
+
+  async snapshotRecords(doc: string): Promise<SnapshotRecord[]> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    return statements.snapshotRows.all(row.id).map((r) => ({ seq: r.seq, createdAt: new Date(r.created_at), state: r.state, coverage: r.coverage }));
+  }
+
+  async importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void> {
+    const { db, statements } = this.open;
+    db.transaction(() => {
+      const docId = this.documentId(doc);
+      statements.insertSnapshotAt.run(docId, snapshot.seq, snapshot.createdAt.getTime(), snapshot.state, snapshot.coverage);
+    }).immediate();
+  }
+
+  async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
+    const { db, statements } = this.open;
+    // The cached cursor does not know of these entries.
+    this.cursors.delete(doc);
+    db.transaction(() => {
+      const docId = this.documentId(doc);
+      const row = statements.documentByName.get(doc)!;
+      let seq = row.last_seq;
+      const logEmpty = statements.firstRetained.get(docId)?.seq === null;
+      for (const entry of entries) {
+        if (entry.seq <= seq) continue;
+        if (entry.seq !== seq + 1 && !(logEmpty && seq === row.last_seq)) {
+          throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
+        }
+        statements.insertUpdate.run(docId, entry.seq, entry.receivedAt.getTime(), entry.instanceId, entry.user, entry.size, entry.update);
+        seq = entry.seq;
+      }
+      const target = Math.max(seq, lastSeq);
+      if (target !== row.last_seq) statements.setLastSeq.run(target, statements.lastChangeId.get()! + 1, docId);
+    }).immediate();
+  }
+
+  private documentId(doc: string): number {
+    const { statements } = this.open;
+    statements.insertDocument.run(doc, Date.now());
+    return statements.documentByName.get(doc)!.id;
   }
 
   async documents(): Promise<string[]> {
@@ -579,61 +645,16 @@ export class SqliteEventStore implements EventStore {
 
   private verifyDocument(doc: string): { entries: number; snapshots: number; problems: VerifyProblem[] } {
     const { db, statements } = this.open;
-    const problems: VerifyProblem[] = [];
     return db.transaction(() => {
       const row = statements.documentByName.get(doc);
-      if (row === undefined) return { entries: 0, snapshots: 0, problems };
+      if (row === undefined) return { entries: 0, snapshots: 0, problems: [] };
       const snapshots = statements.snapshotRows.all(row.id);
-      const first = statements.firstRetained.get(row.id)?.seq ?? null;
-      // Replay starts at seq 1, or, where retention pruned the log, at the
-      // snapshot the retained log continues from (which is then trusted).
-      const ydoc = new Y.Doc();
-      let seq = 0;
-      let entries = 0;
-      let snapshotIndex = 0;
-      // With every entry pruned, replay starts after the last seq.
-      const firstToReplay = first ?? row.last_seq + 1;
-      if (firstToReplay > 1) {
-        const base = snapshots.find((s) => s.seq === firstToReplay - 1);
-        if (base === undefined) {
-          problems.push({ doc, seq: firstToReplay, problem: `the log starts at seq ${firstToReplay} and no snapshot covers seq ${firstToReplay - 1}` });
-          return { entries: 0, snapshots: snapshots.length, problems };
-        }
-        try {
-          Y.applyUpdate(ydoc, base.state);
-        } catch (error) {
-          problems.push({ doc, seq: base.seq, problem: `snapshot does not decode: ${reason(error)}` });
-          return { entries: 0, snapshots: snapshots.length, problems };
-        }
-        seq = base.seq;
-        snapshotIndex = snapshots.indexOf(base) + 1;
+      const verifier = new LogVerifier(doc, row.last_seq, snapshots, statements.firstRetained.get(row.id)?.seq ?? null);
+      if (verifier.afterSeq !== null) {
+        for (const entry of statements.updatesAfter.iterate(row.id, verifier.afterSeq)) verifier.entry(entry.seq, entry.update_bytes);
       }
-      const checkSnapshotsUpTo = (upTo: number) => {
-        while (snapshotIndex < snapshots.length && snapshots[snapshotIndex].seq <= upTo) {
-          const snapshot = snapshots[snapshotIndex++];
-          if (snapshot.seq !== upTo) continue; // pruned region: checked via the base above
-          const problem = compareSnapshot(ydoc, snapshot);
-          if (problem !== null) problems.push({ doc, seq: snapshot.seq, problem });
-        }
-      };
-      checkSnapshotsUpTo(seq);
-      for (const entry of statements.updatesAfter.iterate(row.id, seq)) {
-        if (entry.seq !== seq + 1) problems.push({ doc, seq: entry.seq, problem: `gap in the log: seq ${seq + 1} to ${entry.seq - 1} missing` });
-        try {
-          Y.applyUpdate(ydoc, entry.update_bytes);
-        } catch (error) {
-          problems.push({ doc, seq: entry.seq, problem: `log entry does not apply: ${reason(error)}` });
-        }
-        seq = entry.seq;
-        entries += 1;
-        checkSnapshotsUpTo(seq);
-      }
-      if (seq !== row.last_seq) problems.push({ doc, seq: row.last_seq, problem: `the document records last seq ${row.last_seq} but the log ends at ${seq}` });
-      for (; snapshotIndex < snapshots.length; snapshotIndex++) {
-        problems.push({ doc, seq: snapshots[snapshotIndex].seq, problem: 'snapshot beyond the end of the log' });
-      }
-      ydoc.destroy();
-      return { entries, snapshots: snapshots.length, problems };
+      const problems = verifier.finish();
+      return { entries: verifier.entries, snapshots: snapshots.length, problems };
     })();
   }
 
@@ -656,28 +677,3 @@ export class SqliteEventStore implements EventStore {
     this.open.db.close();
   }
 }
-
-function compareSnapshot(replayed: Y.Doc, snapshot: { seq: number; state: Uint8Array; coverage: Uint8Array }): string | null {
-  const fromSnapshot = new Y.Doc();
-  try {
-    Y.applyUpdate(fromSnapshot, snapshot.state);
-  } catch (error) {
-    return `snapshot does not decode: ${reason(error)}`;
-  }
-  try {
-    if (!equalBytes(canonicalState(replayed), canonicalState(fromSnapshot))) {
-      return 'snapshot differs from the replayed log';
-    }
-    let coverage: Coverage;
-    try {
-      coverage = decodeCoverage(snapshot.coverage);
-    } catch (error) {
-      return `snapshot coverage does not decode: ${reason(error)}`;
-    }
-    if (!equalCoverage(coverage, coverageOfDoc(replayed))) return 'snapshot coverage differs from the replayed log';
-    return null;
-  } finally {
-    fromSnapshot.destroy();
-  }
-}
-

@@ -3,7 +3,7 @@
 // one that has shipped.
 
 import type { Database } from 'better-sqlite3';
-import { StoreError } from './errors.js';
+import { StoreError } from '../errors.js';
 
 /** Marks a file as a Palimpsest event store ("PLMP"), so a foreign SQLite file is refused. */
 export const APPLICATION_ID = 0x504c4d50;
@@ -39,6 +39,14 @@ const migrations: string[] = [
     coverage    BLOB NOT NULL,
     PRIMARY KEY (doc_id, seq)
   );
+  `,
+  // 2: a change counter, so a reader learns with one query which documents
+  // changed since it last looked (EventStore.changesSince). Every write
+  // transaction that logs something sets its documents' change_id to one past
+  // the highest; the write lock makes that order the commit order.
+  `
+  ALTER TABLE documents ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX documents_by_change ON documents (change_id);
   `,
 ];
 

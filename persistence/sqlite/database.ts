@@ -14,8 +14,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
-import { StoreError } from './errors.js';
-import { migrate } from './schema.js';
+import { StoreError } from '../errors.js';
+import { migrate, SCHEMA_VERSION } from './schema.js';
 
 export type SynchronousMode = 'off' | 'normal' | 'full' | 'extra';
 
@@ -31,7 +31,9 @@ export interface Statements {
   dataVersion: Statement<[], number>;
   insertDocument: Statement<[string, number]>;
   documentByName: Statement<[string], { id: number; last_seq: number } | undefined>;
-  setLastSeq: Statement<[number, number]>;
+  setLastSeq: Statement<[number, number, number]>;
+  lastChangeId: Statement<[], number>;
+  changedSince: Statement<[number], { name: string; last_seq: number; change_id: number }>;
   insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array]>;
   updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
   updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
@@ -44,7 +46,8 @@ export interface Statements {
   snapshotBefore: Statement<[number, number], { seq: number } | undefined>;
   snapshotInSpanBefore: Statement<[number, number, number], { seq: number } | undefined>;
   deleteSnapshot: Statement<[number, number]>;
-  snapshotRows: Statement<[number], { seq: number; state: Uint8Array; coverage: Uint8Array }>;
+  snapshotRows: Statement<[number], { seq: number; created_at: number; state: Uint8Array; coverage: Uint8Array }>;
+  insertSnapshotAt: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   pruneUpdatesUpTo: Statement<[number, number]>;
   countAfter: Statement<[number, number], { n: number; bytes: number | null }>;
   firstRetained: Statement<[number], { seq: number | null }>;
@@ -97,6 +100,14 @@ export function openDatabase(options: OpenOptions): OpenDatabase {
         migrate(setUp, path);
       }, busyTimeoutMs);
     }
+    if (options.readonly) {
+      // Read-only handles cannot migrate, and the statements below need the current schema.
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version < SCHEMA_VERSION) {
+        throw new StoreError('STORE_OPEN_FAILED',
+          `${path} has schema version ${version}; open it read-write once (palimpsest serve, compact or verify) to upgrade it to ${SCHEMA_VERSION}`);
+      }
+    }
     db.pragma(`synchronous = ${(options.synchronous ?? 'full').toUpperCase()}`);
     db.pragma('foreign_keys = ON');
     return { db, statements: prepareStatements(db), path };
@@ -114,7 +125,9 @@ function prepareStatements(db: SqliteDatabase): Statements {
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     insertDocument: db.prepare('INSERT OR IGNORE INTO documents (name, created_at) VALUES (?, ?)'),
     documentByName: db.prepare('SELECT id, last_seq FROM documents WHERE name = ?'),
-    setLastSeq: db.prepare('UPDATE documents SET last_seq = ? WHERE id = ?'),
+    setLastSeq: db.prepare('UPDATE documents SET last_seq = ?, change_id = ? WHERE id = ?'),
+    lastChangeId: db.prepare('SELECT coalesce(max(change_id), 0) FROM documents').pluck(),
+    changedSince: db.prepare('SELECT name, last_seq, change_id FROM documents WHERE change_id > ? ORDER BY change_id'),
     insertUpdate: db.prepare(
       'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
@@ -129,7 +142,9 @@ function prepareStatements(db: SqliteDatabase): Statements {
       'INSERT OR IGNORE INTO snapshots (doc_id, seq, created_at, state, coverage) VALUES (?, ?, ?, ?, ?)'),
     snapshotsOf: db.prepare(
       'SELECT seq, created_at, length(state) AS size FROM snapshots WHERE doc_id = ? ORDER BY seq'),
-    snapshotRows: db.prepare('SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    snapshotRows: db.prepare('SELECT seq, created_at, state, coverage FROM snapshots WHERE doc_id = ? ORDER BY seq'),
+    insertSnapshotAt: db.prepare(
+      'INSERT OR IGNORE INTO snapshots (doc_id, seq, created_at, state, coverage) VALUES (?, ?, ?, ?, ?)'),
     snapshotBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1'),
     snapshotInSpanBefore: db.prepare('SELECT seq FROM snapshots WHERE doc_id = ? AND seq >= ? AND seq < ? LIMIT 1'),
     deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE doc_id = ? AND seq = ?'),

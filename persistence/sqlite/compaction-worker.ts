@@ -9,8 +9,9 @@
 // Messages out: { ready } once, then { doc, snapshot } | { doc, error } | { checkpoint: { busy, log, checkpointed } | { error } }.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { buildSnapshot, CompactionCache } from './compaction.js';
-import { openDatabase, reason, type SynchronousMode } from './sqlite-database.js';
+import { CompactionCache } from '../compaction-policy.js';
+import { buildSnapshot } from './compaction.js';
+import { openDatabase, reason, type SynchronousMode } from './database.js';
 
 export interface CompactionWorkerData {
   path: string;

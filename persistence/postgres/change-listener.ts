@@ -1,0 +1,87 @@
+// LISTEN/NOTIFY for the PostgreSQL store: every append transaction ends with
+// pg_notify(CHANGES_CHANNEL, <the store's id>), and each store that has
+// watchers LISTENs on a connection of its own (a pooled one would be handed
+// to other work). Its own notifications are ignored. When that connection
+// breaks it reconnects every second, and tells the watchers once it is back,
+// since notifications sent meanwhile are lost.
+
+import pg from 'pg';
+
+export const CHANGES_CHANNEL = 'palimpsest_changes';
+
+export class ChangeListener {
+  private client: pg.Client | null = null;
+  private connected = false;
+  private retry: NodeJS.Timeout | null = null;
+  private readonly watchers = new Set<() => void>();
+  private closed = false;
+
+  /** `storeId`: what this store's own notifications carry. */
+  constructor(private readonly url: string, private readonly storeId: string) {}
+
+  /** Whether someone watches and the listening connection is down. */
+  get lost(): boolean {
+    return this.watchers.size > 0 && !this.connected;
+  }
+
+  watch(watcher: () => void): () => void {
+    this.watchers.add(watcher);
+    if (this.client === null && this.retry === null) void this.listen();
+    return () => {
+      this.watchers.delete(watcher);
+      if (this.watchers.size === 0) this.stop();
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stop();
+  }
+
+  private async listen(): Promise<void> {
+    if (this.closed || this.watchers.size === 0) return;
+    const client = new pg.Client({ connectionString: this.url, keepAlive: true, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
+    this.client = client;
+    const lost = () => {
+      if (this.client !== client) return;
+      this.client = null;
+      this.connected = false;
+      void client.end().catch(() => undefined); // already broken: nothing to report
+      if (!this.closed && this.watchers.size > 0) {
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          void this.listen();
+        }, 1000);
+      }
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', (message) => {
+      if (message.channel === CHANGES_CHANNEL && message.payload !== this.storeId) this.tell();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+    } catch {
+      lost(); // PostgreSQL unreachable: `lost` keeps the store unhealthy, and the retry tries again
+      return;
+    }
+    if (this.client !== client) return;
+    this.connected = true;
+    // Whatever was committed while nobody listened.
+    this.tell();
+  }
+
+  private stop(): void {
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.retry = null;
+    const client = this.client;
+    this.client = null;
+    this.connected = false;
+    if (client !== null) void client.end().catch(() => undefined); // closing: an error here changes nothing
+  }
+
+  private tell(): void {
+    for (const watcher of this.watchers) watcher();
+  }
+}

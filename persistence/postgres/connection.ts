@@ -1,0 +1,65 @@
+// Connections to PostgreSQL (node-postgres): one pool per store, bigint
+// columns read as numbers (seqs and sizes stay far below 2^53), and a one-line
+// description of a connection failure that names the host and the cause.
+
+import pg from 'pg';
+import type { PostgresUrl } from './url.js';
+
+export interface PoolOptions {
+  url: string;
+  max: number;
+  /** How long a statement waits for a lock another session holds before failing. */
+  lockTimeoutMs: number;
+  applicationName: string;
+}
+
+const INT8_OID = 20;
+
+export function createPool(options: PoolOptions): pg.Pool {
+  return new pg.Pool({
+    connectionString: options.url,
+    max: options.max,
+    // Without these a vanished host would hang a connect or a query for ever.
+    connectionTimeoutMillis: 10_000,
+    query_timeout: 60_000,
+    keepAlive: true,
+    idleTimeoutMillis: 30_000,
+    lock_timeout: options.lockTimeoutMs,
+    application_name: options.applicationName,
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+}
+
+/** "cannot connect to PostgreSQL at host:port (database x): <cause>" — no stack, no password. */
+export function describeConnectError(error: unknown, where: PostgresUrl): string {
+  const err = error as { code?: string; message?: string; errors?: Array<{ message?: string }> };
+  let cause = err.message ?? String(error);
+  // Node reports a failed connect to every address of a host as an AggregateError with an empty message.
+  if (cause === '' && Array.isArray(err.errors)) cause = err.errors.map((e) => e.message ?? '').filter((m) => m !== '').join('; ');
+  switch (err.code) {
+    case 'ECONNREFUSED': cause = `connection refused (is PostgreSQL running and listening there?)`; break;
+    case 'ENOTFOUND': case 'EAI_AGAIN': cause = `host not found (${cause})`; break;
+    case '28P01': cause = `wrong password (${cause})`; break;
+    case '3D000': cause = `${cause} (create it, or point --data at an existing database)`; break;
+    default: break;
+  }
+  if (/timeout/i.test(cause) && err.code === undefined) cause = `no answer within 10 s (${cause})`;
+  return `cannot connect to PostgreSQL at ${where.host} (database ${where.database}): ${cause}`;
+}
+
+/** Whether an error means the connection itself is gone (as opposed to a failed statement). */
+export function isConnectionError(error: unknown): boolean {
+  const err = error as { code?: string; message?: string };
+  if (typeof err.code === 'string') {
+    // Class 08: connection exception; 57P0x: the server is shutting down or restarting.
+    if (err.code.startsWith('08') || err.code.startsWith('57P') || err.code.startsWith('E')) return true;
+  }
+  return /Connection terminated|connection timeout|ECONNRESET|not queryable/i.test(err.message ?? '');
+}
+
+export function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

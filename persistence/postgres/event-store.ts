@@ -1,0 +1,800 @@
+// The EventStore on PostgreSQL (node-postgres), for instances on several
+// hosts. The guarantees are SQLite's, across hosts:
+//   - an append resolves only after its transaction has committed;
+//   - exactly once: inside the append transaction the document's row is
+//     locked (SELECT … FOR UPDATE), and the coverage check (../coverage.ts)
+//     runs against the log as it is then, including the entries other hosts
+//     appended since this instance last looked;
+//   - group commit: the appends that arrive while a transaction is in flight
+//     go together in the next one; every call is asynchronous, so a slow
+//     commit never blocks the event loop.
+// Other instances learn of new entries through LISTEN/NOTIFY
+// (change-listener.ts) and changesSince; compaction runs on a worker thread
+// (compaction-worker.ts) under an advisory lock (compaction.ts).
+
+import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import pg from 'pg';
+import * as Y from 'yjs';
+import type { CompactionPolicy, RetentionPolicy } from '../compaction-policy.js';
+import {
+  decodeCoverage, decodeUpdate, emptyCoverage, foldInto, MalformedUpdateError, uncoveredPart, type Coverage, type DecodedUpdate,
+} from '../coverage.js';
+import { StoreError } from '../errors.js';
+import type {
+  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+} from '../event-store.js';
+import { replay } from '../replay.js';
+import { LogVerifier } from '../verify.js';
+import { CHANGES_CHANNEL, ChangeListener } from './change-listener.js';
+import { compactDocument } from './compaction.js';
+import type { PostgresCompactionWorkerData, PostgresWorkerRequest } from './compaction-worker.js';
+import { createPool, describeConnectError, isConnectionError, reason } from './connection.js';
+import { migrate } from './schema.js';
+import { parsePostgresUrl, type PostgresUrl } from './url.js';
+
+export interface PostgresEventStoreOptions {
+  /** postgres://user:password@host:port/database (also postgresql://, ?sslmode= passed through). */
+  url: string;
+  retention?: RetentionPolicy;
+  /** Compact a document once this many entries follow its latest snapshot. 0 = never automatically. */
+  compactAfterEntries?: number;
+  /** … or once the entries after its latest snapshot reach this many bytes. */
+  compactAfterBytes?: number;
+  /** Older snapshots kept: the first in each span of this many seqs, besides the latest (0 = all). */
+  keepSnapshotsEvery?: number;
+  /** Compactions on a worker thread (the server); otherwise inline (CLI, tests). */
+  background?: boolean;
+  /** Only read: no migration, no writes. */
+  readonly?: boolean;
+  /** How long a write waits for a lock another session holds before failing (PostgreSQL lock_timeout). */
+  busyTimeoutMs?: number;
+  /** Connections in the pool. */
+  poolSize?: number;
+  /** How long load() waits for an unreachable PostgreSQL to come back before failing. */
+  loadWaitMs?: number;
+  onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
+}
+
+interface PendingAppend {
+  doc: string;
+  update: DecodedUpdate;
+  meta: AppendMeta;
+  alreadyDeleted: AlreadyDeleted | undefined;
+  resolve: (result: AppendResult) => void;
+  reject: (error: Error) => void;
+}
+
+/** What this instance knows about a document's log; checked against the locked row in every write. */
+interface LogCursor {
+  lastSeq: number;
+  coverage: Coverage;
+  entriesSinceSnapshot: number;
+  bytesSinceSnapshot: number;
+}
+
+interface NewEntry {
+  doc: string;
+  seq: number;
+  receivedAt: string;
+  instanceId: string;
+  user: string | null;
+  bytes: Uint8Array;
+}
+
+const CURSOR_CACHE_LIMIT = 2048;
+const VERIFY_PAGE = 2000;
+
+type WorkerReply = { ready: true } | { doc: string; result?: CompactionResult | null; error?: string };
+
+export function openPostgresEventStore(options: PostgresEventStoreOptions): PostgresEventStore {
+  return new PostgresEventStore(options);
+}
+
+export class PostgresEventStore implements EventStore, LogTransfer {
+  readonly backend = 'postgres' as const;
+  private readonly where: PostgresUrl;
+  private readonly options: Required<Omit<PostgresEventStoreOptions, 'onCompaction'>> & Pick<PostgresEventStoreOptions, 'onCompaction'>;
+  private readonly pool: pg.Pool;
+  private readonly ready: Promise<void>;
+  /** Sent with every NOTIFY, so this store ignores its own. */
+  private readonly storeId = randomBytes(8).toString('hex');
+  private readonly cursors = new Map<string, LogCursor>();
+  private pending: PendingAppend[] = [];
+  private writing: Promise<void> | null = null;
+  private closed = false;
+  private lastWriteFailed = false;
+  private connectionLost = false;
+  private probing = false;
+  private lastProbeAt = 0;
+  private readonly changeListener: ChangeListener;
+  private worker: Worker | null = null;
+  private workerReady = false;
+  private readonly compactionQueue = new Set<string>();
+  private compactionRunning: string | null = null;
+  private compactionStartedAt = 0;
+  private compactionIdleWaiters: Array<() => void> = [];
+
+  constructor(options: PostgresEventStoreOptions) {
+    this.options = {
+      retention: 'all',
+      compactAfterEntries: 500,
+      compactAfterBytes: 1024 * 1024,
+      keepSnapshotsEvery: 10_000,
+      background: false,
+      readonly: false,
+      busyTimeoutMs: 5000,
+      poolSize: 8,
+      loadWaitMs: 30_000,
+      // Options given as undefined keep their defaults.
+      ...(Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as PostgresEventStoreOptions),
+    };
+    try {
+      this.where = parsePostgresUrl(options.url);
+    } catch (error) {
+      throw new StoreError('STORE_OPEN_FAILED', `--data: ${reason(error)}`, { cause: error });
+    }
+    this.pool = createPool({
+      url: options.url, max: this.options.poolSize, lockTimeoutMs: this.options.busyTimeoutMs, applicationName: 'palimpsest',
+    });
+    // An idle connection that breaks (PostgreSQL restarted, network cut) is
+    // dropped by the pool; the store reports itself unhealthy until a probe
+    // gets through again.
+    this.pool.on('error', () => {
+      this.connectionLost = true;
+    });
+    this.changeListener = new ChangeListener(options.url, this.storeId);
+    this.ready = this.openSchema();
+    // Whoever uses the store sees the failure; an unobserved one must not crash the process.
+    this.ready.catch(() => undefined);
+  }
+
+  /** The URL without its password. */
+  get path(): string {
+    return this.where.display;
+  }
+
+  private async openSchema(): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw new StoreError('STORE_OPEN_FAILED', describeConnectError(error, this.where), { cause: error });
+    }
+    try {
+      await migrate(client, `PostgreSQL database ${this.where.database} at ${this.where.host}`, { readonly: this.options.readonly });
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      throw new StoreError('STORE_OPEN_FAILED',
+        `cannot use PostgreSQL database ${this.where.database} at ${this.where.host}: ${reason(error)}`, { cause: error });
+    } finally {
+      client.release();
+    }
+    if (this.options.background && !this.options.readonly) this.compactionWorker();
+  }
+
+  opened(): Promise<void> {
+    return this.ready;
+  }
+
+  private policy(): CompactionPolicy {
+    return { retention: this.options.retention, keepSnapshotsEvery: this.options.keepSnapshotsEvery };
+  }
+
+  /**
+   * False after a failed write or once a connection broke. A probe (at most
+   * once a second) takes the locks an append takes, without waiting, and
+   * lets the store report itself healthy again without a client's write.
+   */
+  healthy(): boolean {
+    if (this.closed) return false;
+    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost;
+    if (unhealthy && !this.probing && Date.now() - this.lastProbeAt >= 1000) {
+      this.lastProbeAt = Date.now();
+      void this.probe();
+    }
+    return !unhealthy;
+  }
+
+  healthProblem(): string | null {
+    if (this.closed) return 'the event store is closed';
+    if (!this.healthy()) {
+      if (this.connectionLost || this.changeListener.lost) return `lost the connection to PostgreSQL at ${this.where.host}`;
+      return `the last write to PostgreSQL at ${this.where.host} failed`;
+    }
+    return null;
+  }
+
+  private async probe(): Promise<void> {
+    this.probing = true;
+    let client: pg.PoolClient | null = null;
+    let failure: Error | undefined;
+    try {
+      client = await this.pool.connect();
+      if (this.options.readonly) await client.query('SELECT 1');
+      else {
+        await client.query('BEGIN');
+        // The locks an append takes; NOWAIT: a blocked writer is still unhealthy.
+        await client.query('LOCK TABLE documents, updates IN ROW EXCLUSIVE MODE NOWAIT');
+        await client.query('ROLLBACK');
+      }
+      this.lastWriteFailed = false;
+      this.connectionLost = false;
+    } catch (error) {
+      failure = error as Error;
+      if (client !== null) await client.query('ROLLBACK').catch(() => undefined);
+    } finally {
+      client?.release(failure);
+      this.probing = false;
+    }
+  }
+
+  append(doc: string, update: Uint8Array, meta: AppendMeta, options: AppendOptions = {}): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'the event store is closed'));
+    if (this.options.readonly) return Promise.reject(new StoreError('STORE_WRITE_FAILED', `${this.path} is open read-only`));
+    let decoded: DecodedUpdate;
+    try {
+      decoded = decodeUpdate(update);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ doc, update: decoded, meta, alreadyDeleted: options.alreadyDeleted, resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /**
+   * One transaction in flight at a time; what arrives meanwhile waits for
+   * the next one, so the busier the store, the larger its batches.
+   */
+  private scheduleFlush(): void {
+    if (this.writing !== null) return;
+    this.writing = new Promise((resolve) => setImmediate(resolve)).then(() => this.flush()).finally(() => {
+      this.writing = null;
+      if (this.pending.length > 0) this.scheduleFlush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const touched = new Map<string, LogCursor>();
+    let results: Array<AppendResult | MalformedUpdateError>;
+    try {
+      await this.ready;
+      results = await this.writeBatch(batch, touched);
+    } catch (error) {
+      // Cursors were advanced in place: forget them, so the next write rebuilds them from the database.
+      for (const doc of touched.keys()) this.cursors.delete(doc);
+      this.lastWriteFailed = true;
+      if (isConnectionError(error)) this.connectionLost = true;
+      const failure = error instanceof StoreError ? error
+        : new StoreError('STORE_WRITE_FAILED', `could not write to PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
+      for (const item of batch) item.reject(failure);
+      return;
+    }
+    this.lastWriteFailed = false;
+    for (const [doc, cursor] of touched) this.remember(doc, cursor);
+    const { compactAfterEntries, compactAfterBytes } = this.options;
+    const due = [...touched].filter(([, cursor]) =>
+      (compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
+      (compactAfterBytes > 0 && cursor.bytesSinceSnapshot >= compactAfterBytes)).map(([doc]) => doc);
+    // Without a worker (CLI, tests), compactions are done before the appends
+    // that made them due resolve, as on SQLite: what callers read next is compacted.
+    if (!this.options.background) for (const doc of due) await this.compactInline(doc);
+    batch.forEach((item, i) => {
+      const result = results[i];
+      if (result instanceof MalformedUpdateError) item.reject(result);
+      else item.resolve(result);
+    });
+    if (this.options.background) for (const doc of due) this.scheduleCompaction(doc);
+  }
+
+  private async compactInline(doc: string): Promise<void> {
+    const started = performance.now();
+    try {
+      const result = await compactDocument(this.pool, doc, this.policy());
+      if (result !== null) this.afterCompaction(doc, result);
+      this.options.onCompaction?.({ doc, result, durationMs: performance.now() - started });
+    } catch (error) {
+      this.options.onCompaction?.({ doc, error: reason(error), durationMs: performance.now() - started });
+    }
+  }
+
+  private async writeBatch(batch: PendingAppend[], touched: Map<string, LogCursor>): Promise<Array<AppendResult | MalformedUpdateError>> {
+    // Rows are locked in one order (byte order, as the "C" collation sorts)
+    // by every instance, so two batches touching the same documents cannot deadlock.
+    const docs = [...new Set(batch.map((item) => item.doc))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const client = await this.pool.connect();
+    let failure: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const unknown = docs.filter((doc) => !this.cursors.has(doc));
+      if (unknown.length > 0) {
+        await client.query('INSERT INTO documents (doc) SELECT unnest($1::text[]) ON CONFLICT (doc) DO NOTHING', [unknown]);
+      }
+      const locked = await client.query<{ doc: string; last_seq: number }>(
+        'SELECT doc, last_seq FROM documents WHERE doc = ANY($1::text[]) ORDER BY doc FOR UPDATE', [docs]);
+      const lastSeqs = new Map(locked.rows.map((row) => [row.doc, row.last_seq]));
+      for (const doc of docs) {
+        const lastSeq = lastSeqs.get(doc);
+        if (lastSeq === undefined) throw new Error(`the row of document ${doc} is missing`);
+        touched.set(doc, await this.cursorForWrite(client, doc, lastSeq));
+      }
+      const seqBefore = new Map([...touched].map(([doc, cursor]) => [doc, cursor.lastSeq]));
+
+      const receivedAt = new Date().toISOString();
+      const rows: NewEntry[] = [];
+      const results = batch.map((item): AppendResult | MalformedUpdateError => {
+        const cursor = touched.get(item.doc)!;
+        let part: Uint8Array | null;
+        try {
+          part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
+        } catch (error) {
+          // An update Yjs decoded but cannot diff fails alone, not the whole batch.
+          return new MalformedUpdateError(error);
+        }
+        if (part === null) return { seq: null, size: 0 };
+        const seq = cursor.lastSeq + 1;
+        rows.push({ doc: item.doc, seq, receivedAt, instanceId: item.meta.instanceId, user: item.meta.user, bytes: part });
+        cursor.lastSeq = seq;
+        foldInto(cursor.coverage, item.update);
+        cursor.entriesSinceSnapshot += 1;
+        cursor.bytesSinceSnapshot += part.length;
+        return { seq, size: part.length };
+      });
+      if (rows.length > 0) {
+        const changed = docs.filter((doc) => touched.get(doc)!.lastSeq !== seqBefore.get(doc));
+        // One statement: the entries, the documents' last seqs, and the
+        // notification other instances receive once this commits.
+        await client.query(
+          `WITH logged AS (
+             INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[])
+           ), moved AS (
+             UPDATE documents SET last_seq = moved.seq, changed_xid = pg_current_xact_id()
+             FROM unnest($8::text[], $9::bigint[]) AS moved (doc, seq) WHERE documents.doc = moved.doc
+           )
+           SELECT pg_notify($10, $11)`,
+          [
+            rows.map((r) => r.doc), rows.map((r) => r.seq), rows.map((r) => r.receivedAt), rows.map((r) => r.instanceId),
+            rows.map((r) => r.user), rows.map((r) => r.bytes.length), rows.map((r) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
+            changed, changed.map((doc) => touched.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId,
+          ]);
+      }
+      await client.query('COMMIT');
+      return results;
+    } catch (error) {
+      failure = error as Error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is not reused.
+      client.release(failure);
+    }
+  }
+
+  /**
+   * The document's cursor brought up to `lastSeq`, the seq of its locked
+   * row: the cached one as is when nobody else appended, else with the
+   * entries others appended folded in; rebuilt from the latest snapshot when
+   * not cached or when those entries have a gap (a compaction pruned them).
+   */
+  private async cursorForWrite(client: pg.PoolClient, doc: string, lastSeq: number): Promise<LogCursor> {
+    const cached = this.cursors.get(doc);
+    // Out of the cache while it is brought up to date: should anything fail, the next write starts from the database.
+    this.cursors.delete(doc);
+    if (cached !== undefined && cached.lastSeq <= lastSeq) {
+      if (cached.lastSeq < lastSeq) {
+        const { rows } = await client.query<{ seq: number; update_bytes: Buffer }>(
+          'SELECT seq, update_bytes FROM updates WHERE doc = $1 AND seq > $2 ORDER BY seq', [doc, cached.lastSeq]);
+        for (const entry of rows) {
+          if (entry.seq !== cached.lastSeq + 1) break;
+          foldInto(cached.coverage, decodeUpdate(entry.update_bytes, false));
+          cached.lastSeq = entry.seq;
+          cached.entriesSinceSnapshot += 1;
+          cached.bytesSinceSnapshot += entry.update_bytes.length;
+        }
+      }
+      if (cached.lastSeq === lastSeq) return cached;
+    }
+    const snapshot = (await client.query<{ seq: number; coverage: Buffer }>(
+      'SELECT seq, coverage FROM snapshots WHERE doc = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1', [doc, lastSeq])).rows[0];
+    const cursor: LogCursor = {
+      lastSeq: snapshot?.seq ?? 0,
+      coverage: snapshot === undefined ? emptyCoverage() : decodeCoverage(snapshot.coverage),
+      entriesSinceSnapshot: 0, bytesSinceSnapshot: 0,
+    };
+    const { rows } = await client.query<{ seq: number; update_bytes: Buffer }>(
+      'SELECT seq, update_bytes FROM updates WHERE doc = $1 AND seq > $2 AND seq <= $3 ORDER BY seq', [doc, cursor.lastSeq, lastSeq]);
+    for (const entry of rows) {
+      foldInto(cursor.coverage, decodeUpdate(entry.update_bytes, false));
+      cursor.lastSeq = entry.seq;
+      cursor.entriesSinceSnapshot += 1;
+      cursor.bytesSinceSnapshot += entry.update_bytes.length;
+    }
+    if (cursor.lastSeq !== lastSeq) throw new Error(`the log of ${doc} ends at seq ${cursor.lastSeq}, its row says ${lastSeq}`);
+    return cursor;
+  }
+
+  private remember(doc: string, cursor: LogCursor): void {
+    this.cursors.delete(doc);
+    this.cursors.set(doc, cursor);
+    if (this.cursors.size > CURSOR_CACHE_LIMIT) {
+      const oldest = this.cursors.keys().next().value;
+      if (oldest !== undefined) this.cursors.delete(oldest);
+    }
+  }
+
+  /** Runs `read` in one consistent view of the database (REPEATABLE READ, read only). */
+  private async reading<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    await this.ready;
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      this.connectionLost = true;
+      throw new StoreError('STORE_UNAVAILABLE', describeConnectError(error, this.where), { cause: error });
+    }
+    let failure: Error | undefined;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const result = await read(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      failure = error as Error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (error instanceof StoreError) throw error;
+      if (isConnectionError(error)) this.connectionLost = true;
+      throw new StoreError('STORE_UNAVAILABLE', `could not read from PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
+    } finally {
+      client.release(failure instanceof StoreError ? undefined : failure);
+    }
+  }
+
+  /**
+   * While PostgreSQL cannot be reached, a load waits for it (up to
+   * loadWaitMs) instead of failing at once: the client that opened the
+   * document then simply waits, rather than being refused a document whose
+   * refusal clients take as final (Hocuspocus answers a failed load with
+   * PermissionDenied).
+   */
+  async load(doc: string): Promise<LoadedDocument> {
+    const deadline = Date.now() + this.options.loadWaitMs;
+    for (;;) {
+      try {
+        return await this.loadOnce(doc);
+      } catch (error) {
+        const unavailable = error instanceof StoreError && error.code === 'STORE_UNAVAILABLE';
+        if (!unavailable || this.closed || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private async loadOnce(doc: string): Promise<LoadedDocument> {
+    return this.reading(async (client) => {
+      const row = await lastSeqOf(client, doc);
+      if (row === null) return { doc, seq: 0, snapshot: null, tail: [] };
+      const snapshot = (await client.query<{ seq: number; state: Buffer }>(
+        'SELECT seq, state FROM snapshots WHERE doc = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1', [doc, row])).rows[0];
+      const tail = (await client.query<{ update_bytes: Buffer }>(
+        'SELECT update_bytes FROM updates WHERE doc = $1 AND seq > $2 AND seq <= $3 ORDER BY seq', [doc, snapshot?.seq ?? 0, row])).rows;
+      return {
+        doc, seq: row,
+        snapshot: snapshot === undefined ? null : { seq: snapshot.seq, state: snapshot.state },
+        tail: tail.map((r) => r.update_bytes),
+      };
+    });
+  }
+
+  async stateAt(doc: string, seq?: number): Promise<DocumentState> {
+    const plan = await this.reading(async (client) => {
+      const lastSeq = (await lastSeqOf(client, doc)) ?? 0;
+      const target = seq ?? lastSeq;
+      if (!Number.isSafeInteger(target) || target < 0 || target > lastSeq) {
+        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${target} (its log ends at ${lastSeq})`);
+      }
+      if (target === 0) return { target, base: null, tail: [] as Uint8Array[] };
+      const snapshot = (await client.query<{ seq: number; state: Buffer }>(
+        'SELECT seq, state FROM snapshots WHERE doc = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1', [doc, target])).rows[0];
+      const from = snapshot?.seq ?? 0;
+      const tail = (await client.query<{ update_bytes: Buffer }>(
+        'SELECT update_bytes FROM updates WHERE doc = $1 AND seq > $2 AND seq <= $3 ORDER BY seq', [doc, from, target])).rows;
+      if (tail.length !== target - from) {
+        throw new StoreError('HISTORY_PRUNED',
+          `${doc} at seq ${target} is no longer available: the retention policy dropped those log entries`);
+      }
+      return { target, base: snapshot?.state ?? null, tail: tail.map((r) => r.update_bytes) };
+    });
+    const ydoc = replay(plan.base, plan.tail);
+    const update = Y.encodeStateAsUpdate(ydoc);
+    ydoc.destroy();
+    return { doc, seq: plan.target, update };
+  }
+
+  async entries(doc: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    return this.reading(async (client) => {
+      const { rows } = await client.query<{
+        seq: number; received_at: Date; instance_id: string; user: string | null; size: number; update_bytes: Buffer;
+      }>(
+        `SELECT seq, received_at, instance_id, "user", size, update_bytes FROM updates
+         WHERE doc = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [doc, options.afterSeq ?? 0, options.limit ?? null]);
+      return rows.map((r) => ({
+        seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, size: r.size, update: r.update_bytes,
+      }));
+    });
+  }
+
+  async snapshotRecords(doc: string): Promise<SnapshotRecord[]> {
+    return this.reading(async (client) => (await client.query<{ seq: number; created_at: Date; state: Buffer; coverage: Buffer }>(
+      'SELECT seq, created_at, state, coverage FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows
+      .map((r) => ({ seq: r.seq, createdAt: r.created_at, state: r.state, coverage: r.coverage })));
+  }
+
+  async importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query('INSERT INTO documents (doc) VALUES ($1) ON CONFLICT (doc) DO NOTHING', [doc]);
+      await client.query('INSERT INTO snapshots (doc, seq, created_at, state, coverage) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+        [doc, snapshot.seq, snapshot.createdAt.toISOString(), Buffer.from(snapshot.state), Buffer.from(snapshot.coverage)]);
+    });
+  }
+
+  async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
+    // The cached cursor does not know of these entries.
+    this.cursors.delete(doc);
+    await this.inTransaction(async (client) => {
+      await client.query('INSERT INTO documents (doc) VALUES ($1) ON CONFLICT (doc) DO NOTHING', [doc]);
+      const rowSeq = (await client.query<{ last_seq: number }>('SELECT last_seq FROM documents WHERE doc = $1 FOR UPDATE', [doc])).rows[0].last_seq;
+      const logEmpty = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM updates WHERE doc = $1', [doc])).rows[0].seq === null;
+      let seq = rowSeq;
+      const fresh: LogEntry[] = [];
+      for (const entry of entries) {
+        if (entry.seq <= seq) continue;
+        if (entry.seq !== seq + 1 && !(logEmpty && seq === rowSeq)) {
+          throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
+        }
+        fresh.push(entry);
+        seq = entry.seq;
+      }
+      if (fresh.length > 0) {
+        await client.query(
+          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes)
+           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[])`,
+          [doc, fresh.map((e) => e.seq), fresh.map((e) => e.receivedAt.toISOString()), fresh.map((e) => e.instanceId),
+            fresh.map((e) => e.user), fresh.map((e) => e.size), fresh.map((e) => Buffer.from(e.update.buffer, e.update.byteOffset, e.update.byteLength))]);
+      }
+      const target = Math.max(seq, lastSeq);
+      if (target !== rowSeq) {
+        await client.query('UPDATE documents SET last_seq = $2, changed_xid = pg_current_xact_id() WHERE doc = $1', [doc, target]);
+        await client.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, this.storeId]);
+      }
+    });
+  }
+
+  /** Runs `write` in one transaction (for copying; appends have their own batching). */
+  private async inTransaction(write: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    await this.ready;
+    const client = await this.pool.connect();
+    let failure: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      await write(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      failure = error as Error;
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (error instanceof StoreError) throw error;
+      throw new StoreError('STORE_WRITE_FAILED', `could not write to PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
+    } finally {
+      client.release(failure instanceof StoreError ? undefined : failure);
+    }
+  }
+
+  async documents(): Promise<string[]> {
+    return this.reading(async (client) => (await client.query<{ doc: string }>('SELECT doc FROM documents ORDER BY doc')).rows.map((r) => r.doc));
+  }
+
+  /**
+   * The cursor is a transaction id: the oldest one still running when the
+   * query ran (pg_snapshot_xmin). Every transaction below it had finished, so
+   * what it changed was seen; any later one stamped its documents with an id
+   * at or above the cursor, so the next call sees them, committed by then or not.
+   */
+  async changesSince(cursor: string | null): Promise<ChangesSince> {
+    return this.reading(async (client) => {
+      if (cursor === null || !/^\d+$/.test(cursor)) {
+        const now = await client.query<{ cursor: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor');
+        return { cursor: now.rows[0].cursor, changes: cursor === null ? [] : await this.allDocuments(client) };
+      }
+      const { rows } = await client.query<{ cursor: string; doc: string | null; last_seq: number | null }>(
+        `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor, d.doc, d.last_seq
+         FROM (SELECT 1) AS one LEFT JOIN documents d ON d.changed_xid >= $1::xid8 AND d.last_seq > 0`, [cursor]);
+      return {
+        cursor: rows[0].cursor,
+        changes: rows.filter((r) => r.doc !== null).map((r) => ({ doc: r.doc!, seq: r.last_seq! })),
+      };
+    });
+  }
+
+  private async allDocuments(client: pg.PoolClient): Promise<Array<{ doc: string; seq: number }>> {
+    const { rows } = await client.query<{ doc: string; last_seq: number }>('SELECT doc, last_seq FROM documents WHERE last_seq > 0');
+    return rows.map((r) => ({ doc: r.doc, seq: r.last_seq }));
+  }
+
+  /** LISTEN/NOTIFY: see change-listener.ts. */
+  watchChanges(listener: () => void): () => void {
+    return this.changeListener.watch(listener);
+  }
+
+  async info(doc: string): Promise<DocumentInfo | null> {
+    return this.reading(async (client) => {
+      const lastSeq = await lastSeqOf(client, doc);
+      if (lastSeq === null) return null;
+      const log = (await client.query<{ updated_at: Date | null; first: number | null }>(
+        'SELECT max(received_at) AS updated_at, min(seq) AS first FROM updates WHERE doc = $1', [doc])).rows[0];
+      const snapshots = (await client.query<{ seq: number; created_at: Date; size: number }>(
+        'SELECT seq, created_at, octet_length(state) AS size FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows;
+      return {
+        doc, seq: lastSeq, updatedAt: log.updated_at,
+        snapshots: snapshots.map((s) => ({ seq: s.seq, createdAt: s.created_at, size: s.size })),
+        firstRetainedSeq: log.first,
+      };
+    });
+  }
+
+  async compact(doc: string): Promise<CompactionResult | null> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    await this.ready;
+    const result = await compactDocument(this.pool, doc, this.policy());
+    if (result !== null) this.afterCompaction(doc, result);
+    return result;
+  }
+
+  private afterCompaction(doc: string, result: CompactionResult): void {
+    const cursor = this.cursors.get(doc);
+    if (cursor === undefined) return;
+    // Counts restart from the new snapshot; entries logged meanwhile stay counted (their bytes are not known here).
+    cursor.entriesSinceSnapshot = Math.max(0, cursor.lastSeq - result.seq);
+    if (cursor.entriesSinceSnapshot === 0) cursor.bytesSinceSnapshot = 0;
+  }
+
+  private scheduleCompaction(doc: string): void {
+    this.compactionQueue.add(doc);
+    this.runNextCompaction();
+  }
+
+  private runNextCompaction(): void {
+    if (this.compactionRunning !== null || this.closed) return;
+    const next = this.compactionQueue.values().next();
+    if (next.done === true) {
+      this.wakeIdleWaiters();
+      return;
+    }
+    const doc = next.value;
+    this.compactionQueue.delete(doc);
+    this.compactionRunning = doc;
+    this.compactionStartedAt = performance.now();
+    this.compactionWorker().postMessage({ doc } satisfies PostgresWorkerRequest);
+  }
+
+  private finishCompaction(message: { doc: string; result?: CompactionResult | null; error?: string }): void {
+    const durationMs = performance.now() - this.compactionStartedAt;
+    if (message.result) this.afterCompaction(message.doc, message.result);
+    this.options.onCompaction?.(message.error === undefined
+      ? { doc: message.doc, result: message.result ?? null, durationMs }
+      : { doc: message.doc, error: message.error, durationMs });
+    this.compactionRunning = null;
+    this.runNextCompaction();
+  }
+
+  private compactionWorker(): Worker {
+    if (this.worker !== null) return this.worker;
+    const workerData: PostgresCompactionWorkerData = { url: this.options.url, policy: this.policy(), lockTimeoutMs: this.options.busyTimeoutMs };
+    const worker = new Worker(new URL('./compaction-worker.js', import.meta.url), { workerData });
+    worker.on('message', (message: WorkerReply) => {
+      if ('ready' in message) {
+        this.workerReady = true;
+        this.wakeIdleWaiters();
+        return;
+      }
+      this.finishCompaction(message);
+    });
+    worker.on('error', (error) => {
+      const doc = this.compactionRunning;
+      this.worker = null;
+      this.workerReady = false;
+      if (doc !== null) this.finishCompaction({ doc, error: reason(error) });
+    });
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Resolves once the worker (if any) is up and no compaction is queued or running. */
+  compactionsIdle(): Promise<void> {
+    if (this.backgroundIdle()) return Promise.resolve();
+    this.worker?.ref();
+    return new Promise((resolve) => this.compactionIdleWaiters.push(resolve));
+  }
+
+  private backgroundIdle(): boolean {
+    return this.compactionRunning === null && this.compactionQueue.size === 0 && (this.worker === null || this.workerReady);
+  }
+
+  private wakeIdleWaiters(): void {
+    if (!this.backgroundIdle() && !this.closed) return;
+    if (!this.closed) this.worker?.unref();
+    for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+  }
+
+  async verify(options: { onProgress?: (doc: string, index: number, total: number) => void } = {}): Promise<VerifyReport> {
+    const names = await this.documents();
+    const report: VerifyReport = { documents: names.length, entries: 0, snapshots: 0, problems: [] };
+    for (const [index, doc] of names.entries()) {
+      options.onProgress?.(doc, index, names.length);
+      const checked = await this.verifyDocument(doc);
+      report.entries += checked.entries;
+      report.snapshots += checked.snapshots;
+      report.problems.push(...checked.problems);
+    }
+    return report;
+  }
+
+  private verifyDocument(doc: string): Promise<{ entries: number; snapshots: number; problems: VerifyProblem[] }> {
+    return this.reading(async (client) => {
+      const lastSeq = await lastSeqOf(client, doc);
+      if (lastSeq === null) return { entries: 0, snapshots: 0, problems: [] };
+      const snapshots = (await client.query<{ seq: number; state: Buffer; coverage: Buffer }>(
+        'SELECT seq, state, coverage FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows;
+      const first = (await client.query<{ seq: number | null }>('SELECT min(seq) AS seq FROM updates WHERE doc = $1', [doc])).rows[0].seq;
+      const verifier = new LogVerifier(doc, lastSeq, snapshots, first);
+      if (verifier.afterSeq !== null) {
+        // Page by seq: a long log need not fit in memory at once.
+        for (let after = verifier.afterSeq; ;) {
+          const { rows } = await client.query<{ seq: number; update_bytes: Buffer }>(
+            'SELECT seq, update_bytes FROM updates WHERE doc = $1 AND seq > $2 ORDER BY seq LIMIT $3', [doc, after, VERIFY_PAGE]);
+          for (const row of rows) verifier.entry(row.seq, row.update_bytes);
+          if (rows.length < VERIFY_PAGE) break;
+          after = rows[rows.length - 1].seq;
+        }
+      }
+      const problems = verifier.finish();
+      return { entries: verifier.entries, snapshots: snapshots.length, problems };
+    });
+  }
+
+  /** Commits pending appends, stops background work, then closes the pool. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Pending appends still go in (their callers were promised an answer).
+    while (this.writing !== null || this.pending.length > 0) {
+      if (this.writing === null) this.scheduleFlush();
+      await this.writing;
+    }
+    this.closed = true;
+    this.compactionQueue.clear();
+    this.changeListener.close();
+    if (this.worker !== null) {
+      const worker = this.worker;
+      this.worker = null;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.ref();
+      worker.postMessage({ close: true } satisfies PostgresWorkerRequest);
+      await exited;
+    }
+    for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+    await this.pool.end();
+  }
+}
+
+async function lastSeqOf(client: pg.PoolClient, doc: string): Promise<number | null> {
+  const { rows } = await client.query<{ last_seq: number }>('SELECT last_seq FROM documents WHERE doc = $1', [doc]);
+  return rows[0]?.last_seq ?? null;
+}
