@@ -162,9 +162,22 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       seenSeq.delete(documentName);
     },
 
-    async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
+    async onLoadDocument({ document, documentName, context }: onLoadDocumentPayload): Promise<void> {
       const started = performance.now();
-      const loaded = await store.load(documentName);
+      let loaded;
+      try {
+        loaded = await store.load(documentName);
+      } catch (error) {
+        // Hocuspocus answers a failed load with PermissionDenied, which a client takes as
+        // final; this one can pass. The refusal's reason tells y-websocket clients (through
+        // the bridge) to retry, and the socket is closed with 4503 once the answer is out,
+        // so providers reconnect too.
+        metrics.refusals.inc({ reason: CloseCodes.StorageUnavailable.reason });
+        logger.error({ doc: documentName, err: (error as Error).message }, 'could not load the document from the log; the client will retry');
+        const session = (context as ConnectionContext | undefined)?.session;
+        if (session !== undefined) setImmediate(() => session.close(CloseCodes.StorageUnavailable.code, CloseCodes.StorageUnavailable.reason));
+        throw new ConnectionRefusal(CloseCodes.StorageUnavailable, (error as Error).message);
+      }
       Y.transact(document, () => {
         if (loaded.snapshot !== null) Y.applyUpdate(document, loaded.snapshot.state);
         for (const update of loaded.tail) Y.applyUpdate(document, update);

@@ -106,8 +106,10 @@ export class YWebsocketBridge implements WebSocketLike {
 /**
  * y-websocket only sees close codes, so a PermissionDenied becomes the close
  * code whose reason it carries (security.ts denies with 'unauthorized',
- * 'forbidden' or 'rate-limited'); any other reason is a 4403.
+ * 'forbidden' or 'try-again-later', a failed load with 'storage-unavailable').
+ * Any other reason is Hocuspocus' own answer to an error it did not expect
+ * ('permission-denied'): that may pass, so 1011, which y-websocket retries.
  */
 function closeCodeForDenial(reason: string): CloseCode {
-  return Object.values(CloseCodes).find((close: CloseCode) => close.reason === reason) ?? CloseCodes.Forbidden;
+  return Object.values(CloseCodes).find((close: CloseCode) => close.reason === reason) ?? CloseCodes.InternalError;
 }

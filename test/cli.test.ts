@@ -216,7 +216,7 @@ test('a --data path that does not exist exits 1 for every reading command, namin
     const result = await runCli([...args, '--data', mistyped]);
     assert.equal(result.code, 1, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
     assert.equal(result.stdout, '', args.join(' '));
-    assert.ok(result.stderr.includes(`no database at ${mistyped} (given by --data); check the path, or pass --data <file>`), result.stderr);
+    assert.ok(result.stderr.includes(`no database at ${mistyped} (given by --data); check the path, or pass --data <file|url>`), result.stderr);
     assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
   }
   assert.equal(existsSync(join(dir, 'out.bin')), false, 'nothing written for a missing database');
