@@ -17,7 +17,11 @@
 
 import * as decoding from 'lib0/decoding';
 import type { WebSocketLike } from '@hocuspocus/server';
+import { CloseCodes } from './close-codes.js';
 import { MessageType } from './frames.js';
+
+/** Hocuspocus' auth sub-message that refuses a document. */
+const AUTH_PERMISSION_DENIED = 1;
 
 interface Expected {
   /** Settled: committed (or nothing to commit). */
@@ -33,8 +37,14 @@ export interface DurableAcksOptions {
   onBacklog?(waiting: number): void;
 }
 
+/** One document address: updates in order; the first `acked` of them have their SyncStatus frame. */
+interface AddressQueue {
+  entries: Expected[];
+  acked: number;
+}
+
 export class DurableAcks implements WebSocketLike {
-  private readonly queues = new Map<string, Expected[]>();
+  private readonly queues = new Map<string, AddressQueue>();
   private waiting = 0;
   private failed = false;
 
@@ -56,11 +66,11 @@ export class DurableAcks implements WebSocketLike {
   expect(address: string, commit: Promise<unknown> | null): void {
     let queue = this.queues.get(address);
     if (queue === undefined) {
-      queue = [];
+      queue = { entries: [], acked: 0 };
       this.queues.set(address, queue);
     }
     const expected: Expected = { durable: commit === null, ack: null };
-    queue.push(expected);
+    queue.entries.push(expected);
     if (commit === null) return;
     this.setWaiting(this.waiting + 1);
     commit.then(() => {
@@ -77,27 +87,34 @@ export class DurableAcks implements WebSocketLike {
   }
 
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
-    if (this.queues.size > 0 && ArrayBuffer.isView(data)) {
-      const frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      const decoder = decoding.createDecoder(frame);
-      const address = decoding.readVarString(decoder);
-      if (decoding.readVarUint(decoder) === MessageType.SyncStatus) {
-        const queue = this.queues.get(address);
-        const expected = queue?.find((entry) => entry.ack === null);
-        if (expected !== undefined) {
-          expected.ack = frame;
-          this.release(address);
-          return;
-        }
-      }
+    if (!ArrayBuffer.isView(data)) {
+      this.inner.send(data);
+      return;
     }
-    if (this.failed && ArrayBuffer.isView(data)) {
+    const frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const decoder = decoding.createDecoder(frame);
+    const address = decoding.readVarString(decoder);
+    const type = decoding.readVarUint(decoder);
+    if (type === MessageType.SyncStatus) {
       // After a failed append nothing more may look acknowledged.
-      const decoder = decoding.createDecoder(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      decoding.readVarString(decoder);
-      if (decoding.readVarUint(decoder) === MessageType.SyncStatus) return;
+      if (this.failed) return;
+      const queue = this.queues.get(address);
+      if (queue !== undefined && queue.acked < queue.entries.length) {
+        queue.entries[queue.acked++].ack = frame;
+        this.release(address);
+        return;
+      }
+    } else if (type === MessageType.Close) {
+      // The document's connection ends (Hocuspocus closed it): nothing of it is waited for any more.
+      this.queues.delete(address);
     }
     this.inner.send(data);
+    if (type === MessageType.Auth && decoding.readVarUint(decoder) === AUTH_PERMISSION_DENIED && decoding.hasContent(decoder) &&
+        decoding.readVarString(decoder) === CloseCodes.StorageUnavailable.reason) {
+      // A document that could not be loaded: a condition that passes. Hocuspocus only refuses
+      // the document, which a provider takes as final; closing the socket makes it reconnect.
+      setImmediate(() => this.inner.close(CloseCodes.StorageUnavailable.code, CloseCodes.StorageUnavailable.reason));
+    }
   }
 
   close(code?: number, reason?: string): void {
@@ -108,12 +125,16 @@ export class DurableAcks implements WebSocketLike {
   private release(address: string): void {
     const queue = this.queues.get(address);
     if (queue === undefined) return;
-    while (queue.length > 0 && queue[0].durable && queue[0].ack !== null) {
-      const { ack } = queue.shift()!;
-      if (this.failed) return;
-      this.inner.send(ack!);
+    let released = 0;
+    while (released < queue.acked && queue.entries[released].durable && !this.failed) {
+      this.inner.send(queue.entries[released].ack!);
+      released += 1;
     }
-    if (queue.length === 0) this.queues.delete(address);
+    if (released > 0) {
+      queue.entries.splice(0, released);
+      queue.acked -= released;
+    }
+    if (queue.entries.length === 0) this.queues.delete(address);
   }
 
   private setWaiting(waiting: number): void {

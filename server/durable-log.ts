@@ -1,18 +1,19 @@
 // The Hocuspocus extension that makes the log the truth:
 //   - onLoadDocument: a document is the latest snapshot plus the log after it;
-//   - beforeSync: every client update (sync step 2 or update) is appended,
-//     and the append has committed before Hocuspocus applies it and sends the
-//     SyncStatus ack, so an ack means "durable";
+//   - beforeSync: every client update (sync step 2 or update) is checked and
+//     its append started; Hocuspocus then applies it and fans it out at once,
+//     and the socket's DurableAcks gate (durable-acks.ts) holds its SyncStatus
+//     ack until the append — and every append of the document before it — has
+//     committed, so an ack means "durable" and one fast connection's updates
+//     are committed in groups;
 //   - updates that arrive from other instances through Redis never pass
 //     beforeSync, so they are never logged twice.
-// The append is started in beforeSync and not waited for there: Hocuspocus
-// applies the update and fans it out at once, and the DurableAcks gate of the
-// socket (durable-acks.ts) holds its ack until the commit, so one fast
-// connection's updates are committed in groups. When an append fails, the
-// connection is closed without an ack (code 4503) so the client reconnects and
-// resends, and so are the document's other connections here, so the live
-// document is loaded from the log again. The Redis fan-out publishes a change
-// only after its commit (durable()).
+// When an append fails, its sender is closed without an ack (4503) and
+// resends; the live document, which already holds the update, is repaired:
+// its whole state is appended (the coverage check keeps only what the log
+// lacks), retried until it commits. Until then the document's later acks wait,
+// nothing counts as already deleted in it, and the Redis fan-out (which
+// publishes only what is durable: durable()) waits too.
 //
 // Changes the server's own document makes (Yjs tidies redundant formatting
 // marks after a remote change; a restore applied to the live document) are
@@ -55,17 +56,73 @@ export interface DurableLogOptions {
 const FROM_LOG = { source: 'local', skipStoreHooks: true } as const;
 
 export interface DurableLog extends Extension {
-  /** Resolves once every client update applied to `document` so far is committed; rejects if one failed. */
+  /** Resolves once everything applied to `document` so far is in the log (after a repair, if one was needed). */
   durable(document: Y.Doc): Promise<void>;
 }
 
+/** Backoff of the repair append after a failure: first retry, ceiling. */
+const REPAIR_FIRST_RETRY_MS = 200;
+const REPAIR_MAX_RETRY_MS = 5000;
+
 export function createDurableLog(options: DurableLogOptions): DurableLog {
   const { store, instanceId, logger, metrics } = options;
-  /** Per live document: the append of the last client update applied to it (appends commit in order). */
-  const lastAppend = new WeakMap<Y.Doc, Promise<void>>();
-  /** Live documents that may hold an update whose append failed; unloaded once their connections are closed. */
+  /**
+   * Per live document: resolves once everything applied to it so far is in
+   * the log. Each client update chains onto it; a failed append is covered by
+   * the repair, so this never rejects.
+   */
+  const durableChain = new WeakMap<Y.Doc, Promise<void>>();
+  /** Live documents that may hold what the log lacks, and the repair under way. */
   const taintedDocuments = new WeakSet<Y.Doc>();
+  const repairs = new WeakMap<Y.Doc, { failures: number; done: Promise<void> }>();
   let instance: Hocuspocus | null = null;
+  /** Unloaded documents need no repair: the next load reads the log. */
+  const stillLoaded = (document: Y.Doc, documentName: string) => instance?.documents.get(documentName) === document;
+
+  /**
+   * After a failed append the live document may hold what the log lacks:
+   * append its whole state (the coverage check trims it to the missing part)
+   * until that commits with no failure in between. Resolves then, or when the
+   * document is unloaded (it will be loaded from the log).
+   */
+  function repair(document: Y.Doc, documentName: string): Promise<void> {
+    taintedDocuments.add(document);
+    const running = repairs.get(document);
+    if (running !== undefined) {
+      running.failures += 1;
+      return running.done;
+    }
+    const state = { failures: 1, done: Promise.resolve() };
+    state.done = (async () => {
+      for (let attempt = 0; stillLoaded(document, documentName); attempt++) {
+        const failuresBefore = state.failures;
+        try {
+          const result = await store.append(documentName, Y.encodeStateAsUpdate(document), { instanceId, user: null });
+          metrics.repairs.inc({ outcome: 'written' });
+          logger.info({ doc: documentName, seq: result.seq, size: result.size }, 'the live document is in the log again after a failed append');
+          if (state.failures === failuresBefore) break;
+          attempt = -1; // another append failed meanwhile: once more, at once
+        } catch (error) {
+          metrics.repairs.inc({ outcome: 'failed' });
+          logger.warn({ doc: documentName, err: (error as Error).message, attempt }, 'repair append failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(REPAIR_MAX_RETRY_MS, REPAIR_FIRST_RETRY_MS * 2 ** attempt)));
+        }
+      }
+      taintedDocuments.delete(document);
+      repairs.delete(document);
+    })();
+    repairs.set(document, state);
+    return state.done;
+  }
+
+  /** Chains `appended` (this update's own append) onto the document's durable chain; returns what its ack waits for. */
+  function chain(document: Y.Doc, documentName: string, appended: Promise<void>): Promise<void> {
+    const previous = durableChain.get(document) ?? Promise.resolve();
+    const settled = appended.catch(() => repair(document, documentName));
+    durableChain.set(document, Promise.all([previous, settled]).then(() => undefined));
+    // The sender's ack: its own commit (a failure closes it, and it resends) and everything before it.
+    return Promise.all([previous, appended]).then(() => undefined);
+  }
   /** Per loaded document: the seq up to which its log is known to be in memory. */
   const seenSeq = new Map<string, number>();
   let catchingUp = false;
@@ -142,40 +199,38 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       stopWatching = null;
     },
 
-    async onChange({ documentName, update, transactionOrigin }: onChangePayload): Promise<void> {
+    async onChange({ document, documentName, update, transactionOrigin }: onChangePayload): Promise<void> {
       // Client updates were appended in beforeSync; Redis updates by the instance that received them.
       const source = (transactionOrigin as { source?: string } | null | undefined)?.source;
       if (transactionOrigin === FROM_LOG || source === 'connection' || source === 'redis') return;
-      try {
-        const result = await store.append(documentName, update, { instanceId, user: null });
+      const appended = store.append(documentName, update, { instanceId, user: null }).then((result) => {
         if (result.seq !== null) {
           metrics.appendsLogged.inc();
           metrics.bytesLogged.inc(result.size);
         }
-      } catch (error) {
+      }, (error: Error) => {
         metrics.appendFailures.inc();
-        logger.error({ doc: documentName, err: (error as Error).message }, 'could not log a change the server made to the document');
-      }
+        logger.error({ doc: documentName, err: error.message }, 'could not log a change the server made to the document; repairing');
+        throw error;
+      });
+      await chain(document, documentName, appended).catch(() => undefined);
     },
 
     async afterUnloadDocument({ documentName }: afterUnloadDocumentPayload): Promise<void> {
       seenSeq.delete(documentName);
     },
 
-    async onLoadDocument({ document, documentName, context }: onLoadDocumentPayload): Promise<void> {
+    async onLoadDocument({ document, documentName }: onLoadDocumentPayload): Promise<void> {
       const started = performance.now();
       let loaded;
       try {
         loaded = await store.load(documentName);
       } catch (error) {
         // Hocuspocus answers a failed load with PermissionDenied, which a client takes as
-        // final; this one can pass. The refusal's reason tells y-websocket clients (through
-        // the bridge) to retry, and the socket is closed with 4503 once the answer is out,
-        // so providers reconnect too.
+        // final; this one can pass. Its reason makes every socket waiting for this load
+        // close with 4503 (durable-acks.ts; the bridge for y-websocket), so clients retry.
         metrics.refusals.inc({ reason: CloseCodes.StorageUnavailable.reason });
-        logger.error({ doc: documentName, err: (error as Error).message }, 'could not load the document from the log; the client will retry');
-        const session = (context as ConnectionContext | undefined)?.session;
-        if (session !== undefined) setImmediate(() => session.close(CloseCodes.StorageUnavailable.code, CloseCodes.StorageUnavailable.reason));
+        logger.error({ doc: documentName, err: (error as Error).message }, 'could not load the document from the log; its clients will retry');
         throw new ConnectionRefusal(CloseCodes.StorageUnavailable, (error as Error).message);
       }
       Y.transact(document, () => {
@@ -225,31 +280,21 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
           metrics.bytesLogged.inc(result.size);
         }
       }, (error: Error) => {
-        // The live document (and this instance's clients) already hold the update: it must
-        // not stay there without the log. Its other connections are closed too, so the
-        // document is loaded from the log again and every client resends what it holds.
-        taintedDocuments.add(document);
-        if (error instanceof MalformedUpdateError) {
-          throw refuseMalformed(error, fields, null);
-        }
+        if (error instanceof MalformedUpdateError) throw refuseMalformed(error, fields, null);
         metrics.appendFailures.inc();
-        logger.error({ ...fields, err: error.message }, 'append failed; closing the document\'s connections without an ack so clients resend');
-        const refusal = new ConnectionRefusal(CloseCodes.StorageUnavailable, error.message);
-        setImmediate(() => {
-          instance?.closeConnections(documentName);
-        });
-        throw refusal;
+        logger.error({ ...fields, err: error.message }, 'append failed; the sender is closed without an ack and resends, the document is repaired');
+        throw new ConnectionRefusal(CloseCodes.StorageUnavailable, error.message);
       });
-      lastAppend.set(document, appended);
+      // Hocuspocus applies the update and fans it out when this hook returns; the ack waits for the commit.
+      const ackAfter = chain(document, documentName, appended);
       if (acks !== undefined) {
-        // Hocuspocus applies the update and fans it out now; the ack waits in the gate for the commit.
-        acks.expect(connection.messageAddress, appended);
-        appended.catch(() => undefined); // the gate reports the failure
+        acks.expect(connection.messageAddress, ackAfter);
+        ackAfter.catch(() => undefined); // the gate reports the failure
         return;
       }
       // No gate (a connection not made by our transport): wait for the commit here.
       try {
-        await appended;
+        await ackAfter;
       } catch (error) {
         connection.webSocket.close((error as ConnectionRefusal).code, (error as ConnectionRefusal).reason);
         throw error;
@@ -257,7 +302,7 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
     },
 
     durable(document: Y.Doc): Promise<void> {
-      return lastAppend.get(document) ?? Promise.resolve();
+      return durableChain.get(document) ?? Promise.resolve();
     },
   };
 

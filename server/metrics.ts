@@ -26,6 +26,7 @@ export function createMetrics(instanceId: string) {
       labelNames: ['outcome'],
       registers: [registry],
     }),
+    repairs: new Counter({ name: 'palimpsest_repairs_total', help: 'Appends of a live document\'s whole state after a failed append, by outcome', labelNames: ['outcome'], registers: [registry] }),
     throttled: new Counter({ name: 'palimpsest_throttled_total', help: 'Times a connection was slowed (its socket not read for a while), by reason', labelNames: ['reason'], registers: [registry] }),
     refusals: new Counter({ name: 'palimpsest_refusals_total', help: 'Connections or messages refused, by reason', labelNames: ['reason'], registers: [registry] }),
   };
