@@ -43,12 +43,38 @@ export interface Transport {
 }
 
 const Y_WEBSOCKET_PREFIX = '/yjs/';
+/** Keep-alive ticks per interval (see attachWebSocketTransport). */
+const KEEP_ALIVE_SLICES = 16;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
   const { httpServer, hocuspocus, logger, metrics } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const sockets = new Set<WebSocket>();
   let closing = false;
+
+  // One keep-alive timer for every socket rather than a timer each (a timer,
+  // its closure and its context per socket are memory an idle connection
+  // need not hold). Sockets are dealt round-robin into slices and each tick
+  // visits one slice, so every socket is visited once per interval and the
+  // pings of thousands of sockets do not all go out in one event-loop turn.
+  // A visit terminates a socket that has not answered the previous visit's
+  // ping and pings the others: a dead peer goes after one to two intervals.
+  const keepAliveSlices = Array.from({ length: KEEP_ALIVE_SLICES }, () => new Set<WebSocket>());
+  const awaitingPong = new Set<WebSocket>();
+  let joiningSlice = 0;
+  let visitedSlice = 0;
+  const keepAlive = setInterval(() => {
+    for (const ws of keepAliveSlices[visitedSlice]) {
+      if (awaitingPong.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      awaitingPong.add(ws);
+      ws.ping();
+    }
+    visitedSlice = (visitedSlice + 1) % KEEP_ALIVE_SLICES;
+  }, options.keepAliveMs / KEEP_ALIVE_SLICES);
+  keepAlive.unref();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -99,11 +125,16 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       refuse(ws, new ConnectionRefusal(CloseCodes.InvalidDocumentName, problem));
       return;
     }
-    const bridge = new YWebsocketBridge(ws, documentName);
+    const bridge = new YWebsocketBridge(ws, documentName, () => hocuspocus.documents.get(documentName)?.awareness);
     const client = hocuspocus.handleConnection(bridge, toWebRequest(request), contextFor(request, ws));
     wireSocket(ws, request, 'y-websocket', (frame) => {
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
+      if (bridge.repeatsKnownAwareness(frame)) {
+        // Still a sign of life for Hocuspocus' idle timeout, as it would have been.
+        client.lastMessageReceivedAt = Date.now();
+        return;
+      }
       client.handleMessage(framed);
     }, (code, reason) => client.handleClose({ code, reason }));
     const token = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token') ?? '';
@@ -114,18 +145,9 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     ws: WebSocket, request: IncomingMessage, protocol: string,
     onMessage: (frame: Uint8Array) => void, onClose: (code: number, reason: string) => void,
   ) {
-    let alive = true;
-    ws.on('pong', () => { alive = true; });
-    const keepAlive = setInterval(() => {
-      if (!alive) {
-        ws.terminate();
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, options.keepAliveMs);
-    keepAlive.unref();
-
+    keepAliveSlices[joiningSlice].add(ws);
+    joiningSlice = (joiningSlice + 1) % KEEP_ALIVE_SLICES;
+    ws.on('pong', socketOnPong);
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (ws.readyState !== ws.OPEN) return;
       try {
@@ -149,11 +171,17 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       logger.warn({ err: error.message, code: error.code, protocol, address: request.socket.remoteAddress }, 'websocket error');
     });
     ws.on('close', (code: number, reason: Buffer) => {
-      clearInterval(keepAlive);
+      for (const slice of keepAliveSlices) slice.delete(ws);
+      awaitingPong.delete(ws);
       sockets.delete(ws);
       metrics.connections.dec({ protocol });
       onClose(code, reason.toString());
     });
+  }
+
+  /** Shared by every socket (`this` is the socket), so that none holds a closure of its own for it. */
+  function socketOnPong(this: WebSocket) {
+    awaitingPong.delete(this);
   }
 
   function refuse(ws: WebSocket, refusal: ConnectionRefusal) {
@@ -166,6 +194,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     sockets,
     async close(close: CloseCode) {
       closing = true;
+      clearInterval(keepAlive);
       httpServer.off('upgrade', onUpgrade);
       const closed = [...sockets].map((ws) => new Promise<void>((resolve) => {
         ws.once('close', () => resolve());
