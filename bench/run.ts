@@ -8,6 +8,9 @@
 //   burst  - bench/burst.ts: one connection writing 20,000 updates at once
 //            (updates/s until the last is acknowledged), and other clients'
 //            delivery latency while one connection floods;
+//   yws    - stock clients: delivery latency of y-websocket clients vs
+//            @hocuspocus/provider clients (Palimpsest, stock Hocuspocus, the
+//            y-websocket reference server), and server memory per idle connection;
 //   redis  - bench/redis-latency.js, when that module is built and
 //            redis-server is on the PATH (or --redis is given).
 // Every server runs in its own child process (bench/server-child.ts), on
@@ -22,7 +25,8 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
-import { startBenchServer } from './server-process.js';
+import { startBenchServer, type BenchServer } from './server-process.js';
+import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
 
 const help = `Usage: npm run bench -- [options]
@@ -35,6 +39,10 @@ Sections (default: all that can run):
   cold    cold load of a long history vs one full-state blob; trace replay rate
   burst   one connection writing 20,000 updates at once (both client framings), and
           other clients' delivery latency while one connection floods
+  yws     stock clients (y-websocket, @hocuspocus/provider): delivery latency
+          over a window that covers their awareness renewal (20 s), and server
+          memory per idle connection; Palimpsest vs stock Hocuspocus vs the y-websocket reference
+          server (@y/websocket-server, when installed)
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
 
 Options:
@@ -47,6 +55,10 @@ Options:
   --duration <s>        measurement window per run (default 8; quick 3)
   --warmup <s>          load before each window (default 2; quick 1)
   --rounds <n>          rounds over all servers, medians reported (default 2; quick 1)
+  --yws-clients <n>     stock clients in the yws delivery runs (default 400; quick 200)
+  --yws-docs <n>        documents they are spread over (default 40; quick 20)
+  --yws-rate <n>        edits per second over all of them (default 40; quick 20)
+  --idle-connections <n>  idle connections per memory run (default 1000; quick 500)
   --trace <file>        editing trace for the cold load (default automerge-paper)
   --transactions <n>    trace transactions replayed (default 100000)
   --dir <path>          where the SQLite files go (default: a new folder in ${tmpdir()})
@@ -67,6 +79,10 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     warmup: { type: 'string' },
     rounds: { type: 'string' },
+    'yws-clients': { type: 'string' },
+    'yws-docs': { type: 'string' },
+    'yws-rate': { type: 'string' },
+    'idle-connections': { type: 'string' },
     trace: { type: 'string', default: fileURLToPath(new URL('../../traces/automerge-paper.json.gz', import.meta.url)) },
     transactions: { type: 'string' },
     dir: { type: 'string' },
@@ -101,6 +117,10 @@ const settings = {
   warmupMs: positive('warmup', values.warmup, quick ? 1 : 2) * 1000,
   rounds: Math.round(positive('rounds', values.rounds, quick ? 1 : 2)),
   transactions: Math.round(positive('transactions', values.transactions, 100_000)),
+  ywsClients: Math.round(positive('yws-clients', values['yws-clients'], quick ? 200 : 400)),
+  ywsDocuments: Math.round(positive('yws-docs', values['yws-docs'], quick ? 20 : 40)),
+  ywsRate: positive('yws-rate', values['yws-rate'], quick ? 20 : 40),
+  idleConnections: Math.round(positive('idle-connections', values['idle-connections'], quick ? 500 : 1000)),
   coldRepetitions: quick ? 3 : 7,
   sequentialSample: quick ? 1000 : 3000,
 };
@@ -114,7 +134,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'yws', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -369,6 +389,129 @@ function coldTables(result: ColdLoadResult): string {
   ].join('\n');
 }
 
+// ---------------------------------------------------------------- yws section
+
+interface YwsVariant {
+  name: string;
+  args: (dir: string) => string[];
+  kinds: StockClientKind[];
+}
+
+/** Palimpsest takes more than the default 256 connections from one address (all of them come from loopback here). */
+const ywsVariants: YwsVariant[] = [
+  { name: 'y-websocket reference server', args: () => ['y-websocket'], kinds: ['y-websocket'] },
+  { name: 'hocuspocus (no persistence)', args: () => ['hocuspocus'], kinds: ['provider'] },
+  {
+    name: 'palimpsest synchronous=full',
+    args: (dir) => ['palimpsest', '--data', join(dir, `yws-${Date.now()}.db`), '--', '--max-connections-per-address', '0'],
+    kinds: ['provider', 'y-websocket'],
+  },
+];
+
+/** Long enough to hold the awareness renewal clients make 15-18 s after they connect (see stock-clients.ts). */
+const YWS_WINDOW_MS = 20_000;
+
+interface YwsRow {
+  server: string;
+  clients: StockClientKind;
+  deliveryP50Ms: number;
+  deliveryP95Ms: number;
+  deliveryP99Ms: number;
+  deliveries: number;
+  loopDelayMaxMs: number;
+  idleRssKiB: number;
+  idleHeapKiB: number;
+  closedEarly: number;
+}
+
+async function startOrSkip(variant: YwsVariant, dir: string, flags: string[]): Promise<BenchServer | null> {
+  try {
+    return await startBenchServer(variant.args(dir), flags);
+  } catch (error) {
+    if (variant.args(dir)[0] !== 'y-websocket') throw error;
+    progress(`yws: ${variant.name} skipped (${(error as Error).message.split('\n')[0]}); npm install gives it (@y/websocket-server is a dev dependency)`);
+    return null;
+  }
+}
+
+async function runYwsSection(dir: string, nodeFlags: string[]): Promise<YwsRow[]> {
+  const rows: YwsRow[] = [];
+  for (const variant of ywsVariants) {
+    for (const kind of variant.kinds) {
+      const server = await startOrSkip(variant, dir, nodeFlags);
+      if (server === null) break;
+      try {
+        progress(`yws: ${variant.name}, ${kind} clients, delivery (${settings.ywsClients} clients, ${settings.ywsRate} edits/s)`);
+        await server.usage();
+        const delivery = await runStockClientDelivery({
+          url: server.url, kind, clients: settings.ywsClients, documents: settings.ywsDocuments,
+          documentPrefix: `yws-${kind}-`, updatesPerSecond: settings.ywsRate,
+          warmupMs: settings.warmupMs, durationMs: YWS_WINDOW_MS,
+        });
+        const usage = await server.usage();
+        rows.push({
+          server: variant.name, clients: kind,
+          deliveryP50Ms: delivery.deliveryMs.p50, deliveryP95Ms: delivery.deliveryMs.p95, deliveryP99Ms: delivery.deliveryMs.p99,
+          deliveries: delivery.deliveryMs.count, loopDelayMaxMs: usage.loopDelayMaxMs,
+          idleRssKiB: NaN, idleHeapKiB: NaN, closedEarly: delivery.closedEarly,
+        });
+      } finally {
+        await server.stop();
+      }
+      // A fresh server for the memory run, so that what the delivery run left behind does not count.
+      const idleServer = await startOrSkip(variant, dir, [...nodeFlags, '--expose-gc']);
+      if (idleServer === null) break;
+      try {
+        progress(`yws: ${variant.name}, ${kind} clients, memory of ${settings.idleConnections} idle connections`);
+        const idle = await runIdleMemory(idleServer, kind, settings.idleConnections, settings.ywsDocuments, `idle-${kind}-`);
+        rows[rows.length - 1].idleRssKiB = idle.rssKiBPerConnection;
+        rows[rows.length - 1].idleHeapKiB = idle.heapKiBPerConnection;
+      } finally {
+        await idleServer.stop();
+      }
+    }
+  }
+  return rows;
+}
+
+function ywsGoals(rows: YwsRow[]): GoalLine[] {
+  const palimpsest = (kind: StockClientKind) => rows.find((r) => r.server.startsWith('palimpsest') && r.clients === kind);
+  const yws = palimpsest('y-websocket');
+  const provider = palimpsest('provider');
+  const goals: GoalLine[] = [];
+  if (yws && provider) {
+    const ratio = yws.deliveryP99Ms / provider.deliveryP99Ms;
+    goals.push({
+      goal: 'delivery to y-websocket clients as fast as to provider clients: p99 within 1.5x',
+      met: ratio <= 1.5,
+      detail: `p50/p95/p99 ${format(yws.deliveryP50Ms)} / ${format(yws.deliveryP95Ms)} / ${format(yws.deliveryP99Ms)} ms vs ` +
+        `${format(provider.deliveryP50Ms)} / ${format(provider.deliveryP95Ms)} / ${format(provider.deliveryP99Ms)} ms (p99 ${ratio.toFixed(2)}x)`,
+    });
+  }
+  for (const row of [yws, provider]) {
+    if (row === undefined) continue;
+    goals.push({
+      goal: `server memory per idle ${row.clients} connection (RSS): at most 25 KiB`,
+      met: row.idleRssKiB <= 25,
+      detail: `${format(row.idleRssKiB)} KiB RSS, ${format(row.idleHeapKiB)} KiB heap`,
+    });
+  }
+  return goals;
+}
+
+function ywsTable(rows: YwsRow[]): string {
+  return table(
+    `Stock clients: ${settings.ywsClients} y-websocket or @hocuspocus/provider clients on ${settings.ywsDocuments} documents, ` +
+    `${format(settings.ywsRate)} edits/s over all of them, ${YWS_WINDOW_MS / 1000} s window (it holds the clients' ` +
+    `awareness renewal); idle memory: ${settings.idleConnections} idle connections, ` +
+    'server RSS and heap after a full GC minus the same with one client per document, per connection',
+    ['server', 'clients', 'delivery p50 ms', 'p95 ms', 'p99 ms', 'deliveries', 'server loop delay max ms',
+      'idle RSS KiB/conn', 'idle heap KiB/conn'],
+    rows.map((r) => [r.server, r.clients, r.deliveryP50Ms, r.deliveryP95Ms, r.deliveryP99Ms, r.deliveries, r.loopDelayMaxMs,
+      r.idleRssKiB, r.idleHeapKiB]),
+  );
+}
+
 // ---------------------------------------------------------------- redis section
 
 interface RedisRow {
@@ -491,6 +634,15 @@ try {
     report.burst = { bursts, floods };
     goals.push(...burstGoals(bursts, floods));
     out.push(burstTables(bursts, floods));
+  }
+  if (sections.has('yws')) {
+    const rows = await runYwsSection(dir, nodeFlags);
+    report.yws = rows;
+    goals.push(...ywsGoals(rows));
+    out.push(ywsTable(rows));
+    if (rows.some((r) => r.closedEarly > 0)) {
+      out.push(`warning: connections closed during the yws runs: ${rows.map((r) => `${r.server}/${r.clients}: ${r.closedEarly}`).join('; ')}\n`);
+    }
   }
   if (sections.has('redis')) {
     try {

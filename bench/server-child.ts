@@ -3,24 +3,31 @@
 //
 //   node dist/bench/server-child.js hocuspocus [--state <file>]
 //   node dist/bench/server-child.js palimpsest --data <file> [--synchronous full|normal] [-- <serve flags>]
+//   node dist/bench/server-child.js y-websocket
 //
 // `hocuspocus` is stock @hocuspocus/server 4.7 (its own `Server`) with no
 // persistence at all, or, with --state, one that loads a document from one
 // full-state blob (what a key-value persistence does). `palimpsest` is
 // `palimpsest serve` itself (server/serve.ts) on a real SQLite file.
+// `y-websocket` is the y-websocket reference server (@y/websocket-server, a
+// dev dependency, without persistence): what stock y-websocket clients get
+// from the server they were written for.
 //
 // Protocol with the parent: one JSON line {"benchChild":"listening","port":N}
 // on stdout; then each line "usage" on stdin is answered with one JSON line
-// {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes, loopDelayP99Ms,
-// loopDelayMaxMs} (the event-loop delays since the previous report); stdin closing or
+// {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes, heapUsedBytes, loopDelayP99Ms,
+// loopDelayMaxMs} (the event-loop delays since the previous report); "usage gc"
+// first collects garbage (when node runs with --expose-gc). stdin closing or
 // SIGTERM stops the server and exits.
 
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Server } from '@hocuspocus/server';
+import { WebSocketServer, type WebSocket } from 'ws';
 import * as Y from 'yjs';
 import { serve } from '../server/serve.js';
 
@@ -66,9 +73,31 @@ async function startPalimpsest(): Promise<{ port: number; stop(): Promise<void> 
   return { port: running.port, stop: () => running.stop() };
 }
 
+/** The reference server's own entry point (its bin) does the same: one ws server, setupWSConnection per socket. */
+async function startYWebsocketReference(): Promise<{ port: number; stop(): Promise<void> }> {
+  // A specifier in a variable: the package is an optional dev dependency, and the build must not need it.
+  const specifier = '@y/websocket-server/utils';
+  const { setupWSConnection } = await import(specifier) as {
+    setupWSConnection(ws: WebSocket, request: unknown, options?: { gc?: boolean }): void;
+  };
+  const httpServer = createServer((_request, response) => response.writeHead(404).end());
+  const wss = new WebSocketServer({ noServer: true });
+  wss.on('connection', (ws, request) => setupWSConnection(ws, request));
+  httpServer.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request)));
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (httpServer.address() as AddressInfo).port,
+    stop: async () => {
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+}
+
 const started = kind === 'hocuspocus' ? await startHocuspocus()
   : kind === 'palimpsest' ? await startPalimpsest()
-    : (() => { throw new Error(`unknown server kind "${kind}" (hocuspocus | palimpsest)`); })();
+    : kind === 'y-websocket' ? await startYWebsocketReference()
+      : (() => { throw new Error(`unknown server kind "${kind}" (hocuspocus | palimpsest | y-websocket)`); })();
 
 let stopping = false;
 async function stop(): Promise<void> {
@@ -84,10 +113,16 @@ loopDelay.enable();
 report({ event: 'listening', port: started.port });
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {
-  if (line.trim() !== 'usage') return;
+  const words = line.trim().split(' ');
+  if (words[0] !== 'usage') return;
+  if (words[1] === 'gc' && typeof globalThis.gc === 'function') {
+    globalThis.gc();
+    globalThis.gc();
+  }
   const usage = process.cpuUsage();
+  const memory = process.memoryUsage();
   report({
-    event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: process.memoryUsage().rss,
+    event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed,
     loopDelayP99Ms: loopDelay.percentile(99) / 1e6, loopDelayMaxMs: loopDelay.max / 1e6,
   });
   loopDelay.reset();

@@ -12,6 +12,7 @@ export interface ServerUsage {
   cpuUserMs: number;
   cpuSystemMs: number;
   rssBytes: number;
+  heapUsedBytes: number;
   /** The server's event-loop delay since the previous usage() call (p99 and max, ms). */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
@@ -20,7 +21,10 @@ export interface ServerUsage {
 export interface BenchServer {
   port: number;
   url: string;
-  usage(): Promise<ServerUsage>;
+  /** The child's process id (e.g. to send it SIGUSR2 for a heap snapshot with --heapsnapshot-signal). */
+  pid: number;
+  /** With `collectGarbage`, a child started with --expose-gc collects garbage first. */
+  usage(collectGarbage?: boolean): Promise<ServerUsage>;
   stop(): Promise<void>;
 }
 
@@ -57,12 +61,14 @@ export async function startBenchServer(args: string[], nodeFlags: string[] = [])
   return {
     port,
     url: `ws://127.0.0.1:${port}`,
-    async usage() {
+    pid: child.pid!,
+    async usage(collectGarbage = false) {
       const reply = next('usage');
-      child.stdin?.write('usage\n');
+      child.stdin?.write(collectGarbage ? 'usage gc\n' : 'usage\n');
       const message = await reply;
       return {
-        cpuUserMs: message.cpuUserMs as number, cpuSystemMs: message.cpuSystemMs as number, rssBytes: message.rssBytes as number,
+        cpuUserMs: message.cpuUserMs as number, cpuSystemMs: message.cpuSystemMs as number,
+        rssBytes: message.rssBytes as number, heapUsedBytes: message.heapUsedBytes as number,
         loopDelayP99Ms: message.loopDelayP99Ms as number, loopDelayMaxMs: message.loopDelayMaxMs as number,
       };
     },

@@ -60,13 +60,54 @@ const Y_WEBSOCKET_PREFIX = '/yjs/';
 const DEFAULT_MAX_UNCONFIRMED = 1000;
 /** Frames a y-websocket client may send before its document is open (Hocuspocus queues up to 1,000). */
 const OPENING_FRAMES = 500;
+/** … and bytes (Hocuspocus queues up to 5 MiB). */
+const OPENING_BYTES = 2 * 1024 * 1024;
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** Keep-alive ticks per interval (see attachWebSocketTransport). */
+const KEEP_ALIVE_SLICES = 16;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
   const { httpServer, hocuspocus, logger, metrics } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const sockets = new Set<WebSocket>();
   let closing = false;
+
+  // One keep-alive timer for every socket rather than a timer each (a timer,
+  // its closure and its context per socket are memory an idle connection
+  // need not hold). Sockets are dealt round-robin into slices and each tick
+  // visits one slice, so every socket is visited once per interval and the
+  // pings of thousands of sockets do not all go out in one event-loop turn.
+  // A visit terminates a socket that has not answered the previous visit's
+  // ping and pings the others: a dead peer goes after one to two intervals.
+  const keepAliveSlices = Array.from({ length: KEEP_ALIVE_SLICES }, () => new Set<WebSocket>());
+  const awaitingPong = new Set<WebSocket>();
+  let joiningSlice = 0;
+  let visitedSlice = 0;
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  /** Each socket's flow control: a paused socket cannot read its pong, so it is not judged by it. */
+  const flows = new WeakMap<WebSocket, FlowControl>();
+  const keepAlive = setInterval(() => {
+    for (const ws of keepAliveSlices[visitedSlice]) {
+      if (ws.bufferedAmount > maxBufferedBytes) {
+        // A client that does not read what it is sent cannot be slowed down; it reconnects and syncs afresh.
+        refuse(ws, new ConnectionRefusal(CloseCodes.Overloaded,
+          `${ws.bufferedAmount} bytes queued to a client that does not read them (limit ${maxBufferedBytes})`));
+        continue;
+      }
+      if (flows.get(ws)?.paused === true) {
+        awaitingPong.delete(ws);
+        continue;
+      }
+      if (awaitingPong.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      awaitingPong.add(ws);
+      ws.ping();
+    }
+    visitedSlice = (visitedSlice + 1) % KEEP_ALIVE_SLICES;
+  }, options.keepAliveMs / KEEP_ALIVE_SLICES);
+  keepAlive.unref();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -132,19 +173,26 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       return;
     }
     // Until the document is open Hocuspocus queues what the client sends (and drops the
-    // connection past 1,000 frames): past OPENING_FRAMES the socket is not read until then.
+    // connection past 1,000 frames or 5 MiB): past OPENING_FRAMES or OPENING_BYTES the
+    // socket is not read until then.
     let opened = false;
     let framesBeforeOpen = 0;
-    const bridge = new YWebsocketBridge(ws, documentName, () => {
+    let bytesBeforeOpen = 0;
+    const bridge = new YWebsocketBridge(ws, documentName, () => hocuspocus.documents.get(documentName)?.awareness, () => {
       opened = true;
       flow.opening(false);
     });
     const acks = durableAcks(ws, bridge, flow);
     const client = hocuspocus.handleConnection(acks, toWebRequest(request), { ...contextFor(request, ws), acks });
     wireSocket(ws, request, 'y-websocket', flow, (frame) => {
-      if (!opened && ++framesBeforeOpen === OPENING_FRAMES) flow.opening(true);
+      if (!opened && (++framesBeforeOpen === OPENING_FRAMES || (bytesBeforeOpen += frame.length) >= OPENING_BYTES)) flow.opening(true);
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
+      if (bridge.repeatsKnownAwareness(frame)) {
+        // Still a sign of life for Hocuspocus' idle timeout, as it would have been.
+        client.lastMessageReceivedAt = Date.now();
+        return;
+      }
       client.handleMessage(framed);
     }, (code, reason) => client.handleClose({ code, reason }));
     const token = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token') ?? '';
@@ -155,25 +203,10 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     ws: WebSocket, request: IncomingMessage, protocol: string, flow: FlowControl,
     onMessage: (frame: Uint8Array) => void, onClose: (code: number, reason: string) => void,
   ) {
-    const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-    let alive = true;
-    ws.on('pong', () => { alive = true; });
-    const keepAlive = setInterval(() => {
-      if (!alive) {
-        ws.terminate();
-        return;
-      }
-      if (ws.bufferedAmount > maxBufferedBytes) {
-        // A client that does not read what it is sent cannot be slowed down; it reconnects and syncs afresh.
-        refuse(ws, new ConnectionRefusal(CloseCodes.Overloaded,
-          `${ws.bufferedAmount} bytes queued to a client that does not read them (limit ${maxBufferedBytes})`));
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, options.keepAliveMs);
-    keepAlive.unref();
-
+    flows.set(ws, flow);
+    keepAliveSlices[joiningSlice].add(ws);
+    joiningSlice = (joiningSlice + 1) % KEEP_ALIVE_SLICES;
+    ws.on('pong', socketOnPong);
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (ws.readyState !== ws.OPEN) return;
       try {
@@ -201,12 +234,18 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       logger.warn({ err: error.message, code: error.code, protocol, address: request.socket.remoteAddress }, 'websocket error');
     });
     ws.on('close', (code: number, reason: Buffer) => {
-      clearInterval(keepAlive);
+      for (const slice of keepAliveSlices) slice.delete(ws);
+      awaitingPong.delete(ws);
       flow.dispose();
       sockets.delete(ws);
       metrics.connections.dec({ protocol });
       onClose(code, reason.toString());
     });
+  }
+
+  /** Shared by every socket (`this` is the socket), so that none holds a closure of its own for it. */
+  function socketOnPong(this: WebSocket) {
+    awaitingPong.delete(this);
   }
 
   function refuse(ws: WebSocket, refusal: ConnectionRefusal) {
@@ -219,6 +258,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     sockets,
     async close(close: CloseCode) {
       closing = true;
+      clearInterval(keepAlive);
       httpServer.off('upgrade', onUpgrade);
       const closed = [...sockets].map((ws) => new Promise<void>((resolve) => {
         ws.once('close', () => resolve());
@@ -243,12 +283,16 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 class FlowControl {
   private rateTimer: NodeJS.Timeout | null = null;
   private readonly holds = new Set<'rate' | 'backlog' | 'opening'>();
-  private paused = false;
+  private rateUntil = 0;
+  paused = false;
 
   constructor(private readonly ws: WebSocket, private readonly maxUnconfirmed: number) {}
 
   holdFor(ms: number): void {
+    const until = performance.now() + ms;
+    if (this.rateTimer !== null && until <= this.rateUntil) return;
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
+    this.rateUntil = until;
     this.rateTimer = setTimeout(() => {
       this.rateTimer = null;
       this.set('rate', false);

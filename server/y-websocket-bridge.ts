@@ -7,11 +7,21 @@
 //
 // Hocuspocus only opens a document after an Auth message, so the bridge sends
 // one on the client's behalf with the `?token=` of the URL.
+//
+// y-websocket sends every awareness change it applies back to the server,
+// peers' states it has just received from us included (@hocuspocus/provider
+// does not): each awareness renewal on a document of n clients comes back n-1
+// times. Hocuspocus builds a scratch Y.Doc and Awareness for every awareness
+// frame, so those echoes, which change nothing, cost n times what the renewal
+// itself does, and y-websocket clients started together renew together. The
+// bridge drops an awareness frame in which the document's awareness would
+// ignore every entry (see repeatsKnownAwareness).
 
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import type { WebSocketLike } from '@hocuspocus/server';
 import type { WebSocket } from 'ws';
+import type { Awareness } from 'y-protocols/awareness';
 import { CloseCodes, type CloseCode } from './close-codes.js';
 import { MessageType } from './frames.js';
 
@@ -26,8 +36,14 @@ export class YWebsocketBridge implements WebSocketLike {
 
   private opened = false;
 
-  /** `onOpened` runs once, when the server first syncs the document with the client (it is loaded then). */
-  constructor(private readonly ws: WebSocket, readonly documentName: string, private readonly onOpened: () => void = () => undefined) {
+  /**
+   * `awarenessOf` is the awareness of the loaded document, undefined while it is not loaded;
+   * `onOpened` runs once, when the server first syncs the document with the client (it is loaded then).
+   */
+  constructor(
+    private readonly ws: WebSocket, readonly documentName: string, private readonly awarenessOf: () => Awareness | undefined,
+    private readonly onOpened: () => void = () => undefined,
+  ) {
     const encoder = encoding.createEncoder();
     encoding.writeVarString(encoder, documentName);
     this.prefix = encoding.toUint8Array(encoder);
@@ -43,6 +59,33 @@ export class YWebsocketBridge implements WebSocketLike {
     framed.set(this.prefix, 0);
     framed.set(frame, this.prefix.length);
     return framed;
+  }
+
+  /**
+   * Whether `frame` (a y-websocket frame that passed inspectFrame) is an
+   * awareness update of which the document's awareness would apply nothing:
+   * y-protocols applies an entry only when its clock is newer than the one it
+   * holds, or equal with a null state for a client it still has a state of.
+   * Dropping such a frame changes no state and broadcasts nothing, exactly as
+   * applying it would.
+   */
+  repeatsKnownAwareness(frame: Uint8Array): boolean {
+    if (frame[0] !== MessageType.Awareness) return false;
+    const awareness = this.awarenessOf();
+    if (awareness === undefined) return false;
+    const outer = decoding.createDecoder(frame);
+    decoding.readVarUint(outer);
+    const decoder = decoding.createDecoder(decoding.readVarUint8Array(outer));
+    const entries = decoding.readVarUint(decoder);
+    for (let i = 0; i < entries; i++) {
+      const clientId = decoding.readVarUint(decoder);
+      const clock = decoding.readVarUint(decoder);
+      const state = decoding.readVarString(decoder);
+      const known = awareness.meta.get(clientId)?.clock ?? 0;
+      if (known < clock) return false;
+      if (known === clock && awareness.states.has(clientId) && JSON.parse(state) === null) return false;
+    }
+    return true;
   }
 
   authFrame(token: string): Uint8Array {

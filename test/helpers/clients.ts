@@ -70,13 +70,16 @@ export function hocuspocusClient(
 }
 
 export function yWebsocketClient(
-  t: Pick<TestContext, 'after'>, url: string, documentName: string, options: { token?: string; doc?: Y.Doc } = {},
+  t: Pick<TestContext, 'after'>, url: string, documentName: string,
+  /** `disableBc`: no BroadcastChannel, over which clients of one document in one process would otherwise reach each other without the server. */
+  options: { token?: string; doc?: Y.Doc; disableBc?: boolean } = {},
 ): TestClient & { provider: WebsocketProvider } {
   const doc = options.doc ?? new Y.Doc();
   const provider = new WebsocketProvider(`${url}/yjs`, encodeURIComponent(documentName), doc, {
     WebSocketPolyfill: TestWebSocket as unknown as typeof globalThis.WebSocket,
     params: options.token === undefined ? {} : { token: options.token },
     maxBackoffTime: 500,
+    disableBc: options.disableBc ?? false,
   });
   const client = {
     kind: 'y-websocket' as const, doc, documentName, provider,
