@@ -57,7 +57,8 @@ test('while Redis is down every instance keeps acknowledging its clients, and af
   await redis.restart();
   await waitFor(async () => (await readiness(east)).status === 200 && (await readiness(west)).status === 200,
     { message: 'readyz reports the link back' });
-  assert.ok(hasLogLine(east, 'redis link restored') && hasLogLine(west, 'redis link restored'));
+  // The log line may reach us a moment after /readyz turns green: the log is written asynchronously.
+  await waitFor(() => hasLogLine(east, 'redis link restored') && hasLogLine(west, 'redis link restored'), { message: 'link-restored log lines' });
 
   // No edit from here on: the instances re-announce their documents by themselves.
   await waitConverged([onEast.doc, onWest.doc], 10_000);
