@@ -3,6 +3,7 @@
 // editors show at once and that the list shows as the restorer's version, and
 // the authorship view colouring each person's text.
 
+import { SignJWT } from 'jose';
 import { expect, test } from './fixtures.js';
 import { demoUrl, editorOf, expectConverged, expectPresence, expectSettled, typeAtEnd } from './support/editor.js';
 
@@ -96,4 +97,29 @@ test('at 390 px the History panel sits above the text without covering it, and a
   await expect(ada.getByTestId('history-restore')).toBeInViewport();
   expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await ada.screenshot({ path: test.info().outputPath('phone-preview.png'), fullPage: true });
+});
+
+test('with a read-only token the history is readable and restoring says it needs write access', async ({ launchServer, docName, openPeer }) => {
+  const secret = 'e2e-history-secret-e2e-history-secret-0123';
+  const server = await launchServer({ jwtSecret: secret });
+  const token = (sub: string, name: string, access: 'read' | 'write') => new SignJWT({ name, docs: { [docName]: access } })
+    .setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+  const withToken = (user: string, jwt: string) => {
+    const url = new URL(demoUrl(server, docName, user));
+    url.searchParams.set('token', jwt);
+    return url.href;
+  };
+  const ada = await openPeer(withToken('Ada', await token('u-ada', 'Ada', 'write')));
+  await typeAtEnd(ada, 'Only Ada may change this.');
+  await expectSettled(ada);
+  const reader = await openPeer(withToken('Rita', await token('u-rita', 'Rita', 'read')));
+  await expect(editorOf(reader)).toHaveText('Only Ada may change this.');
+  await reader.getByTestId('history-toggle').click();
+  const row = reader.getByTestId('history-version').first();
+  await expect(row).toContainText('Ada');
+  await row.click();
+  await expect(reader.getByTestId('history-preview')).toHaveText('Only Ada may change this.');
+  await expect(reader.getByTestId('history-restore')).toBeDisabled();
+  await expect(reader.getByText('Restoring needs write access to this document.')).toBeVisible();
+  await reader.screenshot({ path: test.info().outputPath('read-only.png') });
 });

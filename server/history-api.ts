@@ -314,11 +314,9 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
   const created: RangeIndex = new Map();
   const deleted: RangeIndex = new Map();
   const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
-  let start = 0;
-  if (firstRetainedSeq !== null && firstRetainedSeq > 1 && at > 0) {
-    start = Math.min(firstRetainedSeq - 1, at);
-    Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
-  }
+  // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
+  const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
+  if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
   for (let after = start; after < at;) {
     const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
     if (entries.length === 0) break;

@@ -307,7 +307,9 @@ export const openApiDocument = {
       get: {
         summary: 'Who wrote each run of text present at a seq, block by block; with since, also what was inserted and removed after since',
         parameters: [docParam, atParam('default: the latest seq'), { ...atParam('mark runs inserted or removed after this seq'), name: 'since' }],
-        responses: { 200: { description: 'Authorship', content: json({ $ref: '#/components/schemas/Authorship' }) }, ...documentErrors, 404: ref('UnknownSeq') },
+        responses: {
+          200: { description: 'Authorship', content: json({ $ref: '#/components/schemas/Authorship' }) }, ...documentErrors, 404: ref('UnknownSeq'), 410: ref('HistoryPruned'),
+        },
       },
     },
     '/api/documents/{doc}/compact': {
