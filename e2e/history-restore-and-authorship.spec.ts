@@ -58,6 +58,11 @@ test('one person previews an older version and restores it; both editors show it
   await expect(editorOf(bob)).toHaveText(both);
   await ada.screenshot({ path: test.info().outputPath('ada-preview.png') });
 
+  // She names it; the list marks the named version.
+  await ada.getByRole('textbox', { name: 'Name this version' }).fill('First draft');
+  await ada.getByRole('button', { name: 'Save name' }).click();
+  await expect(rows.filter({ hasNotText: 'Bob' }).first().getByTestId('history-name')).toHaveText('First draft');
+
   // Restoring asks in the page first; nothing changes until confirmed.
   await ada.getByTestId('history-restore').click();
   const confirm = ada.getByTestId('history-restore-confirm');
@@ -89,11 +94,15 @@ test('at 390 px the History panel sits above the text without covering it, and a
   await expectSettled(ada);
   await ada.getByTestId('history-toggle').click();
   await expect(ada.getByTestId('history-version').first()).toContainText('Ada');
+  // The version being typed is the live top entry.
+  await expect(ada.getByTestId('history-version').first()).toContainText('Now');
+  await typeAtEnd(ada, ' More.');
+  await expect(ada.getByTestId('history-version').first()).toContainText('+38 characters');
   await expect(editorOf(ada)).toBeInViewport();
   expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await ada.screenshot({ path: test.info().outputPath('phone-panel.png'), fullPage: true });
   await ada.getByTestId('history-version').first().click();
-  await expect(ada.getByTestId('history-preview')).toHaveText('A short note typed on a phone.');
+  await expect(ada.getByTestId('history-preview')).toHaveText('A short note typed on a phone. More.');
   await expect(ada.getByTestId('history-restore')).toBeInViewport();
   expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await ada.screenshot({ path: test.info().outputPath('phone-preview.png'), fullPage: true });

@@ -284,13 +284,19 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
     if (authorshipOn) void showAuthorship();
     else showLive();
   });
-  // The top entry follows typing: any change to the document refreshes the list shortly after.
+  // The top entry follows typing: the list is read again once changes pause
+  // (so the last keystroke's append has committed), and every few seconds
+  // while someone keeps typing.
+  let pendingSince = 0;
   const ydocOnUpdate = (): void => {
-    if (!open || refreshTimer !== null) return;
+    if (!open) return;
+    if (refreshTimer === null) pendingSince = Date.now();
+    else if (Date.now() - pendingSince > 3000) return;
+    else clearTimeout(refreshTimer);
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
       void refresh();
-    }, 1000);
+    }, 700);
   };
   options.ydoc.on('update', ydocOnUpdate);
 
