@@ -274,3 +274,28 @@ test('a read token reads versions and authorship; naming needs write access; ent
   assert.equal((await fetch(`${path}/versions`, { method: 'POST', headers: write, body: JSON.stringify({ seq: 1, name: 'mine' }) })).status, 200);
   assert.equal((await json<VersionsPage>(await fetch(`${path}/versions`, { headers: read }))).versions[0].name, 'mine');
 });
+
+test('after retention pruned the start of the log, authorship still shows all the text, the pruned part without an author', async (t) => {
+  const data = join(tempDir(t), 'pruned.db');
+  const store = openEventStore({ path: data, retention: 'snapshot', compactAfterEntries: 0 });
+  const source = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  source.on('update', (u: Uint8Array) => updates.push(u));
+  const text = source.getText('text');
+  text.insert(0, 'kept in a snapshot');
+  await store.append('notes', updates[0], { instanceId: 'seed', user: null, displayName: 'Ada' });
+  await store.compact('notes');
+  text.insert(text.length, ', then Bob');
+  await store.append('notes', updates[1], { instanceId: 'seed', user: null, displayName: 'Bob' });
+  assert.equal((await store.info('notes'))?.firstRetainedSeq, 2, 'seq 1 was pruned');
+  await store.close();
+  const server = await startServerProcess(t, ['--data', data]);
+  const path = `${server.http}/api/documents/notes`;
+  const authorship = await json<Authorship>(await fetch(`${path}/authorship`));
+  assert.deepEqual(authorship.blocks.flatMap((b) => b.runs.map((r) => [r.text, r.author, r.seq])), [['kept in a snapshot', null, 0], [', then Bob', 'Bob', 2]]);
+  const versions = await json<VersionsPage>(await fetch(`${path}/versions`));
+  assert.deepEqual(versions.versions.map((v) => [v.fromSeq, v.toSeq]), [[2, 2]], 'versions start at the first retained entry');
+  // The snapshot at seq 1 holds that state: it reads, without authors.
+  const atOne = await json<Authorship>(await fetch(`${path}/authorship?at=1`));
+  assert.deepEqual(atOne.blocks.flatMap((b) => b.runs.map((r) => [r.text, r.author])), [['kept in a snapshot', null]]);
+});
