@@ -312,7 +312,8 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
   // gc off: deleted items keep their text, which is what "removed since" shows.
   const ydoc = new Y.Doc({ gc: false });
   const created: RangeIndex = new Map();
-  const deleted: RangeIndex = new Map();
+  // Only with `since`: per client, clock → the first entry that deleted it (concurrent deletions may repeat one).
+  const firstDeletion = new Map<number, Map<number, number>>();
   const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
   // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
   const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
@@ -325,8 +326,14 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
       for (const struct of decoded.structs) {
         if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
       }
-      for (const [client, ranges] of decoded.ds.clients) {
-        for (const range of ranges) addRange(deleted, client, range.clock, range.clock + range.len, entry.seq);
+      if (since !== null) {
+        for (const [client, ranges] of decoded.ds.clients) {
+          let clocks = firstDeletion.get(client);
+          if (clocks === undefined) firstDeletion.set(client, clocks = new Map());
+          for (const range of ranges) {
+            for (let clock = range.clock; clock < range.clock + range.len; clock++) if (!clocks.has(clock)) clocks.set(clock, entry.seq);
+          }
+        }
       }
       authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
       Y.applyUpdate(ydoc, entry.update);
@@ -334,12 +341,17 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
     }
   }
   sortIndex(created);
-  sortIndex(deleted);
-  const deletedSeq = (client: number, clock: number): number => {
-    // Several entries may delete the same item (concurrent deletions): the first one counts.
-    let first = Infinity;
-    for (const [from, to, seq] of deleted.get(client) ?? []) if (from <= clock && clock < to && seq < first) first = seq;
-    return first === Infinity ? 0 : first;
+  const deletedSeq = (client: number, clock: number): number => firstDeletion.get(client)?.get(clock) ?? 0;
+  /** [from, to) split where the deleting entry changes (Yjs merges neighbouring deleted items). */
+  const byDeletion = (client: number, from: number, to: number): Array<[number, number, number]> => {
+    const parts: Array<[number, number, number]> = [];
+    for (let clock = from; clock < to; clock++) {
+      const seq = deletedSeq(client, clock);
+      const last = parts[parts.length - 1];
+      if (last !== undefined && last[2] === seq) last[1] = clock + 1;
+      else parts.push([clock, clock + 1, seq]);
+    }
+    return parts;
   };
   const changeOf = (createdSeq: number, isDeleted: boolean, deletionSeq: number): AuthorshipRun['change'] | 'skip' | undefined => {
     if (since === null) return isDeleted ? 'skip' : undefined;
@@ -354,8 +366,12 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
       if (!item.content.isCountable()) continue;
       const content = item.content instanceof Y.ContentString ? item.content.str
         : '\ufffc'.repeat(item.length);
-      for (const [from, to, seq] of piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length)) {
-        const change = changeOf(seq, item.deleted, item.deleted && since !== null ? deletedSeq(item.id.client, from) : 0);
+      const pieces = piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length).flatMap(([from, to, seq]) =>
+        item.deleted && since !== null
+          ? byDeletion(item.id.client, from, to).map(([a, b, deletion]): [number, number, number, number] => [a, b, seq, deletion])
+          : [[from, to, seq, 0] as [number, number, number, number]]);
+      for (const [from, to, seq, deletion] of pieces) {
+        const change = changeOf(seq, item.deleted, deletion);
         if (change === 'skip') continue;
         const who = authorOf.get(seq) ?? { user: null, displayName: null };
         const piece = content.slice(from - item.id.clock, to - item.id.clock);

@@ -210,13 +210,16 @@ test('authorship at random seqs equals an independent per-character account of w
     const perCharacter = runs.flatMap((r) => Array<string | null>(r.text.length).fill(r.author));
     assert.deepEqual(perCharacter, labels[seq - 1], `authors at seq ${seq}`);
   }
-  // With since: what the last ten entries inserted and removed.
-  const last = entries.length;
-  const changes = await json<Authorship>(await fetch(`${path}/authorship?at=${last}&since=${last - 10}`));
-  const runs = changes.blocks.flatMap((b) => b.runs);
-  assert.equal(runs.filter((r) => r.change !== 'removed').map((r) => r.text).join(''), texts[last - 1]);
-  assert.equal(runs.filter((r) => r.change !== 'inserted').map((r) => r.text).join(''), texts[last - 11]);
-  assert.ok(runs.filter((r) => r.change === 'inserted').every((r) => r.seq > last - 10));
+  // With since: leaving out what was removed gives the text at `at`; leaving out what was inserted, the text at `since`.
+  for (let round = 0; round < 6; round++) {
+    const at = round === 0 ? entries.length : prng.int32(rng, 2, entries.length);
+    const since = round === 0 ? at - 10 : prng.int32(rng, 0, at - 1);
+    const changes = await json<Authorship>(await fetch(`${path}/authorship?at=${at}&since=${since}`));
+    const runs = changes.blocks.flatMap((b) => b.runs);
+    assert.equal(runs.filter((r) => r.change !== 'removed').map((r) => r.text).join(''), texts[at - 1], `at ${at} since ${since}`);
+    assert.equal(runs.filter((r) => r.change !== 'inserted').map((r) => r.text).join(''), since === 0 ? '' : texts[since - 1], `at ${at} since ${since}`);
+    assert.ok(runs.filter((r) => r.change === 'inserted').every((r) => r.seq > since), `at ${at} since ${since}: insertions are later than since`);
+  }
 });
 
 test('named versions survive a restart; a restore shows as its own version by the person who restored', async (t) => {
