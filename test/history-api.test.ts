@@ -164,6 +164,11 @@ test('pages of versions over a long real trace join up to the whole listing, and
   t.diagnostic(`${entries.length} entries, ${expected.length} versions, ${pageMs.length} pages of 40: median ${sorted[sorted.length >> 1].toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
   // Replaying the whole log takes seconds at this length; a page must cost only its own entries.
   assert.ok(sorted[sorted.length >> 1] < 500, `median page took ${sorted[sorted.length >> 1]} ms`);
+  // Authorship, by contrast, replays the log up to its seq once: measured for the README.
+  const started = performance.now();
+  const authorship = await json<Authorship>(await fetch(`${path}/authorship`));
+  t.diagnostic(`authorship at the last of ${entries.length} entries: ${(performance.now() - started).toFixed(0)} ms, ${authorship.authors.length} authors`);
+  assert.deepEqual(authorship.authors.map((a) => a.author).sort(), [...new Set(authorship.blocks.flatMap((b) => b.runs.map((r) => r.author)))].sort());
 });
 
 test('authorship at random seqs equals an independent per-character account of who typed what', async (t) => {
