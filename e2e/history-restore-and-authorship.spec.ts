@@ -106,6 +106,13 @@ test('at 390 px the History panel sits above the text without covering it, and a
   await expect(ada.getByTestId('history-restore')).toBeInViewport();
   expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await ada.screenshot({ path: test.info().outputPath('phone-preview.png'), fullPage: true });
+  // Escape closes the panel and brings the live editor back.
+  await ada.getByTestId('history-version').first().focus();
+  await ada.keyboard.press('Escape');
+  await expect(ada.getByTestId('history-panel')).toBeHidden();
+  await expect(ada.getByTestId('history-preview')).toHaveCount(0);
+  await expect(editorOf(ada)).toHaveText('A short note typed on a phone. More.');
+  await expect(ada.getByTestId('history-toggle')).toBeFocused();
 });
 
 test('with a read-only token the history is readable and restoring says it needs write access', async ({ launchServer, docName, openPeer }) => {
