@@ -1,6 +1,6 @@
 // Copying every document's log and snapshots from one store to another
-// (SQLite to PostgreSQL and back), rows as they are: seqs, times, users and
-// instances intact. Resumable: per document, only snapshots the target lacks
+// (SQLite to PostgreSQL and back), rows as they are: seqs, times, users,
+// display names, instances and version names intact. Resumable: per document, only snapshots the target lacks
 // and entries beyond its last seq are written, each page in one transaction,
 // so an interrupted copy run again carries on where it stopped.
 
@@ -53,6 +53,8 @@ export async function copyStore(from: Store, to: Store, options: { onProgress?: 
     }
     // A document whose every entry was pruned still has its last seq.
     if (after < source.seq) await to.importEntries(doc, [], source.seq);
+    // Names replace a name at the same seq, so copying them again changes nothing.
+    for (const name of await from.versionNames(doc)) await to.nameVersion(doc, name);
   }
   return report;
 }

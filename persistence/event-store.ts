@@ -8,6 +8,19 @@
 export interface AppendMeta {
   instanceId: string;
   user: string | null;
+  /** The name the writing connection announced (token `name` claim, else its awareness `user.name`). */
+  displayName?: string | null;
+}
+
+/** A name someone gave to the version of a document at `seq`. */
+export interface VersionName {
+  seq: number;
+  name: string;
+  /** Who named it (user id), null without authentication. */
+  user: string | null;
+  createdAt: Date;
+  /** Set when a restore logged this entry: the seq whose state it brought back. */
+  restoredFrom: number | null;
 }
 
 /**
@@ -35,6 +48,8 @@ export interface LogEntry {
   receivedAt: Date;
   instanceId: string;
   user: string | null;
+  /** The display name recorded with the entry; null when none was announced (or logged before it was recorded). */
+  displayName: string | null;
   size: number;
   update: Uint8Array;
 }
@@ -116,6 +131,12 @@ export interface EventStore {
   stateAt(doc: string, seq?: number): Promise<DocumentState>;
   entries(doc: string, options?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
   documents(): Promise<string[]>;
+  /** The last seq whose entry was received at or before `at` (0 when none). */
+  seqAtTime(doc: string, at: Date): Promise<number>;
+  /** Names the version at `seq` (replacing an earlier name of that seq); UNKNOWN_SEQ when the document has no such seq. */
+  nameVersion(doc: string, version: VersionName): Promise<void>;
+  /** The document's named versions, by seq. */
+  versionNames(doc: string): Promise<VersionName[]>;
   /**
    * The documents whose log grew after `cursor` (a value an earlier call
    * returned), in one query however many documents there are. With null:

@@ -5,7 +5,7 @@
 
 export type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
-  EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport,
+  EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
 export { MalformedUpdateError, checkUpdate, type DecodedUpdate } from './coverage.js';

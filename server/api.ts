@@ -15,6 +15,7 @@ import * as Y from 'yjs';
 import { computeRestoreUpdate, StoreError, type EventStore } from '../persistence/index.js';
 import { documentNameProblem } from './document-name.js';
 import type { Metrics } from './metrics.js';
+import { handleHistoryRoute, seqParam, type HistoryRouteTools } from './history-api.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { openApiDocument } from './openapi.js';
 
@@ -77,6 +78,8 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
 
   const doc = decodeDocumentName(segments[1]);
   const action = segments.slice(2).join('/');
+  const historyTools: HistoryRouteTools = { store, authorize: options.authorize, ApiError, allow, readJson, sendJson };
+  if (await handleHistoryRoute(request, response, url, doc, action, historyTools)) return;
   switch (action) {
     case '': {
       allow(method, ['GET']);
@@ -106,7 +109,7 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     case 'state': {
       allow(method, ['GET']);
       await options.authorize(request, doc, 'read');
-      const at = optionalInteger(url, 'at') ?? undefined;
+      const at = (await seqParam(store, doc, url, 'at', historyTools)) ?? undefined;
       const exists = (await store.info(doc)) !== null;
       if (!exists && at !== undefined && at > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${at}`);
       const state = await store.stateAt(doc, at);
@@ -126,11 +129,10 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     case 'restore': {
       allow(method, ['POST']);
       const user = await options.authorize(request, doc, 'write');
-      const body = await readJson(request);
-      const seq = (body as { seq?: unknown }).seq;
-      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
-        throw new ApiError(400, 'BAD_REQUEST', 'body must be {"seq": <the seq to restore>}');
-      }
+      const body = await readJson(request) as { seq?: unknown; at?: unknown; displayName?: unknown };
+      const seq = await restoreTarget(store, doc, body);
+      // The name the restoring editor goes by, so the restore shows as theirs in the history.
+      const displayName = typeof body.displayName === 'string' && body.displayName.trim() !== '' ? body.displayName.trim().slice(0, 100) : null;
       const info = await store.info(doc);
       if (info === null) {
         if (seq > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${seq}`);
@@ -138,7 +140,10 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       }
       const update = await computeRestoreUpdate(store, doc, seq);
       if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq });
-      const result = await store.append(doc, update, { instanceId: options.instanceId, user });
+      const result = await store.append(doc, update, { instanceId: options.instanceId, user, displayName });
+      if (result.seq !== null) {
+        await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, createdAt: new Date(), restoredFrom: seq });
+      }
       // Bring the live document (here, and through Redis on other instances) up to date.
       const connection = await options.hocuspocus.openDirectConnection(doc, {});
       await connection.transact((document) => Y.applyUpdate(document, update));
@@ -168,6 +173,15 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     default:
       throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
   }
+}
+
+/** The seq a restore body asks for: {"seq": n}, or {"at": "<ISO time>"} for the last seq at or before that time. */
+async function restoreTarget(store: EventStore, doc: string, body: { seq?: unknown; at?: unknown }): Promise<number> {
+  if (typeof body.seq === 'number' && Number.isSafeInteger(body.seq) && body.seq >= 0) return body.seq;
+  if (body.seq === undefined && typeof body.at === 'string' && /^\d{4}-\d{2}-\d{2}/.test(body.at) && !Number.isNaN(Date.parse(body.at))) {
+    return store.seqAtTime(doc, new Date(body.at));
+  }
+  throw new ApiError(400, 'BAD_REQUEST', 'body must be {"seq": <the seq to restore>} or {"at": "<ISO 8601 time>"}');
 }
 
 function decodeDocumentName(segment: string): string {

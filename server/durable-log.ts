@@ -29,7 +29,7 @@
 // `catchUpIntervalMs` as a backstop.
 
 import type {
-  Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onChangePayload, onConfigurePayload, onLoadDocumentPayload,
+  Connection, Document, Extension, Hocuspocus, afterUnloadDocumentPayload, beforeSyncPayload, onChangePayload, onConfigurePayload, onLoadDocumentPayload,
 } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
@@ -272,7 +272,8 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       // Decided now, before the update is applied: afterwards the live document holds its own deletions.
       const alreadyDeleted = deletedBefore(document, decoded, taintedDocuments);
       const started = performance.now();
-      const appended = store.append(documentName, payload, { instanceId, user }, { alreadyDeleted }).then((result) => {
+      const appended = store.append(documentName, payload,
+        { instanceId, user, displayName: announcedName(document, connection, context as ConnectionContext | undefined) }, { alreadyDeleted }).then((result) => {
         metrics.appendSeconds.observe((performance.now() - started) / 1000);
         if (result.seq === null) metrics.appendsSkipped.inc();
         else {
@@ -312,6 +313,25 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
     socket?.close(CloseCodes.MalformedFrame.code, CloseCodes.MalformedFrame.reason);
     return new ConnectionRefusal(CloseCodes.MalformedFrame, error.message);
   }
+}
+
+const MAX_DISPLAY_NAME = 100;
+
+/**
+ * The name a connection goes by, recorded with its entries so that history
+ * shows authors also where there are no accounts: the token's `name` claim
+ * when it has one, else the `user.name` its awareness state announces (the
+ * demo sets it from ?user=). Null when neither is there.
+ */
+function announcedName(document: Document, connection: Connection, context: ConnectionContext | undefined): string | null {
+  const claimed = context?.user?.name;
+  if (typeof claimed === 'string' && claimed.trim() !== '') return claimed.trim().slice(0, MAX_DISPLAY_NAME);
+  const states = document.awareness.getStates();
+  for (const clientId of document.getClients(connection)) {
+    const name = (states.get(clientId as number) as { user?: { name?: unknown } } | undefined)?.user?.name;
+    if (typeof name === 'string' && name.trim() !== '') return name.trim().slice(0, MAX_DISPLAY_NAME);
+  }
+  return null;
 }
 
 /**

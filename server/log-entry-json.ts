@@ -8,6 +8,8 @@ export interface LogEntryJson {
   receivedAt: string;
   instanceId: string;
   user: string | null;
+  /** The name the writing connection announced; null when none. */
+  displayName: string | null;
   size: number;
   /** Base64 of the logged Yjs update. */
   update: string;
@@ -19,6 +21,7 @@ export function logEntryToJson(entry: LogEntry): LogEntryJson {
     receivedAt: entry.receivedAt.toISOString(),
     instanceId: entry.instanceId,
     user: entry.user,
+    displayName: entry.displayName,
     size: entry.size,
     update: Buffer.from(entry.update).toString('base64'),
   };

@@ -27,6 +27,12 @@ const existsHeader = {
 
 const json = (schema: unknown) => ({ 'application/json': { schema } });
 
+/** A seq, or an ISO 8601 time for the last seq received at or before it. */
+const atParam = (description: string) => ({
+  name: 'at', in: 'query', description: `${description}; a seq, or an ISO 8601 time (the last seq received at or before it)`,
+  schema: { oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', format: 'date-time' }] },
+});
+
 export const openApiDocument = {
   openapi: '3.1.0',
   info: {
@@ -62,6 +68,7 @@ export const openApiDocument = {
           receivedAt: { type: 'string', format: 'date-time' },
           instanceId: { type: 'string' },
           user: { type: ['string', 'null'] },
+          displayName: { type: ['string', 'null'], description: 'the name the writing connection announced (token `name` claim, else its awareness `user.name`)' },
           size: { type: 'integer', description: 'bytes of the logged update' },
           update: { type: 'string', contentEncoding: 'base64', description: 'the logged Yjs update (v1)' },
         },
@@ -89,6 +96,64 @@ export const openApiDocument = {
           seq: { type: 'integer', minimum: 0 },
           update: { type: 'string', contentEncoding: 'base64', description: 'the state as one Yjs update (v1)' },
           exists: { type: 'boolean' },
+        },
+      },
+      Versions: {
+        type: 'object',
+        required: ['doc', 'exists', 'seq', 'pauseSeconds', 'units', 'versions', 'nextBefore'],
+        properties: {
+          doc: { type: 'string' },
+          exists: { type: 'boolean' },
+          seq: { type: 'integer', description: 'the latest seq' },
+          pauseSeconds: { type: 'integer' },
+          units: { const: 'characters', description: 'added: UTF-16 code units of text inserted plus one per element or embed; removed: Yjs items deleted (the same unit)' },
+          nextBefore: { type: ['integer', 'null'], description: 'pass as before for the next (older) page; null on the last page' },
+          versions: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['fromSeq', 'toSeq', 'startedAt', 'endedAt', 'authors', 'entries', 'added', 'removed', 'name', 'restoredFrom'],
+              properties: {
+                fromSeq: { type: 'integer' }, toSeq: { type: 'integer' },
+                startedAt: { type: 'string', format: 'date-time' }, endedAt: { type: 'string', format: 'date-time' },
+                authors: { type: 'array', items: { type: 'object', properties: { user: { type: ['string', 'null'] }, displayName: { type: ['string', 'null'] } } } },
+                entries: { type: 'integer' }, added: { type: 'integer' }, removed: { type: 'integer' },
+                name: { type: ['string', 'null'] },
+                restoredFrom: { type: ['integer', 'null'], description: 'set when this version is a restore: the seq it went back to' },
+              },
+            },
+          },
+        },
+      },
+      Authorship: {
+        type: 'object',
+        required: ['doc', 'exists', 'seq', 'since', 'blocks', 'authors'],
+        properties: {
+          doc: { type: 'string' }, exists: { type: 'boolean' }, seq: { type: 'integer' }, since: { type: ['integer', 'null'] },
+          blocks: {
+            type: 'array',
+            items: {
+              type: 'object', required: ['type', 'runs'],
+              properties: {
+                type: { type: 'string', description: 'element name (paragraph, heading, …) or the name of a root text' },
+                change: { enum: ['inserted', 'removed'] },
+                runs: {
+                  type: 'array',
+                  items: {
+                    type: 'object', required: ['text', 'author', 'user', 'seq'],
+                    properties: {
+                      text: { type: 'string' },
+                      author: { type: ['string', 'null'], description: 'display name, else user id; null for the server or text older than the retained log' },
+                      user: { type: ['string', 'null'] },
+                      seq: { type: 'integer', description: 'the entry that wrote it (0: older than the retained log)' },
+                      change: { enum: ['inserted', 'removed'], description: 'with since only' },
+                    },
+                  },
+                },
+              },
+            },
+          },
+          authors: { type: 'array', items: { type: 'object', properties: { author: { type: ['string', 'null'] }, user: { type: ['string', 'null'] }, characters: { type: 'integer' } } } },
         },
       },
       CompactionResult: {
@@ -166,7 +231,7 @@ export const openApiDocument = {
     '/api/documents/{doc}/state': {
       get: {
         summary: 'The state at a seq as one Yjs update (binary, or JSON with Accept: application/json)',
-        parameters: [docParam, { name: 'at', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'default: the latest seq' }],
+        parameters: [docParam, atParam('default: the latest seq')],
         responses: {
           200: {
             description: 'State',
@@ -183,16 +248,67 @@ export const openApiDocument = {
       post: {
         summary: 'Restore the state at a seq by appending an update that undoes every later change',
         parameters: [docParam],
-        requestBody: { required: true, content: json({ type: 'object', required: ['seq'], properties: { seq: { type: 'integer', minimum: 0 } } }) },
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object',
+            properties: {
+              seq: { type: 'integer', minimum: 0 },
+              at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
+              displayName: { type: 'string', description: 'the name the restoring person goes by; recorded with the entry so the restore shows as theirs' },
+            },
+          }),
+        },
         responses: {
           200: {
-            description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo)',
+            description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo); the entry is named "Restored from seq N" in the versions',
             content: json({ type: 'object', required: ['doc', 'restoredTo', 'seq'], properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, exists: { const: false } } }),
           },
           ...documentErrors,
           404: ref('UnknownSeq'),
           410: ref('HistoryPruned'),
           413: ref('BodyTooLarge'),
+        },
+      },
+    },
+    '/api/documents/{doc}/versions': {
+      get: {
+        summary: 'Versions, newest first: consecutive entries by one author without a pause longer than pauseSeconds (a named entry ends a version; a restore starts one)',
+        parameters: [docParam,
+          { name: 'pauseSeconds', in: 'query', schema: { type: 'integer', minimum: 0, default: 300 } },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+          { name: 'before', in: 'query', schema: { type: 'integer', minimum: 1 }, description: 'only entries with a smaller seq (pass nextBefore for the next page)' },
+          { name: 'at', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'only entries received at or before this time' }],
+        responses: { 200: { description: 'A page of versions', content: json({ $ref: '#/components/schemas/Versions' }) }, ...documentErrors },
+      },
+      post: {
+        summary: 'Name the version ending at a seq (needs write access); naming it again replaces the name',
+        parameters: [docParam],
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object', required: ['name'],
+            properties: {
+              seq: { type: 'integer', minimum: 1 },
+              at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
+              name: { type: 'string', minLength: 1, maxLength: 200 },
+            },
+          }),
+        },
+        responses: {
+          200: { description: 'Named', content: json({ type: 'object', required: ['doc', 'seq', 'name'], properties: { doc: { type: 'string' }, seq: { type: 'integer' }, name: { type: 'string' } } }) },
+          ...documentErrors,
+          404: ref('UnknownSeq'),
+          413: ref('BodyTooLarge'),
+        },
+      },
+    },
+    '/api/documents/{doc}/authorship': {
+      get: {
+        summary: 'Who wrote each run of text present at a seq, block by block; with since, also what was inserted and removed after since',
+        parameters: [docParam, atParam('default: the latest seq'), { ...atParam('mark runs inserted or removed after this seq'), name: 'since' }],
+        responses: {
+          200: { description: 'Authorship', content: json({ $ref: '#/components/schemas/Authorship' }) }, ...documentErrors, 404: ref('UnknownSeq'), 410: ref('HistoryPruned'),
         },
       },
     },

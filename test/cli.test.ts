@@ -53,7 +53,8 @@ test('history --json prints the log entries, oldest first, in the documented sha
   assert.equal(entries.length, 4);
   const replay = new Y.Doc();
   entries.forEach((entry, i) => {
-    assert.deepEqual(Object.keys(entry).sort(), ['instanceId', 'receivedAt', 'seq', 'size', 'update', 'user']);
+    assert.deepEqual(Object.keys(entry).sort(), ['displayName', 'instanceId', 'receivedAt', 'seq', 'size', 'update', 'user']);
+    assert.equal(entry.displayName, null, 'no display name was announced');
     assert.equal(entry.seq, i + 1);
     assert.equal(entry.instanceId, 'cli-test');
     assert.equal(entry.user, 'ada');

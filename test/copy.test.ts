@@ -40,8 +40,12 @@ describe('palimpsest copy', () => {
     const { updates } = traceUpdates(loadTrace('seph-blog1'), 6500);
     const store = openEventStore({ data: source, compactAfterEntries: 700, keepSnapshotsEvery: 2000 });
     for (let i = 0; i < 6000; i += 25) {
-      await Promise.all(updates.slice(i, i + 25).map((u, k) => store.append('blog', u, { instanceId: `host-${k % 3}`, user: k % 2 === 0 ? 'ada' : null })));
+      await Promise.all(updates.slice(i, i + 25).map((u, k) => store.append('blog', u, {
+        instanceId: `host-${k % 3}`, user: k % 2 === 0 ? 'ada' : null, displayName: k % 3 === 0 ? 'Ada L.' : null,
+      })));
     }
+    const named = { seq: 700, name: 'before the rewrite', user: 'ada', createdAt: new Date('2026-03-01T10:00:00Z'), restoredFrom: null };
+    await store.nameVersion('blog', named);
     await store.close();
     // A document whose first entries a retention 'snapshot' compaction dropped.
     const pruning = openEventStore({ data: source, retention: 'snapshot', compactAfterEntries: 0 });
@@ -93,6 +97,9 @@ describe('palimpsest copy', () => {
     }
     const [a, b] = await Promise.all([source, back].map((data) => runCli(['export', 'notes', '--json', '--data', data])));
     assert.equal(textAt(b.stdout), textAt(a.stdout));
+    const copied = openEventStore({ data: back });
+    t.after(() => copied.close());
+    assert.deepEqual(await copied.versionNames('blog'), [named], 'version names survive both copies');
   });
 
   test('copy without --from or --to, or from a missing file, says what to pass', async (t) => {

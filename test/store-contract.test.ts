@@ -138,6 +138,55 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.equal(textOf((await store.stateAt('doc-a')).update), 'one two');
     });
 
+    test('entries keep the display name their connection announced, null when none', async (t) => {
+      const store = await open(t);
+      const a = editor();
+      a.text.insert(0, 'one');
+      a.text.insert(3, ' two');
+      await store.append('doc', a.updates[0], { ...meta, displayName: 'Ada L.' });
+      await store.append('doc', a.updates[1], { instanceId: 'test', user: null });
+      assert.deepEqual((await store.entries('doc')).map((e) => [e.user, e.displayName]), [['ada', 'Ada L.'], [null, null]]);
+    });
+
+    test('seqAtTime gives the last seq received at or before a time, 0 before the first', async (t) => {
+      const store = await open(t);
+      const a = editor();
+      for (let i = 0; i < 3; i++) {
+        a.text.insert(0, String(i));
+        await store.append('doc', a.updates[i], meta);
+      }
+      const entries = await store.entries('doc');
+      assert.equal(await store.seqAtTime('doc', new Date(entries[0].receivedAt.getTime() - 1)), 0);
+      assert.equal(await store.seqAtTime('doc', entries[2].receivedAt), 3);
+      assert.equal(await store.seqAtTime('doc', new Date(entries[2].receivedAt.getTime() + 60_000)), 3);
+      assert.equal(await store.seqAtTime('never-written', new Date()), 0);
+    });
+
+    test('named versions are kept with the document, replaced by a second name, and survive reopening', async (t) => {
+      const location = await backend.location(t);
+      const a = editor();
+      a.text.insert(0, 'draft');
+      a.text.insert(5, ' final');
+      {
+        const store = await open(t, { path: location });
+        await store.append('doc', a.updates[0], meta);
+        await store.append('doc', a.updates[1], meta);
+        await store.nameVersion('doc', { seq: 1, name: 'first draft', user: 'ada', createdAt: new Date(), restoredFrom: null });
+        await store.nameVersion('doc', { seq: 2, name: 'restore', user: null, createdAt: new Date(), restoredFrom: 1 });
+        await store.nameVersion('doc', { seq: 1, name: 'Draft one', user: 'bob', createdAt: new Date(), restoredFrom: null });
+        await assert.rejects(store.nameVersion('doc', { seq: 3, name: 'x', user: null, createdAt: new Date(), restoredFrom: null }),
+          (error: StoreError) => error.code === 'UNKNOWN_SEQ');
+        await assert.rejects(store.nameVersion('other', { seq: 1, name: 'x', user: null, createdAt: new Date(), restoredFrom: null }),
+          (error: StoreError) => error.code === 'UNKNOWN_SEQ');
+        await store.close();
+      }
+      const reopened = await open(t, { path: location });
+      const names = await reopened.versionNames('doc');
+      assert.deepEqual(names.map((n) => [n.seq, n.name, n.user, n.restoredFrom]), [[1, 'Draft one', 'bob', null], [2, 'restore', null, 1]]);
+      assert.ok(names.every((n) => n.createdAt instanceof Date && !Number.isNaN(n.createdAt.getTime())));
+      assert.deepEqual(await reopened.versionNames('never-written'), []);
+    });
+
     test('an update the log already holds adds no entry: resends and a repeated full sync step 2', async (t) => {
       const store = await open(t);
       const a = editor();
@@ -443,7 +492,8 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   await first.close();
   // Back to what schema version 1 had.
   const db = new Database(path);
-  db.exec('DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1');
+  db.exec(`DROP TABLE version_names; ALTER TABLE updates DROP COLUMN display_name;
+    DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1`);
   db.close();
   assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
     error.code === 'STORE_OPEN_FAILED' && error.message.includes(path) && error.message.includes('schema version 1'));

@@ -16,6 +16,8 @@ export interface ServeOptions {
   port?: number;
   redis?: string;
   instanceId?: string;
+  /** --jwt-secret: clients then need tokens. */
+  jwtSecret?: string;
 }
 
 export interface ServerProcess {
@@ -47,6 +49,7 @@ export async function startServer(options: ServeOptions): Promise<ServerProcess>
   const args = ['serve', '--port', String(options.port ?? 0), '--data', options.dataFile, '--log-level', 'info'];
   if (options.redis !== undefined) args.push('--redis', options.redis);
   if (options.instanceId !== undefined) args.push('--instance-id', options.instanceId);
+  if (options.jwtSecret !== undefined) args.push('--jwt-secret', options.jwtSecret);
   const child: ChildProcess = spawn(process.execPath, [cliPath, ...args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';

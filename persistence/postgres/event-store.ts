@@ -23,7 +23,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -80,6 +80,7 @@ interface NewEntry {
   receivedAt: string;
   instanceId: string;
   user: string | null;
+  displayName: string | null;
   bytes: Uint8Array;
 }
 
@@ -339,7 +340,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         }
         if (part === null) return { seq: null, size: 0 };
         const seq = cursor.lastSeq + 1;
-        rows.push({ doc: item.doc, seq, receivedAt, instanceId: item.meta.instanceId, user: item.meta.user, bytes: part });
+        rows.push({ doc: item.doc, seq, receivedAt, instanceId: item.meta.instanceId, user: item.meta.user, displayName: item.meta.displayName ?? null, bytes: part });
         cursor.lastSeq = seq;
         foldInto(cursor.coverage, item.update);
         cursor.entriesSinceSnapshot += 1;
@@ -352,8 +353,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         // notification other instances receive once this commits.
         await client.query(
           `WITH logged AS (
-             INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[])
+             INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $12::text[])
            ), moved AS (
              UPDATE documents SET last_seq = moved.seq, changed_xid = pg_current_xact_id()
              FROM unnest($8::text[], $9::bigint[]) AS moved (doc, seq) WHERE documents.doc = moved.doc
@@ -362,7 +363,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
           [
             rows.map((r) => r.doc), rows.map((r) => r.seq), rows.map((r) => r.receivedAt), rows.map((r) => r.instanceId),
             rows.map((r) => r.user), rows.map((r) => r.bytes.length), rows.map((r) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
-            changed, changed.map((doc) => touched.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId,
+            changed, changed.map((doc) => touched.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId, rows.map((r) => r.displayName),
           ]);
       }
       await client.query('COMMIT');
@@ -521,14 +522,45 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   async entries(doc: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
     return this.reading(async (client) => {
       const { rows } = await client.query<{
-        seq: number; received_at: Date; instance_id: string; user: string | null; size: number; update_bytes: Buffer;
+        seq: number; received_at: Date; instance_id: string; user: string | null; display_name: string | null; size: number; update_bytes: Buffer;
       }>(
-        `SELECT seq, received_at, instance_id, "user", size, update_bytes FROM updates
+        `SELECT seq, received_at, instance_id, "user", display_name, size, update_bytes FROM updates
          WHERE doc = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [doc, options.afterSeq ?? 0, options.limit ?? null]);
       return rows.map((r) => ({
-        seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, size: r.size, update: r.update_bytes,
+        seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
       }));
     });
+  }
+
+  async seqAtTime(doc: string, at: Date): Promise<number> {
+    return this.reading(async (client) => {
+      const { rows } = await client.query<{ seq: number | null }>(
+        'SELECT max(seq) AS seq FROM updates WHERE doc = $1 AND received_at <= $2', [doc, at.toISOString()]);
+      return rows[0]?.seq === null || rows[0]?.seq === undefined ? 0 : Number(rows[0].seq);
+    });
+  }
+
+  async nameVersion(doc: string, version: VersionName): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const lastSeq = (await client.query<{ last_seq: number }>('SELECT last_seq FROM documents WHERE doc = $1', [doc])).rows[0]?.last_seq ?? 0;
+      if (version.seq < 1 || version.seq > Number(lastSeq)) {
+        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${lastSeq})`);
+      }
+      await client.query(
+        `INSERT INTO version_names (doc, seq, name, "user", created_at, restored_from) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (doc, seq) DO UPDATE SET name = excluded.name, "user" = excluded."user", created_at = excluded.created_at,
+           restored_from = coalesce(excluded.restored_from, version_names.restored_from)`,
+        [doc, version.seq, version.name, version.user, version.createdAt.toISOString(), version.restoredFrom]);
+    });
+  }
+
+  async versionNames(doc: string): Promise<VersionName[]> {
+    return this.reading(async (client) => (await client.query<{
+      seq: number; name: string; user: string | null; created_at: Date; restored_from: number | null;
+    }>('SELECT seq, name, "user", created_at, restored_from FROM version_names WHERE doc = $1 ORDER BY seq', [doc])).rows
+      .map((r) => ({
+        seq: Number(r.seq), name: r.name, user: r.user, createdAt: r.created_at, restoredFrom: r.restored_from === null ? null : Number(r.restored_from),
+      })));
   }
 
   async snapshotRecords(doc: string): Promise<SnapshotRecord[]> {
@@ -564,10 +596,11 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       }
       if (fresh.length > 0) {
         await client.query(
-          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes)
-           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[])`,
+          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name)
+           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $8::text[])`,
           [doc, fresh.map((e) => e.seq), fresh.map((e) => e.receivedAt.toISOString()), fresh.map((e) => e.instanceId),
-            fresh.map((e) => e.user), fresh.map((e) => e.size), fresh.map((e) => Buffer.from(e.update.buffer, e.update.byteOffset, e.update.byteLength))]);
+            fresh.map((e) => e.user), fresh.map((e) => e.size), fresh.map((e) => Buffer.from(e.update.buffer, e.update.byteOffset, e.update.byteLength)),
+            fresh.map((e) => e.displayName ?? null)]);
       }
       const target = Math.max(seq, lastSeq);
       if (target !== rowSeq) {

@@ -50,6 +50,21 @@ const migrations: string[] = [
     PRIMARY KEY (doc, seq)
   );
   `,
+  // 2 (history): the display name the writing connection announced, beside
+  // the user id; and names people give to versions of a document (a restore
+  // names the entry it logged, with the seq it went back to).
+  `
+  ALTER TABLE updates ADD COLUMN display_name text;
+  CREATE TABLE version_names (
+    doc          text COLLATE "C" NOT NULL REFERENCES documents (doc),
+    seq          bigint NOT NULL,
+    name         text NOT NULL,
+    "user"       text,
+    created_at   timestamptz NOT NULL,
+    restored_from bigint,
+    PRIMARY KEY (doc, seq)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

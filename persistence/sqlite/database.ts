@@ -34,12 +34,15 @@ export interface Statements {
   setLastSeq: Statement<[number, number, number]>;
   lastChangeId: Statement<[], number>;
   changedSince: Statement<[number], { name: string; last_seq: number; change_id: number }>;
-  insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array]>;
+  insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array, string | null]>;
   updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
   updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
   entriesAfter: Statement<[number, number, number], {
-    seq: number; received_at: number; instance_id: string; user: string | null; size: number; update_bytes: Uint8Array;
+    seq: number; received_at: number; instance_id: string; user: string | null; display_name: string | null; size: number; update_bytes: Uint8Array;
   }>;
+  seqAtTime: Statement<[number, number], { seq: number | null }>;
+  upsertVersionName: Statement<[number, number, string, string | null, number, number | null]>;
+  versionNames: Statement<[number], { seq: number; name: string; user: string | null; created_at: number; restored_from: number | null }>;
   latestSnapshotAtOrBefore: Statement<[number, number], { seq: number; state: Uint8Array; coverage: Uint8Array } | undefined>;
   insertSnapshot: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   snapshotsOf: Statement<[number], { seq: number; created_at: number; size: number }>;
@@ -129,13 +132,19 @@ function prepareStatements(db: SqliteDatabase): Statements {
     lastChangeId: db.prepare('SELECT coalesce(max(change_id), 0) FROM documents').pluck(),
     changedSince: db.prepare('SELECT name, last_seq, change_id FROM documents WHERE change_id > ? ORDER BY change_id'),
     insertUpdate: db.prepare(
-      'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes, display_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
     updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
     updatesBetween: db.prepare(
       'SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq'),
     entriesAfter: db.prepare(
-      `SELECT seq, received_at, instance_id, user, size, update_bytes FROM updates
+      `SELECT seq, received_at, instance_id, user, display_name, size, update_bytes FROM updates
        WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+    seqAtTime: db.prepare('SELECT max(seq) AS seq FROM updates WHERE doc_id = ? AND received_at <= ?'),
+    upsertVersionName: db.prepare(
+      `INSERT INTO version_names (doc_id, seq, name, user, created_at, restored_from) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (doc_id, seq) DO UPDATE SET name = excluded.name, user = excluded.user, created_at = excluded.created_at,
+         restored_from = coalesce(excluded.restored_from, version_names.restored_from)`),
+    versionNames: db.prepare('SELECT seq, name, user, created_at, restored_from FROM version_names WHERE doc_id = ? ORDER BY seq'),
     latestSnapshotAtOrBefore: db.prepare(
       'SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1'),
     insertSnapshot: db.prepare(

@@ -16,7 +16,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -277,7 +277,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
     this.open.statements.insertUpdate.run(
-      cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part);
+      cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part, item.meta.displayName ?? null);
     cursor.lastSeq = seq;
     foldInto(cursor.coverage, item.update);
     cursor.entriesSinceSnapshot += 1;
@@ -400,8 +400,36 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       receivedAt: new Date(r.received_at),
       instanceId: r.instance_id,
       user: r.user,
+      displayName: r.display_name,
       size: r.size,
       update: r.update_bytes,
+    }));
+  }
+
+  async seqAtTime(doc: string, at: Date): Promise<number> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return 0;
+    return statements.seqAtTime.get(row.id, at.getTime())?.seq ?? 0;
+  }
+
+  async nameVersion(doc: string, version: VersionName): Promise<void> {
+    const { db, statements } = this.open;
+    db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      if (row === undefined || version.seq < 1 || version.seq > row.last_seq) {
+        throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${row?.last_seq ?? 0})`);
+      }
+      statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom);
+    }).immediate();
+  }
+
+  async versionNames(doc: string): Promise<VersionName[]> {
+    const { statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    return statements.versionNames.all(row.id).map((r) => ({
+      seq: r.seq, name: r.name, user: r.user, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
     }));
   }
 
@@ -447,7 +475,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         if (entry.seq !== seq + 1 && !(logEmpty && seq === row.last_seq)) {
           throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
         }
-        statements.insertUpdate.run(docId, entry.seq, entry.receivedAt.getTime(), entry.instanceId, entry.user, entry.size, entry.update);
+        statements.insertUpdate.run(docId, entry.seq, entry.receivedAt.getTime(), entry.instanceId, entry.user, entry.size, entry.update, entry.displayName ?? null);
         seq = entry.seq;
       }
       const target = Math.max(seq, lastSeq);

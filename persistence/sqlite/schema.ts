@@ -48,6 +48,21 @@ const migrations: string[] = [
   ALTER TABLE documents ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
   CREATE INDEX documents_by_change ON documents (change_id);
   `,
+  // 3 (history): the display name the writing connection announced, beside
+  // the user id; and names people give to versions of a document (a restore
+  // names the entry it logged, with the seq it went back to).
+  `
+  ALTER TABLE updates ADD COLUMN display_name TEXT;
+  CREATE TABLE version_names (
+    doc_id      INTEGER NOT NULL REFERENCES documents(id),
+    seq         INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    user        TEXT,
+    created_at  INTEGER NOT NULL,
+    restored_from INTEGER,
+    PRIMARY KEY (doc_id, seq)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -1,11 +1,11 @@
 // <palimpsest-editor>: mountEditor as a custom element, for pages that would
 // rather write HTML than JavaScript. Attributes: document (required), url,
-// user, color, token, offline (boolean). Renders into light DOM so the page's
+// user, color, token, offline (boolean), history ("off" hides the History panel). Renders into light DOM so the page's
 // own fonts apply and tests can find the data-testid hooks with plain selectors.
 
 import { type MountedEditor, mountEditor } from './mount.ts';
 
-const REMOUNT_ATTRIBUTES = ['document', 'url', 'user', 'color', 'token'];
+const REMOUNT_ATTRIBUTES = ['document', 'url', 'user', 'color', 'token', 'history'];
 
 export class PalimpsestEditorElement extends HTMLElement {
   static readonly observedAttributes = [...REMOUNT_ATTRIBUTES, 'offline'];
@@ -75,6 +75,7 @@ export class PalimpsestEditorElement extends HTMLElement {
         token: this.getAttribute('token') ?? undefined,
         user: userName ? { name: userName, color: this.getAttribute('color') ?? undefined } : undefined,
         offline: this.hasAttribute('offline'),
+        history: this.getAttribute('history') !== 'off',
       });
     } catch (error) {
       // Shown in place rather than only thrown: a custom element has no caller to catch it.

@@ -15,6 +15,7 @@ import { CaretLabelsInside } from './caret-labels.ts';
 import { type Connection, defaultServerUrl, openConnection } from './connection.ts';
 import { h } from './dom.ts';
 import { colourForName, documentNameProblem, randomDisplayName, safeColour } from './identity.ts';
+import { createHistoryPanel, type HistoryPanel } from './history-panel.ts';
 import { createPresenceList } from './presence.ts';
 import { createStatusBar } from './status-bar.ts';
 import { createToolbar } from './toolbar.ts';
@@ -51,6 +52,8 @@ export interface MountOptions {
    * server until then.
    */
   deferUntilFirstEdit?: boolean | undefined;
+  /** The History panel (versions, preview, restore, authorship); on unless false. */
+  history?: boolean | undefined;
 }
 
 export interface MountedEditor {
@@ -157,16 +160,35 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
   const presence = createPresenceList(provider);
   const statusBar = createStatusBar(connection);
   const notice = h('p', { class: 'pal-notice', role: 'alert', hidden: true });
+  const serverUrl = new URL(options.url ?? defaultServerUrl());
+  const history: HistoryPanel | null = options.history === false ? null : createHistoryPanel({
+    apiOrigin: `${serverUrl.protocol === 'wss:' ? 'https:' : serverUrl.protocol === 'ws:' ? 'http:' : serverUrl.protocol}//${serverUrl.host}`,
+    document: options.document,
+    token: options.token,
+    userName: name,
+    ydoc,
+    // A preview stands in for the editing surface; the editor keeps syncing underneath.
+    showPreview(view) {
+      surface.hidden = view !== null;
+      if (view === null) {
+        body.querySelector('.pal-history-view')?.remove();
+      } else if (!view.isConnected) {
+        surface.after(view);
+      }
+    },
+  });
+  const body = h('div', { class: 'pal-body' }, surface, history?.element);
 
   const root = h('div', { class: 'pal-editor', 'data-connection': connection.state },
     h('header', { class: 'pal-header' },
       h('div', { class: 'pal-doc' },
         h('span', { class: 'pal-doc__label' }, 'Document'),
         h('span', { class: 'pal-doc__name', 'data-testid': 'doc-name', title: options.document }, options.document)),
-      presence.element),
+      presence.element,
+      history?.toggle),
     toolbar.element,
     notice,
-    surface,
+    body,
     statusBar.element);
 
   const stopWatchingState = connection.onStateChange((state) => {
@@ -181,6 +203,7 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
   const providerOnAuthenticated = ({ scope }: { scope: string }): void => {
     const readOnly = scope === 'readonly';
     editor.setEditable(!readOnly);
+    history?.setReadOnly(readOnly);
     notice.textContent = readOnly ? 'You can read this document but not edit it.' : '';
     notice.hidden = !readOnly;
   };
@@ -210,6 +233,7 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       provider.off('authenticationFailed', providerOnAuthenticationFailed);
       provider.off('authenticated', providerOnAuthenticated);
       toolbar.destroy();
+      history?.destroy();
       presence.destroy();
       statusBar.destroy();
       unloadBackup.destroy();

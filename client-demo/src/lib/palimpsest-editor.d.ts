@@ -36,6 +36,8 @@ export interface MountOptions {
    * server until then.
    */
   deferUntilFirstEdit?: boolean | undefined;
+  /** The History panel (versions, preview, restore, authorship); on unless false. */
+  history?: boolean | undefined;
 }
 
 export interface MountedEditor {
@@ -77,7 +79,7 @@ export declare function randomDocumentName(): string;
 export declare function randomDisplayName(): string;
 
 /**
- * <palimpsest-editor document="…" url="…" user="…" color="…" token="…" offline>.
+ * <palimpsest-editor document="…" url="…" user="…" color="…" token="…" offline history="off">.
  * Fires `palimpsest-ready` (detail: MountedEditor) once mounted.
  */
 export declare class PalimpsestEditorElement extends HTMLElement {

@@ -1,0 +1,429 @@
+// History routes of the REST API (api.ts dispatches to them): versions people
+// recognise (the log grouped by author and pauses, newest first, paginated),
+// names for versions, and authorship (who wrote each run of text still there
+// at a seq, and what changed since an earlier seq).
+//
+// Versions read only each entry's metadata and decode its update's structs
+// and delete set to count what it added and removed; nothing is replayed, so
+// a page costs the entries it covers, however long the log. Authorship has to
+// walk the document, so it rebuilds the state at the asked seq once.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as Y from 'yjs';
+import type { EventStore, LogEntry, VersionName } from '../persistence/index.js';
+
+/** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
+export interface HistoryRouteTools {
+  store: EventStore;
+  /** Checks the caller may `access` the document; returns the user id to record, or throws an API error. */
+  authorize: (request: IncomingMessage, doc: string, access: 'read' | 'write') => Promise<string | null>;
+  ApiError: new (status: number, code: string, message: string) => Error;
+  allow(method: string, allowed: Array<'GET' | 'POST'>): void;
+  readJson(request: IncomingMessage): Promise<unknown>;
+  sendJson(response: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
+}
+
+export const DEFAULT_PAUSE_SECONDS = 300;
+const DEFAULT_VERSION_LIMIT = 50;
+const MAX_VERSION_LIMIT = 500;
+/** Entries read per query while scanning the log backwards. */
+const SCAN_BATCH = 500;
+const MAX_NAME_LENGTH = 200;
+
+export interface VersionAuthor {
+  user: string | null;
+  displayName: string | null;
+}
+
+export interface Version {
+  fromSeq: number;
+  toSeq: number;
+  startedAt: string;
+  endedAt: string;
+  authors: VersionAuthor[];
+  entries: number;
+  /** Characters inserted (UTF-16 code units of text, plus one per element or embed). */
+  added: number;
+  /** Items deleted, in the same unit as `added`. */
+  removed: number;
+  name: string | null;
+  restoredFrom: number | null;
+}
+
+/** Handles /api/documents/{doc}/versions and /authorship; false when `action` is not one of them. */
+export async function handleHistoryRoute(
+  request: IncomingMessage, response: ServerResponse, url: URL, doc: string, action: string, tools: HistoryRouteTools,
+): Promise<boolean> {
+  const { store } = tools;
+  const options = tools;
+  const { ApiError, allow, sendJson } = tools;
+  const method = request.method ?? 'GET';
+  if (action === 'versions') {
+    allow(method, ['GET', 'POST']);
+    if (method === 'POST') {
+      const user = await options.authorize(request, doc, 'write');
+      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown };
+      const name = typeof body.name === 'string' ? body.name.trim() : '';
+      if (name === '' || name.length > MAX_NAME_LENGTH) {
+        throw new ApiError(400, 'BAD_REQUEST', `body must be {"seq": <seq>, "name": "<1-${MAX_NAME_LENGTH} characters>"} (or "at": "<ISO time>" for seq)`);
+      }
+      const seq = await seqFromBody(store, doc, body, tools);
+      await store.nameVersion(doc, { seq, name, user, createdAt: new Date(), restoredFrom: null });
+      sendJson(response, 200, { doc, seq, name });
+      return true;
+    }
+    await options.authorize(request, doc, 'read');
+    const pauseSeconds = integerParam(url, 'pauseSeconds', tools) ?? DEFAULT_PAUSE_SECONDS;
+    const limit = Math.min(Math.max(integerParam(url, 'limit', tools) ?? DEFAULT_VERSION_LIMIT, 1), MAX_VERSION_LIMIT);
+    let before = integerParam(url, 'before', tools);
+    const at = timeParam(url, 'at', tools);
+    if (at !== null) {
+      const atSeq = await store.seqAtTime(doc, at);
+      before = Math.min(before ?? Infinity, atSeq + 1);
+    }
+    const info = await store.info(doc);
+    if (info === null) {
+      sendJson(response, 200, { doc, exists: false, seq: 0, pauseSeconds, units: 'characters', versions: [], nextBefore: null });
+      return true;
+    }
+    const page = await listVersions(store, doc, {
+      lastSeq: info.seq, firstSeq: info.firstRetainedSeq ?? info.seq + 1, before: before ?? info.seq + 1, limit, pauseMs: pauseSeconds * 1000,
+    });
+    sendJson(response, 200, { doc, exists: true, seq: info.seq, pauseSeconds, units: 'characters', ...page });
+    return true;
+  }
+  if (action === 'authorship') {
+    allow(method, ['GET']);
+    await options.authorize(request, doc, 'read');
+    const info = await store.info(doc);
+    const lastSeq = info?.seq ?? 0;
+    const at = await seqParam(store, doc, url, 'at', tools) ?? lastSeq;
+    const since = await seqParam(store, doc, url, 'since', tools);
+    if (at > lastSeq) throw new ApiError(404, 'UNKNOWN_SEQ', `${doc} has no seq ${at} (its last seq is ${lastSeq})`);
+    if (since !== null && since > at) throw new ApiError(400, 'BAD_REQUEST', `since (${since}) must not be after at (${at})`);
+    sendJson(response, 200, { doc, exists: info !== null, ...(await authorshipAt(store, doc, at, since, info?.firstRetainedSeq ?? null)) });
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Resolves a seq given as a number or, with `?at=`, as an ISO time (the last
+ * seq received at or before it). Shared with api.ts's routes that take a seq.
+ */
+export async function seqParam(store: EventStore, doc: string, url: URL, name: string, tools: Pick<HistoryRouteTools, 'ApiError'>): Promise<number | null> {
+  const value = url.searchParams.get(name);
+  if (value === null) return null;
+  if (/^\d+$/.test(value)) return Number(value);
+  const time = parseTime(value);
+  if (time === null) {
+    throw new tools.ApiError(400, 'BAD_REQUEST', `query parameter ${name} must be a seq (whole number) or an ISO 8601 time such as 2026-01-31T12:00:00Z`);
+  }
+  return store.seqAtTime(doc, time);
+}
+
+async function seqFromBody(store: EventStore, doc: string, body: { seq?: unknown; at?: unknown }, tools: HistoryRouteTools): Promise<number> {
+  if (typeof body.seq === 'number' && Number.isSafeInteger(body.seq) && body.seq >= 0) return body.seq;
+  if (body.seq === undefined && typeof body.at === 'string') {
+    const time = parseTime(body.at);
+    if (time !== null) return store.seqAtTime(doc, time);
+  }
+  throw new tools.ApiError(400, 'BAD_REQUEST', 'the body needs "seq": <whole number> or "at": "<ISO 8601 time>"');
+}
+
+function parseTime(value: string): Date | null {
+  // Date.parse accepts much that is not ISO; ask for the ISO shape first.
+  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)) return null;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? null : new Date(time);
+}
+
+function integerParam(url: URL, name: string, tools: HistoryRouteTools): number | null {
+  const value = url.searchParams.get(name);
+  if (value === null) return null;
+  if (!/^\d+$/.test(value)) throw new tools.ApiError(400, 'BAD_REQUEST', `query parameter ${name} must be a whole number`);
+  return Number(value);
+}
+
+function timeParam(url: URL, name: string, tools: HistoryRouteTools): Date | null {
+  const value = url.searchParams.get(name);
+  if (value === null) return null;
+  const time = parseTime(value);
+  if (time === null) throw new tools.ApiError(400, 'BAD_REQUEST', `query parameter ${name} must be an ISO 8601 time such as 2026-01-31T12:00:00Z`);
+  return time;
+}
+
+interface EntrySummary {
+  seq: number;
+  receivedAt: Date;
+  user: string | null;
+  displayName: string | null;
+  added: number;
+  removed: number;
+}
+
+function summarize(entry: LogEntry): EntrySummary {
+  let added = 0;
+  let removed = 0;
+  const decoded = Y.decodeUpdate(entry.update);
+  for (const struct of decoded.structs) {
+    if (struct instanceof Y.Item && struct.content.isCountable()) added += struct.length;
+  }
+  for (const ranges of decoded.ds.clients.values()) {
+    for (const range of ranges) removed += range.len;
+  }
+  return { seq: entry.seq, receivedAt: entry.receivedAt, user: entry.user, displayName: entry.displayName, added, removed };
+}
+
+/** Who an entry is by, for grouping; null for the server's own changes, which join the version around them. */
+function authorKey(entry: EntrySummary): string | null {
+  if (entry.displayName !== null) return `name:${entry.displayName}`;
+  if (entry.user !== null) return `user:${entry.user}`;
+  return null;
+}
+
+/**
+ * Groups entries below `before` into versions, newest first. Whether two
+ * consecutive entries belong together depends only on the pair (same author
+ * or a server change, no pause longer than pauseMs, no name on the older, no
+ * restore in the newer), so a page that starts at the previous page's last
+ * fromSeq groups exactly as one long listing would.
+ */
+export async function listVersions(store: EventStore, doc: string, window: {
+  lastSeq: number; firstSeq: number; before: number; limit: number; pauseMs: number;
+}): Promise<{ versions: Version[]; nextBefore: number | null }> {
+  const names = new Map<number, VersionName>((await store.versionNames(doc)).map((n) => [n.seq, n]));
+  const versions: Version[] = [];
+  let current: { newest: EntrySummary; oldest: EntrySummary; members: EntrySummary[] } | null = null;
+  let top = Math.min(window.before - 1, window.lastSeq);
+  const finish = (): void => {
+    if (current === null) return;
+    const authors = new Map<string, VersionAuthor>();
+    let added = 0;
+    let removed = 0;
+    for (const member of current.members) {
+      added += member.added;
+      removed += member.removed;
+      const key = authorKey(member);
+      if (key !== null && !authors.has(key)) authors.set(key, { user: member.user, displayName: member.displayName });
+    }
+    const mark = names.get(current.newest.seq);
+    versions.push({
+      fromSeq: current.oldest.seq, toSeq: current.newest.seq,
+      startedAt: current.oldest.receivedAt.toISOString(), endedAt: current.newest.receivedAt.toISOString(),
+      authors: [...authors.values()], entries: current.members.length, added, removed,
+      name: mark?.name ?? null, restoredFrom: names.get(current.oldest.seq)?.restoredFrom ?? null,
+    });
+    current = null;
+  };
+  scan: while (top >= window.firstSeq) {
+    const from = Math.max(window.firstSeq, top - SCAN_BATCH + 1);
+    const batch = (await store.entries(doc, { afterSeq: from - 1, limit: top - from + 1 })).map(summarize);
+    if (batch.length === 0) break;
+    for (let index = batch.length - 1; index >= 0; index--) {
+      const entry = batch[index];
+      if (current !== null && !belongTogether(entry, current.oldest, current.members, names, window.pauseMs)) {
+        finish();
+        if (versions.length === window.limit) return { versions, nextBefore: entry.seq + 1 };
+      }
+      if (current === null) current = { newest: entry, oldest: entry, members: [entry] };
+      else {
+        current.oldest = entry;
+        current.members.push(entry);
+      }
+      if (entry.seq <= window.firstSeq) break scan;
+    }
+    top = from - 1;
+  }
+  finish();
+  return { versions, nextBefore: null };
+}
+
+function belongTogether(older: EntrySummary, newer: EntrySummary, members: EntrySummary[], names: Map<number, VersionName>, pauseMs: number): boolean {
+  if (names.has(older.seq)) return false;
+  if (names.get(newer.seq)?.restoredFrom != null) return false;
+  if (newer.receivedAt.getTime() - older.receivedAt.getTime() > pauseMs) return false;
+  const olderKey = authorKey(older);
+  if (olderKey === null) return true;
+  // A server change between two entries does not join two authors: compare with the version's own author.
+  const versionKey = members.map(authorKey).find((key) => key !== null) ?? null;
+  return versionKey === null || versionKey === olderKey;
+}
+
+// ---- Authorship ----
+
+export interface AuthorshipRun {
+  text: string;
+  /** displayName, else user id; null for text from before the retained log or from the server itself. */
+  author: string | null;
+  user: string | null;
+  /** The seq of the entry that wrote it (0 when it is older than the retained log). */
+  seq: number;
+  /** With `since`: what happened to the run after `since`. */
+  change?: 'inserted' | 'removed';
+}
+
+export interface AuthorshipBlock {
+  /** The element's name (paragraph, heading, …) or the root text's name. */
+  type: string;
+  runs: AuthorshipRun[];
+  change?: 'inserted' | 'removed';
+}
+
+/** Sorted, non-overlapping [start, end) clock ranges of one client, each with the seq that logged it. */
+type RangeIndex = Map<number, Array<[number, number, number]>>;
+
+function addRange(index: RangeIndex, client: number, start: number, end: number, seq: number): void {
+  let ranges = index.get(client);
+  if (ranges === undefined) index.set(client, ranges = []);
+  ranges.push([start, end, seq]);
+}
+
+function sortIndex(index: RangeIndex): void {
+  for (const ranges of index.values()) ranges.sort((a, b) => a[0] - b[0]);
+}
+
+/** The pieces of [start, end) with the seq each was logged in (0 where no entry covers it). */
+function piecesOf(index: RangeIndex, client: number, start: number, end: number): Array<[number, number, number]> {
+  const ranges = index.get(client) ?? [];
+  let low = 0;
+  let high = ranges.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (ranges[mid][1] <= start) low = mid + 1;
+    else high = mid;
+  }
+  const pieces: Array<[number, number, number]> = [];
+  let at = start;
+  for (let i = low; i < ranges.length && at < end; i++) {
+    const [from, to, seq] = ranges[i];
+    if (from >= end) break;
+    if (from > at) pieces.push([at, from, 0]);
+    pieces.push([Math.max(at, from), Math.min(end, to), seq]);
+    at = Math.min(end, to);
+  }
+  if (at < end) pieces.push([at, end, 0]);
+  return pieces;
+}
+
+export async function authorshipAt(store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null): Promise<{
+  seq: number; since: number | null; blocks: AuthorshipBlock[]; authors: Array<{ author: string | null; user: string | null; characters: number }>;
+}> {
+  // gc off: deleted items keep their text, which is what "removed since" shows.
+  const ydoc = new Y.Doc({ gc: false });
+  const created: RangeIndex = new Map();
+  // Only with `since`: per client, clock → the first entry that deleted it (concurrent deletions may repeat one).
+  const firstDeletion = new Map<number, Map<number, number>>();
+  const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
+  // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
+  const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
+  if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
+  for (let after = start; after < at;) {
+    const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
+    if (entries.length === 0) break;
+    for (const entry of entries) {
+      const decoded = Y.decodeUpdate(entry.update);
+      for (const struct of decoded.structs) {
+        if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
+      }
+      if (since !== null) {
+        for (const [client, ranges] of decoded.ds.clients) {
+          let clocks = firstDeletion.get(client);
+          if (clocks === undefined) firstDeletion.set(client, clocks = new Map());
+          for (const range of ranges) {
+            for (let clock = range.clock; clock < range.clock + range.len; clock++) if (!clocks.has(clock)) clocks.set(clock, entry.seq);
+          }
+        }
+      }
+      authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
+      Y.applyUpdate(ydoc, entry.update);
+      after = entry.seq;
+    }
+  }
+  sortIndex(created);
+  const deletedSeq = (client: number, clock: number): number => firstDeletion.get(client)?.get(clock) ?? 0;
+  /** [from, to) split where the deleting entry changes (Yjs merges neighbouring deleted items). */
+  const byDeletion = (client: number, from: number, to: number): Array<[number, number, number]> => {
+    const parts: Array<[number, number, number]> = [];
+    for (let clock = from; clock < to; clock++) {
+      const seq = deletedSeq(client, clock);
+      const last = parts[parts.length - 1];
+      if (last !== undefined && last[2] === seq) last[1] = clock + 1;
+      else parts.push([clock, clock + 1, seq]);
+    }
+    return parts;
+  };
+  const changeOf = (createdSeq: number, isDeleted: boolean, deletionSeq: number): AuthorshipRun['change'] | 'skip' | undefined => {
+    if (since === null) return isDeleted ? 'skip' : undefined;
+    if (isDeleted) return createdSeq <= since && deletionSeq > since ? 'removed' : 'skip';
+    return createdSeq > since ? 'inserted' : undefined;
+  };
+
+  const blocks: AuthorshipBlock[] = [];
+  const textRuns = (text: Y.XmlText | Y.Text): AuthorshipRun[] => {
+    const runs: AuthorshipRun[] = [];
+    for (let item = text._start; item !== null; item = item.right) {
+      if (!item.content.isCountable()) continue;
+      const content = item.content instanceof Y.ContentString ? item.content.str
+        : '\ufffc'.repeat(item.length);
+      const pieces = piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length).flatMap(([from, to, seq]) =>
+        item.deleted && since !== null
+          ? byDeletion(item.id.client, from, to).map(([a, b, deletion]): [number, number, number, number] => [a, b, seq, deletion])
+          : [[from, to, seq, 0] as [number, number, number, number]]);
+      for (const [from, to, seq, deletion] of pieces) {
+        const change = changeOf(seq, item.deleted, deletion);
+        if (change === 'skip') continue;
+        const who = authorOf.get(seq) ?? { user: null, displayName: null };
+        const piece = content.slice(from - item.id.clock, to - item.id.clock);
+        const author = who.displayName ?? who.user;
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last.author === author && last.change === change) last.text += piece;
+        else runs.push({ text: piece, author, user: who.user, seq, ...(change === undefined ? {} : { change }) });
+      }
+    }
+    return runs;
+  };
+  const walk = (type: Y.XmlFragment | Y.XmlElement, blockChange: AuthorshipBlock['change']): void => {
+    let runs: AuthorshipRun[] | null = null;
+    for (let item = type._start; item !== null; item = item.right) {
+      if (!(item.content instanceof Y.ContentType)) continue;
+      const child = item.content.type;
+      const createdSeq = piecesOf(created, item.id.client, item.id.clock, item.id.clock + 1)[0][2];
+      const change = changeOf(createdSeq, item.deleted, item.deleted && since !== null ? deletedSeq(item.id.client, item.id.clock) : 0);
+      if (change === 'skip') continue;
+      if (child instanceof Y.XmlText) {
+        if (runs === null) {
+          runs = [];
+          blocks.push({ type: type instanceof Y.XmlElement ? type.nodeName : 'text', runs, ...(blockChange === undefined ? {} : { change: blockChange }) });
+        }
+        runs.push(...textRuns(child));
+      } else if (child instanceof Y.XmlElement) {
+        runs = null;
+        walk(child, change ?? blockChange);
+      }
+    }
+    if (runs === null && type instanceof Y.XmlElement && type._start === null) {
+      blocks.push({ type: type.nodeName, runs: [], ...(blockChange === undefined ? {} : { change: blockChange }) });
+    }
+  };
+  for (const [name, shared] of ydoc.share) {
+    // Root types come back untyped (AbstractType) until asked for by kind; the item content tells which.
+    const first = shared._start;
+    if (first === null) continue;
+    if (first.content instanceof Y.ContentType) walk(ydoc.getXmlFragment(name), undefined);
+    else if (first.content instanceof Y.ContentString || first.content instanceof Y.ContentFormat || first.content instanceof Y.ContentEmbed) {
+      blocks.push({ type: name, runs: textRuns(ydoc.getText(name)) });
+    }
+  }
+  ydoc.destroy();
+  const totals = new Map<string | null, { author: string | null; user: string | null; characters: number }>();
+  for (const block of blocks) {
+    for (const run of block.runs) {
+      if (run.change === 'removed') continue;
+      const total = totals.get(run.author) ?? { author: run.author, user: run.user, characters: 0 };
+      total.characters += run.text.length;
+      totals.set(run.author, total);
+    }
+  }
+  return { seq: at, since, blocks, authors: [...totals.values()].sort((a, b) => b.characters - a.characters) };
+}
