@@ -30,6 +30,16 @@ export interface ApiOptions {
    * doc is null); returns the user id to record, or throws an ApiError.
    */
   authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<string | null>;
+  /** The change feed routes (change-feed.ts); without it they answer 404. */
+  changes?: ChangeRoutes;
+}
+
+/** What the change feed answers; authorization is checked here before they are called. */
+export interface ChangeRoutes {
+  /** GET /api/documents/{doc}/changes */
+  documentChanges(request: IncomingMessage, response: ServerResponse, url: URL, doc: string): Promise<void>;
+  /** GET /api/changes */
+  allChanges(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void>;
 }
 
 export class ApiError extends Error {
@@ -67,6 +77,12 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     allow(method, ['GET']);
     return sendJson(response, 200, openApiDocument);
   }
+  if (segments.length === 1 && segments[0] === 'changes' && options.changes !== undefined) {
+    allow(method, ['GET']);
+    // Every document's entries: only for a token that may read them all (a "*" rule).
+    await options.authorize(request, null, 'read');
+    return options.changes.allChanges(request, response, url);
+  }
   if (segments[0] !== 'documents') throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 
   if (segments.length === 1) {
@@ -102,6 +118,12 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       const exists = (await store.info(doc)) !== null;
       const entries = exists ? await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) }) : [];
       return sendJson(response, 200, entries.map(logEntryToJson), { 'x-palimpsest-exists': String(exists) });
+    }
+    case 'changes': {
+      if (options.changes === undefined) break;
+      allow(method, ['GET']);
+      await options.authorize(request, doc, 'read');
+      return options.changes.documentChanges(request, response, url, doc);
     }
     case 'state': {
       allow(method, ['GET']);
@@ -166,8 +188,9 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       return sendJson(response, 200, result);
     }
     default:
-      throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+      break;
   }
+  throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 }
 
 function decodeDocumentName(segment: string): string {

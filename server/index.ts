@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
+import { createChangeFeed } from './change-feed.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -43,6 +44,8 @@ export interface CollabServerOptions {
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
+  /** How often change feed readers look for other processes' commits (ms); see change-feed.ts. */
+  feedPollMs?: number;
 }
 
 export interface CollabServer {
@@ -52,6 +55,8 @@ export interface CollabServer {
   readonly transport: Transport;
   /** Resolves once the client updates applied to `document` so far are committed; rejects if one failed. */
   durable(document: Y.Doc): Promise<void>;
+  /** The store as the server uses it: its appends wake change feed readers (and, later, webhooks). */
+  readonly store: EventStore;
   listen(): Promise<{ host: string; port: number }>;
   /**
    * Stops taking connections and closes every socket (1001). Does not close
@@ -62,7 +67,10 @@ export interface CollabServer {
 }
 
 export function createCollabServer(options: CollabServerOptions): CollabServer {
-  const { config, store, logger } = options;
+  const { config, logger } = options;
+  // Everything appends through this store, so the change feed learns of each commit as it happens.
+  const changeFeed = createChangeFeed(options.store, { logger, pollMs: options.feedPollMs });
+  const store = changeFeed.store;
   const metrics = options.metrics ?? createMetrics(config.instanceId);
   // Catch-up is for several instances: those sharing Redis, and those on a
   // store that tells of other instances' commits (PostgreSQL), where the poll
@@ -94,6 +102,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   const apiOptions: ApiOptions = {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
+    changes: changeFeed,
   };
 
   const httpServer = createServer((request, response) => {
@@ -142,7 +151,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   });
 
   return {
-    httpServer, hocuspocus, metrics, transport,
+    httpServer, hocuspocus, metrics, transport, store,
     durable: (document) => durableLog.durable(document),
     listen() {
       return new Promise((resolve, reject) => {
@@ -156,6 +165,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     },
     async close() {
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      changeFeed.close();
       await transport.close(CloseCodes.ServerShutdown);
       // The durable log stops its catch-up timer (the Redis fan-out is closed by its owner).
       await durableLog.onDestroy?.({ instance: hocuspocus });

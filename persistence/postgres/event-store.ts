@@ -23,7 +23,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -620,6 +620,27 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         cursor: rows[0].cursor,
         changes: rows.filter((r) => r.doc !== null).map((r) => ({ doc: r.doc!, seq: r.last_seq! })),
       };
+    });
+  }
+
+  async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
+    // The cursor is "<xid>.<seq>.<base64url of the document name>" (schema.ts, migration 2);
+    // anything else starts from the first entry.
+    const match = after === null ? null : /^(\d+)\.(\d+)\.([A-Za-z0-9_-]*)$/.exec(after);
+    const [xid, seq, doc] = match === null ? ['0', 0, ''] : [match[1], Number(match[2]), Buffer.from(match[3], 'base64url').toString('utf8')];
+    return this.reading(async (client) => {
+      // One statement, one snapshot: its xmin bounds what is read.
+      const { rows } = await client.query<{
+        xid: string; doc: string; seq: number; received_at: Date; instance_id: string; user: string | null; size: number; update_bytes: Buffer;
+      }>(
+        `SELECT xid::text AS xid, doc, seq, received_at, instance_id, "user", size, update_bytes FROM updates
+         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND (xid, doc, seq) > ($1::xid8, $2::text COLLATE "C", $3::bigint)
+         ORDER BY xid, doc, seq LIMIT $4`, [xid, doc, seq, options.limit ?? null]);
+      const entries: FeedEntry[] = rows.map((r) => ({
+        doc: r.doc, cursor: `${r.xid}.${r.seq}.${Buffer.from(r.doc, 'utf8').toString('base64url')}`,
+        seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, size: r.size, update: r.update_bytes,
+      }));
+      return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
     });
   }
 

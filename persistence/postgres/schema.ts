@@ -50,6 +50,18 @@ const migrations: string[] = [
     PRIMARY KEY (doc, seq)
   );
   `,
+  // 2: the all-documents feed (EventStore.feed). Transactions commit in
+  // another order than they took their ids, so no number handed out while
+  // writing can be a cursor that never skips: a reader could see 8 committed,
+  // move past it, and only then see 7 commit. Each entry records the id of the
+  // transaction that wrote it; the feed reads only entries whose transaction
+  // id is below the snapshot's xmin (every transaction below it has ended, so
+  // nothing can appear there any more), ordered by (xid, doc, seq), and that
+  // triple is the cursor. Entries already logged take this migration's id.
+  `
+  ALTER TABLE updates ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+  CREATE INDEX updates_by_xid ON updates (xid, doc, seq);
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

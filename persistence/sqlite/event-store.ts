@@ -8,6 +8,7 @@
 // settles when that transaction has committed.
 
 import { Worker } from 'node:worker_threads';
+import type { Statement } from 'better-sqlite3';
 import * as Y from 'yjs';
 import type { BuiltSnapshot, CompactionPolicy, RetentionPolicy } from '../compaction-policy.js';
 import {
@@ -16,13 +17,17 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
 import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
 import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './database.js';
+
+interface FeedRow {
+  pos: number; name: string; seq: number; received_at: number; instance_id: string; user: string | null; size: number; update_bytes: Uint8Array;
+}
 
 export interface SqliteEventStoreOptions {
   path: string;
@@ -99,6 +104,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly open: OpenDatabase;
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
   private readonly cursors = new Map<string, LogCursor>();
+  private feedStatement: Statement<[number, number], FeedRow> | null = null;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   private closed = false;
@@ -403,6 +409,20 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       size: r.size,
       update: r.update_bytes,
     }));
+  }
+
+  async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
+    // The cursor is the feed position (schema.ts, migration 3); anything else starts from the first entry.
+    const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
+    this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
+      `SELECT f.pos, d.name, u.seq, u.received_at, u.instance_id, u.user, u.size, u.update_bytes
+       FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
+       WHERE f.pos > ? ORDER BY f.pos LIMIT ?`);
+    const entries: FeedEntry[] = this.feedStatement.all(from, options.limit ?? -1).map((r) => ({
+      doc: r.name, cursor: String(r.pos), seq: r.seq, receivedAt: new Date(r.received_at), instanceId: r.instance_id,
+      user: r.user, size: r.size, update: r.update_bytes,
+    }));
+    return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
   }
 
   async changesSince(cursor: string | null): Promise<ChangesSince> {
