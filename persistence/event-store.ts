@@ -116,6 +116,11 @@ export interface FeedPage {
   cursor: string | null;
 }
 
+export interface StateRecord {
+  key: string;
+  value: string;
+}
+
 export interface EventStore {
   /**
    * Appends a client update. Resolves once it is committed (the caller may
@@ -144,6 +149,19 @@ export interface EventStore {
    * Entries retention pruned before they were read are not given.
    */
   feed(after: string | null, options?: { limit?: number }): Promise<FeedPage>;
+  /**
+   * Small records the server keeps beside the log (webhook delivery
+   * positions), as text under keys; those whose key starts with `prefix`.
+   */
+  readState(prefix: string): Promise<StateRecord[]>;
+  /** Writes (value null: deletes) the records in one transaction: all or none. */
+  writeState(changes: Array<{ key: string; value: string | null }>): Promise<void>;
+  /**
+   * Takes or renews the lease `name` for `holder` for `ttlMs`: true when
+   * `holder` holds it now (it was free, expired, or already its own). One
+   * holder at a time across every process on the store.
+   */
+  takeLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   /**
    * Where the backend can tell (PostgreSQL's LISTEN/NOTIFY): calls `listener`
    * soon after another process has committed entries, and after a lost

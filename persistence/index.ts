@@ -5,7 +5,7 @@
 
 export type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
-  FeedEntry, FeedPage,
+  FeedEntry, FeedPage, StateRecord,
   EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';

@@ -32,6 +32,15 @@ export interface ApiOptions {
   authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<string | null>;
   /** The change feed routes (change-feed.ts); without it they answer 404. */
   changes?: ChangeRoutes;
+  /** The webhook routes (webhooks.ts); without them (no --webhook-url) they answer 404. */
+  webhooks?: WebhookRoutes;
+}
+
+/** The dead letters of webhooks.ts, and what a restore tells it. */
+export interface WebhookRoutes {
+  deadLetters(): Promise<unknown[]>;
+  redeliver(id: string): Promise<{ found: boolean; delivered: boolean; error: string | null }>;
+  noteRestore(doc: string, seq: number): void;
 }
 
 /** What the change feed answers; authorization is checked here before they are called. */
@@ -82,6 +91,9 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     // Every document's entries: only for a token that may read them all (a "*" rule).
     await options.authorize(request, null, 'read');
     return options.changes.allChanges(request, response, url);
+  }
+  if (segments[0] === 'webhooks' && segments[1] === 'dead-letters' && options.webhooks !== undefined) {
+    return webhookRoute(request, response, url, segments.slice(2), options.webhooks, options);
   }
   if (segments[0] !== 'documents') throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 
@@ -161,6 +173,7 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       const update = await computeRestoreUpdate(store, doc, seq);
       if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq });
       const result = await store.append(doc, update, { instanceId: options.instanceId, user });
+      if (result.seq !== null) options.webhooks?.noteRestore(doc, result.seq);
       // Bring the live document (here, and through Redis on other instances) up to date.
       const connection = await options.hocuspocus.openDirectConnection(doc, {});
       await connection.transact((document) => Y.applyUpdate(document, update));
@@ -189,6 +202,29 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     }
     default:
       break;
+  }
+  throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+}
+
+/** GET /api/webhooks/dead-letters, POST /api/webhooks/dead-letters/{id}/redeliver: for tokens with a "*" rule. */
+async function webhookRoute(request: IncomingMessage, response: ServerResponse, url: URL, rest: string[], webhooks: WebhookRoutes,
+  options: ApiOptions): Promise<void> {
+  const method = request.method ?? 'GET';
+  if (rest.length === 0) {
+    allow(method, ['GET']);
+    await options.authorize(request, null, 'read');
+    return sendJson(response, 200, { deadLetters: await webhooks.deadLetters() });
+  }
+  if (rest.length === 2 && rest[1] === 'redeliver') {
+    allow(method, ['POST']);
+    await options.authorize(request, null, 'write');
+    const id = decodeURIComponent(rest[0]);
+    const result = await webhooks.redeliver(id);
+    if (!result.found) throw new ApiError(404, 'UNKNOWN_DEAD_LETTER', `no dead letter ${id}; GET /api/webhooks/dead-letters lists them`);
+    if (!result.delivered) {
+      throw new ApiError(502, 'WEBHOOK_DELIVERY_FAILED', `the endpoint did not confirm ${id} (${result.error}); it stays a dead letter`);
+    }
+    return sendJson(response, 200, { id, delivered: true });
   }
   throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 }

@@ -35,6 +35,8 @@ export interface FeedEntryJson extends LogEntryJson {
 export interface ChangeFeed<S extends EventStore = EventStore> extends ChangeRoutes {
   /** The store to give everyone else: its appends wake the feed's readers once committed. */
   readonly store: S;
+  /** Calls `listener` whenever readers are woken (a commit here, or one the store told of); returns the unsubscribe. */
+  onWake(listener: () => void): () => void;
   /** Ends every open stream and long poll. */
   close(): void;
 }
@@ -52,7 +54,9 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
   let pollTimer: NodeJS.Timeout | null = null;
   let closed = false;
 
+  const wakeListeners = new Set<() => void>();
   function wake(): void {
+    for (const listener of wakeListeners) listener();
     const woken = [...waiters];
     waiters.clear();
     for (const waiter of woken) waiter();
@@ -61,11 +65,16 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
       pollTimer = null;
     }
   }
-  const stopWatching = store.watchChanges?.(wake) ?? null;
+  let stopWatching: (() => void) | null = null;
+  /** Listens for other instances' commits from the first reader on (no I/O before anyone reads). */
+  function watch(): void {
+    if (stopWatching === null && !closed) stopWatching = store.watchChanges?.(wake) ?? (() => undefined);
+  }
 
   /** Resolves at the next wake-up, after `timeoutMs`, or when `signal` aborts, whichever comes first. */
   function nextWake(timeoutMs: number, signal: AbortSignal): Promise<void> {
     if (closed || signal.aborted) return Promise.resolve();
+    watch();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -210,6 +219,12 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
           };
         },
       });
+    },
+
+    onWake(listener) {
+      wakeListeners.add(listener);
+      watch();
+      return () => wakeListeners.delete(listener);
     },
 
     close() {

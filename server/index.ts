@@ -19,6 +19,7 @@ import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createWebhooks } from './webhooks.js';
 import { serveStatic, type StaticMount } from './static-files.js';
 import { attachWebSocketTransport, type Transport, type TransportOptions } from './websocket-transport.js';
 
@@ -68,10 +69,13 @@ export interface CollabServer {
 
 export function createCollabServer(options: CollabServerOptions): CollabServer {
   const { config, logger } = options;
+  const metrics = options.metrics ?? createMetrics(config.instanceId);
   // Everything appends through this store, so the change feed learns of each commit as it happens.
   const changeFeed = createChangeFeed(options.store, { logger, pollMs: options.feedPollMs });
   const store = changeFeed.store;
-  const metrics = options.metrics ?? createMetrics(config.instanceId);
+  const webhooks = config.webhooks.urls.length === 0 ? null
+    : createWebhooks({ store, config: config.webhooks, instanceId: config.instanceId, logger, registry: metrics.registry });
+
   // Catch-up is for several instances: those sharing Redis, and those on a
   // store that tells of other instances' commits (PostgreSQL), where the poll
   // is only the backstop for a lost notification.
@@ -103,6 +107,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
     changes: changeFeed,
+    webhooks: webhooks ?? undefined,
   };
 
   const httpServer = createServer((request, response) => {
@@ -159,6 +164,10 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
         httpServer.listen(config.port, config.host, () => {
           httpServer.off('error', reject);
           const address = httpServer.address() as AddressInfo;
+          if (webhooks !== null) {
+            changeFeed.onWake(() => webhooks.wake());
+            webhooks.start();
+          }
           resolve({ host: address.address, port: address.port });
         });
       });
@@ -166,6 +175,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     async close() {
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       changeFeed.close();
+      await webhooks?.close();
       await transport.close(CloseCodes.ServerShutdown);
       // The durable log stops its catch-up timer (the Redis fan-out is closed by its owner).
       await durableLog.onDestroy?.({ instance: hocuspocus });

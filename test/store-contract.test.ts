@@ -469,7 +469,7 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   await first.close();
   // Back to what schema version 1 had.
   const db = new Database(path);
-  db.exec('DROP TRIGGER updates_feed; DROP TABLE feed; DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1');
+  db.exec('DROP TABLE service_state; DROP TABLE leases; DROP TRIGGER updates_feed; DROP TABLE feed; DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1');
   db.close();
   assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
     error.code === 'STORE_OPEN_FAILED' && error.message.includes(path) && error.message.includes('schema version 1'));

@@ -62,6 +62,19 @@ const migrations: string[] = [
   ALTER TABLE updates ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
   CREATE INDEX updates_by_xid ON updates (xid, doc, seq);
   `,
+  // 3: records the server keeps beside the log (webhook delivery positions,
+  // EventStore.readState/writeState) and leases (EventStore.takeLease).
+  `
+  CREATE TABLE service_state (
+    key    text COLLATE "C" PRIMARY KEY,
+    value  text NOT NULL
+  );
+  CREATE TABLE leases (
+    name        text PRIMARY KEY,
+    holder      text NOT NULL,
+    expires_at  timestamptz NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -17,7 +17,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport,
+  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -105,6 +105,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
   private readonly cursors = new Map<string, LogCursor>();
   private feedStatement: Statement<[number, number], FeedRow> | null = null;
+  private stateStatements: ReturnType<SqliteEventStore['prepareStateStatements']> | null = null;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   private closed = false;
@@ -423,6 +424,43 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       user: r.user, size: r.size, update: r.update_bytes,
     }));
     return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
+  }
+
+  async readState(prefix: string): Promise<StateRecord[]> {
+    this.stateStatements ??= this.prepareStateStatements();
+    return this.stateStatements.read.all(prefix.length, prefix).map((r) => ({ key: r.key, value: r.value }));
+  }
+
+  async writeState(changes: Array<{ key: string; value: string | null }>): Promise<void> {
+    const { db } = this.open;
+    this.stateStatements ??= this.prepareStateStatements();
+    const { put, remove } = this.stateStatements;
+    db.transaction(() => {
+      for (const { key, value } of changes) {
+        if (value === null) remove.run(key);
+        else put.run(key, value);
+      }
+    }).immediate();
+  }
+
+  async takeLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    this.stateStatements ??= this.prepareStateStatements();
+    return this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
+  }
+
+  private prepareStateStatements() {
+    const { db } = this.open;
+    return {
+      // substr rather than LIKE: a prefix may hold % and _.
+      read: db.prepare<[number, string], StateRecord>('SELECT key, value FROM service_state WHERE substr(key, 1, ?) = ? ORDER BY key'),
+      put: db.prepare<[string, string]>('INSERT INTO service_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      remove: db.prepare<[string]>('DELETE FROM service_state WHERE key = ?'),
+      lease: db.prepare<[string, string, number, number]>(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.holder = excluded.holder OR leases.expires_at < ?`),
+    };
   }
 
   async changesSince(cursor: string | null): Promise<ChangesSince> {

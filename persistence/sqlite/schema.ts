@@ -68,6 +68,19 @@ const migrations: string[] = [
     INSERT INTO feed (doc_id, seq) VALUES (NEW.doc_id, NEW.seq);
   END;
   `,
+  // 4: records the server keeps beside the log (webhook delivery positions,
+  // EventStore.readState/writeState) and leases (EventStore.takeLease).
+  `
+  CREATE TABLE service_state (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+  );
+  CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;
