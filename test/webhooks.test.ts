@@ -17,6 +17,7 @@ import { hocuspocusClient, waitSettled } from './helpers/clients.js';
 import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
 import { startServerProcess, type ServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
+import { hs256Token, TEST_SECRET } from './helpers/tokens.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Delivery {
@@ -255,4 +256,30 @@ test('bad webhook settings stop the start with a message naming the flag', async
     assert.equal(result.code, 2, `${args.join(' ')}: exit code 2 (${result.stderr})`);
     assert.match(result.stderr, flag);
   }
+});
+
+test('a restore through the API goes out as document.restored, naming the user who restored', async (t) => {
+  const secret = randomBytes(32);
+  const receiver = await startReceiver(t, secret, () => 'ok');
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'restored.db'), '--jwt-secret', TEST_SECRET,
+    ...webhookFlags(receiver.url, secret)]);
+  const token = await hs256Token({ sub: 'ada', docs: { '*': 'write' } });
+  const client = hocuspocusClient(t, server.url, 'hooks/restore', { token });
+  const text = client.doc.getText('text');
+  text.insert(0, 'first');
+  await waitSettled([client]);
+  text.insert(5, ' second');
+  await waitSettled([client]);
+  await waitFor(() => receiver.accepted.some((d) => d.event.data.toSeq === 2), { message: 'the edits delivered' });
+  const restore = await fetch(`${server.http}/api/documents/hooks%2Frestore/restore`, {
+    method: 'POST', headers: { authorization: `Bearer ${await hs256Token({ sub: 'bob', docs: { '*': 'write' } })}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ seq: 1 }),
+  });
+  assert.equal(restore.status, 200);
+  const { seq } = (await restore.json()) as { seq: number };
+  const restored = await waitFor(() => receiver.accepted.find((d) => d.event.data.toSeq === seq), { message: 'the restore delivered' });
+  assert.equal(restored.event.type, 'document.restored');
+  assert.deepEqual(restored.event.data.users, ['bob']);
+  const edits = receiver.accepted.filter((d) => d.event.data.toSeq < seq);
+  assert.ok(edits.every((d) => d.event.type === 'document.changed' && d.event.data.users.every((user) => user === 'ada')), JSON.stringify(edits));
 });
