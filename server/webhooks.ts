@@ -115,6 +115,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   }));
   const restores = new Map<string, Set<number>>();
   let leader = false;
+  /** When the lease was last taken or renewed (or tried for). */
+  let leaseTriedAt = -Infinity;
   let closed = false;
   let running: Promise<void> | null = null;
   let again = false;
@@ -153,7 +155,11 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   /** One round: hold the lease, take in the feed, start what is due; returns when to look again. */
   async function tick(): Promise<number> {
     const renewIn = Math.max(100, Math.floor(leaseTtlMs / 3));
-    const holds = await store.takeLease(LEASE, options.instanceId, leaseTtlMs);
+    // Wake-ups come with every commit: the lease is written only when it is due, not on each of them.
+    const sinceLeaseTry = Date.now() - leaseTriedAt;
+    if (sinceLeaseTry < renewIn && !leader) return renewIn - sinceLeaseTry;
+    const holds = sinceLeaseTry < renewIn ? true : await store.takeLease(LEASE, options.instanceId, leaseTtlMs);
+    if (sinceLeaseTry >= renewIn) leaseTriedAt = Date.now();
     if (!holds) {
       if (leader) logger.warn('webhook delivery lease lost to another instance');
       leader = false;
@@ -165,8 +171,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       leader = true;
       logger.info({ endpoints: endpoints.length }, 'delivering webhooks (holding the lease)');
     }
-    let next = renewIn;
     const now = Date.now();
+    let next = Math.max(10, leaseTriedAt + renewIn - now);
     for (const endpoint of endpoints) {
       await takeInFeed(endpoint);
       for (const [doc, delivery] of endpoint.docs) {
