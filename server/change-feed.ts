@@ -55,7 +55,10 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
   let closed = false;
 
   const wakeListeners = new Set<() => void>();
+  /** Counts wake-ups, so that one that comes while a reader is reading is not lost (see nextWake). */
+  let generation = 0;
   function wake(): void {
+    generation++;
     for (const listener of wakeListeners) listener();
     const woken = [...waiters];
     waiters.clear();
@@ -71,9 +74,12 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     if (stopWatching === null && !closed) stopWatching = store.watchChanges?.(wake) ?? (() => undefined);
   }
 
-  /** Resolves at the next wake-up, after `timeoutMs`, or when `signal` aborts, whichever comes first. */
-  function nextWake(timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (closed || signal.aborted) return Promise.resolve();
+  /**
+   * Resolves at the next wake-up, after `timeoutMs`, or when `signal` aborts, whichever comes first;
+   * at once when there was a wake-up since `readAt` (the generation when the caller started reading).
+   */
+  function nextWake(timeoutMs: number, signal: AbortSignal, readAt: number): Promise<void> {
+    if (closed || signal.aborted || generation !== readAt) return Promise.resolve();
     watch();
     return new Promise((resolve) => {
       const done = () => {
@@ -124,9 +130,11 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
 
     if (wantsJson) {
       const deadline = Date.now() + waitSeconds * 1000;
+      let readAt = generation;
       let page = await feed.read(feed.start, limit);
       while (page.events.length === 0 && Date.now() < deadline && !lifetime.signal.aborted && !closed) {
-        await nextWake(deadline - Date.now(), lifetime.signal);
+        await nextWake(deadline - Date.now(), lifetime.signal, readAt);
+        readAt = generation;
         page = await feed.read(feed.start, limit);
       }
       const text = JSON.stringify(page.events.map((event) => event.json));
@@ -153,6 +161,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     let lastWrite = Date.now();
     try {
       while (!lifetime.signal.aborted && !closed) {
+        const readAt = generation;
         const page = await feed.read(position, PAGE);
         for (const event of page.events) {
           if (!response.write(`id: ${event.id}\ndata: ${JSON.stringify(event.json)}\n\n`)) {
@@ -169,7 +178,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
           response.write(': keep-alive\n\n');
           lastWrite = Date.now();
         }
-        await nextWake(Math.max(0, keepAliveMs - (Date.now() - lastWrite)), lifetime.signal);
+        await nextWake(Math.max(0, keepAliveMs - (Date.now() - lastWrite)), lifetime.signal, readAt);
       }
     } catch (error) {
       // Headers are sent: the stream can only end, with an `error` event saying why. The client resumes with Last-Event-ID.
