@@ -34,6 +34,14 @@ export interface ApiOptions {
   changes?: ChangeRoutes;
   /** The webhook routes (webhooks.ts); without them (no --webhook-url) they answer 404. */
   webhooks?: WebhookRoutes;
+  /** Writing content over HTTP (content-api.ts); without it those routes answer 404. */
+  content?: ContentRoutes;
+}
+
+/** What content-api.ts answers; authorization (write) is checked here first. */
+export interface ContentRoutes {
+  /** POST /api/documents/{doc}/updates, as `user`. */
+  postUpdate(request: IncomingMessage, response: ServerResponse, doc: string, user: string | null): Promise<void>;
 }
 
 /** The dead letters of webhooks.ts, and what a restore tells it. */
@@ -136,6 +144,12 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       allow(method, ['GET']);
       await options.authorize(request, doc, 'read');
       return options.changes.documentChanges(request, response, url, doc);
+    }
+    case 'updates': {
+      if (options.content === undefined) break;
+      allow(method, ['POST']);
+      const user = await options.authorize(request, doc, 'write');
+      return options.content.postUpdate(request, response, doc, user);
     }
     case 'state': {
       allow(method, ['GET']);

@@ -15,6 +15,7 @@ import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
 import { createChangeFeed } from './change-feed.js';
+import { createContentApi } from './content-api.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -108,6 +109,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     authorize: options.authorizeApi ?? (async () => null),
     changes: changeFeed,
     webhooks: webhooks ?? undefined,
+    content: createContentApi({ store, hocuspocus, instanceId: config.instanceId, logger, maxUpdateBytes: config.limits.maxMessageBytes }),
   };
 
   const httpServer = createServer((request, response) => {

@@ -281,6 +281,23 @@ export const openApiDocument = {
         },
       },
     },
+    '/api/documents/{doc}/updates': {
+      post: {
+        summary: 'Apply a Yjs update (v1) to the document: logged with the token\'s user, applied to the live document; answers once committed',
+        parameters: [docParam],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        responses: {
+          200: {
+            description: 'seq is the entry that holds the update (the latest seq when the log already held all of it)',
+            content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
+          },
+          ...documentErrors,
+          400: { description: 'Invalid document name, or the body is not an applicable Yjs update (MALFORMED_UPDATE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
+          413: { description: 'The update is over --max-message-bytes (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
+          415: { description: 'Content-Type is not application/octet-stream (UNSUPPORTED_MEDIA_TYPE)', content: json({ $ref: '#/components/schemas/Error' }) },
+        },
+      },
+    },
     '/api/documents/{doc}/compact': {
       post: {
         summary: 'Write a snapshot at the latest seq now',
