@@ -118,6 +118,24 @@ export interface ChangesSince {
   changes: DocumentChange[];
 }
 
+/** A log entry as the all-documents feed gives it: with its document and its place in the feed. */
+export interface FeedEntry extends LogEntry {
+  doc: string;
+  /** Pass as `after` to read on from just after this entry. Opaque: its form depends on the backend. */
+  cursor: string;
+}
+
+export interface FeedPage {
+  entries: FeedEntry[];
+  /** Where the next read starts: the last entry's cursor, or the `after` given when there was none. */
+  cursor: string | null;
+}
+
+export interface StateRecord {
+  key: string;
+  value: string;
+}
+
 export interface EventStore {
   /**
    * Appends a client update. Resolves once it is committed (the caller may
@@ -144,6 +162,27 @@ export interface EventStore {
    * more than once; callers compare seqs.
    */
   changesSince(cursor: string | null): Promise<ChangesSince>;
+  /**
+   * Every document's entries logged after `after` (null: from the first), in
+   * feed order: an entry is never handed out behind a cursor already handed
+   * out, however the transactions that wrote them interleave, so a reader that
+   * resumes from the last cursor it saw misses nothing and sees nothing twice.
+   * Entries retention pruned before they were read are not given.
+   */
+  feed(after: string | null, options?: { limit?: number }): Promise<FeedPage>;
+  /**
+   * Small records the server keeps beside the log (webhook delivery
+   * positions), as text under keys; those whose key starts with `prefix`.
+   */
+  readState(prefix: string): Promise<StateRecord[]>;
+  /** Writes (value null: deletes) the records in one transaction: all or none. */
+  writeState(changes: Array<{ key: string; value: string | null }>): Promise<void>;
+  /**
+   * Takes or renews the lease `name` for `holder` for `ttlMs`: true when
+   * `holder` holds it now (it was free, expired, or already its own). One
+   * holder at a time across every process on the store.
+   */
+  takeLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   /**
    * Where the backend can tell (PostgreSQL's LISTEN/NOTIFY): calls `listener`
    * soon after another process has committed entries, and after a lost

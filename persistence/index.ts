@@ -5,6 +5,7 @@
 
 export type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
+  FeedEntry, FeedPage, StateRecord,
   EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';

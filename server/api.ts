@@ -31,6 +31,33 @@ export interface ApiOptions {
    * doc is null); returns the user id to record, or throws an ApiError.
    */
   authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<string | null>;
+  /** The change feed routes (change-feed.ts); without it they answer 404. */
+  changes?: ChangeRoutes;
+  /** The webhook routes (webhooks.ts); without them (no --webhook-url) they answer 404. */
+  webhooks?: WebhookRoutes;
+  /** Writing content over HTTP (content-api.ts); without it those routes answer 404. */
+  content?: ContentRoutes;
+}
+
+/** What content-api.ts answers; authorization (write) is checked here first. */
+export interface ContentRoutes {
+  /** POST /api/documents/{doc}/updates, as `user`. */
+  postUpdate(request: IncomingMessage, response: ServerResponse, doc: string, user: string | null): Promise<void>;
+}
+
+/** The dead letters of webhooks.ts, and what a restore tells it. */
+export interface WebhookRoutes {
+  deadLetters(): Promise<unknown[]>;
+  redeliver(id: string): Promise<{ found: boolean; delivered: boolean; error: string | null }>;
+  noteRestore(doc: string, seq: number): void;
+}
+
+/** What the change feed answers; authorization is checked here before they are called. */
+export interface ChangeRoutes {
+  /** GET /api/documents/{doc}/changes */
+  documentChanges(request: IncomingMessage, response: ServerResponse, url: URL, doc: string): Promise<void>;
+  /** GET /api/changes */
+  allChanges(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void>;
 }
 
 export class ApiError extends Error {
@@ -67,6 +94,15 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
   if (segments.length === 1 && segments[0] === 'openapi.json') {
     allow(method, ['GET']);
     return sendJson(response, 200, openApiDocument);
+  }
+  if (segments.length === 1 && segments[0] === 'changes' && options.changes !== undefined) {
+    allow(method, ['GET']);
+    // Every document's entries: only for a token that may read them all (a "*" rule).
+    await options.authorize(request, null, 'read');
+    return options.changes.allChanges(request, response, url);
+  }
+  if (segments[0] === 'webhooks' && segments[1] === 'dead-letters' && options.webhooks !== undefined) {
+    return webhookRoute(request, response, url, segments.slice(2), options.webhooks, options);
   }
   if (segments[0] !== 'documents') throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 
@@ -106,6 +142,18 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       const entries = exists ? await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) }) : [];
       return sendJson(response, 200, entries.map(logEntryToJson), { 'x-palimpsest-exists': String(exists) });
     }
+    case 'changes': {
+      if (options.changes === undefined) break;
+      allow(method, ['GET']);
+      await options.authorize(request, doc, 'read');
+      return options.changes.documentChanges(request, response, url, doc);
+    }
+    case 'updates': {
+      if (options.content === undefined) break;
+      allow(method, ['POST']);
+      const user = await options.authorize(request, doc, 'write');
+      return options.content.postUpdate(request, response, doc, user);
+    }
     case 'state': {
       allow(method, ['GET']);
       await options.authorize(request, doc, 'read');
@@ -143,6 +191,7 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       const result = await store.append(doc, update, { instanceId: options.instanceId, user, displayName });
       if (result.seq !== null) {
         await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, createdAt: new Date(), restoredFrom: seq });
+        options.webhooks?.noteRestore(doc, result.seq);
       }
       // Bring the live document (here, and through Redis on other instances) up to date.
       const connection = await options.hocuspocus.openDirectConnection(doc, {});
@@ -171,8 +220,32 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       return sendJson(response, 200, result);
     }
     default:
-      throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+      break;
   }
+  throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
+}
+
+/** GET /api/webhooks/dead-letters, POST /api/webhooks/dead-letters/{id}/redeliver: for tokens with a "*" rule. */
+async function webhookRoute(request: IncomingMessage, response: ServerResponse, url: URL, rest: string[], webhooks: WebhookRoutes,
+  options: ApiOptions): Promise<void> {
+  const method = request.method ?? 'GET';
+  if (rest.length === 0) {
+    allow(method, ['GET']);
+    await options.authorize(request, null, 'read');
+    return sendJson(response, 200, { deadLetters: await webhooks.deadLetters() });
+  }
+  if (rest.length === 2 && rest[1] === 'redeliver') {
+    allow(method, ['POST']);
+    await options.authorize(request, null, 'write');
+    const id = decodeURIComponent(rest[0]);
+    const result = await webhooks.redeliver(id);
+    if (!result.found) throw new ApiError(404, 'UNKNOWN_DEAD_LETTER', `no dead letter ${id}; GET /api/webhooks/dead-letters lists them`);
+    if (!result.delivered) {
+      throw new ApiError(502, 'WEBHOOK_DELIVERY_FAILED', `the endpoint did not confirm ${id} (${result.error}); it stays a dead letter`);
+    }
+    return sendJson(response, 200, { id, delivered: true });
+  }
+  throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 }
 
 /** The seq a restore body asks for: {"seq": n}, or {"at": "<ISO time>"} for the last seq at or before that time. */

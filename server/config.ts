@@ -74,6 +74,24 @@ export interface ServeConfig {
   limits: LimitsConfig;
   /** Folder of the built demo editor, served at /. */
   staticDir: string | null;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** Endpoints every document change is posted to; empty = webhooks off. */
+  urls: string[];
+  /** The signing key (the base64-decoded `whsec_` secret); null when no URL is configured. */
+  secret: Buffer | null;
+  /** Changes to one document within this window go out as one event. */
+  coalesceMs: number;
+  /** An attempt that has no answer by then counts as failed. */
+  timeoutMs: number;
+  /** First retry after this long; each next one waits about twice as long (with jitter) … */
+  retryBaseMs: number;
+  /** … up to this long … */
+  retryCapMs: number;
+  /** … until this long has passed since the first attempt: then the event is dead-lettered. */
+  retryTotalMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -83,6 +101,8 @@ interface FlagSpec {
   help: string;
   default?: string;
   boolean?: boolean;
+  /** May be given several times; the values are joined with commas (a comma list works too). */
+  repeatable?: boolean;
 }
 
 /** Flags of `palimpsest serve`, with their environment fallbacks and defaults (also the --help text). */
@@ -112,6 +132,13 @@ export const serveFlags: Record<string, FlagSpec> = {
   'max-document-bytes': { env: 'PALIMPSEST_MAX_DOCUMENT_BYTES', default: '67108864', help: 'Encoded size a document may reach (4413; 0 = unlimited)' },
   'static-dir': { env: 'PALIMPSEST_STATIC_DIR', help: 'Folder of the demo editor served at / (default: the built one)' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
+  'webhook-url': { env: 'PALIMPSEST_WEBHOOK_URLS', repeatable: true, help: 'Endpoint to post document changes to (repeatable, or a comma list; default: none)' },
+  'webhook-secret': { env: 'PALIMPSEST_WEBHOOK_SECRET', help: 'Signing secret of the webhooks, whsec_<base64> (needed with --webhook-url)' },
+  'webhook-coalesce-ms': { env: 'PALIMPSEST_WEBHOOK_COALESCE_MS', default: '1000', help: 'Changes to one document within this window go out as one event' },
+  'webhook-timeout-ms': { env: 'PALIMPSEST_WEBHOOK_TIMEOUT_MS', default: '15000', help: 'A webhook attempt with no answer by then counts as failed' },
+  'webhook-retry-base-ms': { env: 'PALIMPSEST_WEBHOOK_RETRY_BASE_MS', default: '1000', help: 'Delay before the first retry; it about doubles each time' },
+  'webhook-retry-cap-ms': { env: 'PALIMPSEST_WEBHOOK_RETRY_CAP_MS', default: '300000', help: 'Longest delay between two retries' },
+  'webhook-retry-total-ms': { env: 'PALIMPSEST_WEBHOOK_RETRY_TOTAL_MS', default: '21600000', help: 'Retry for this long after the first attempt, then dead-letter the event' },
 };
 
 /** Where a setting's value came from: the command line, its environment variable, or the default. */
@@ -161,14 +188,14 @@ export function parseFlags(argv: string[], flags: Record<string, FlagSpec>, env:
     if (spec.boolean === true) {
       values[name] = inline === undefined ? true : parseBoolean(`--${name}`, inline);
     } else if (inline !== undefined) {
-      values[name] = inline;
+      values[name] = spec.repeatable === true && typeof values[name] === 'string' ? `${values[name]},${inline}` : inline;
     } else {
       const next = argv[i + 1];
       if (next === undefined || next === '--' || next.startsWith('--')) {
         throw new ConfigError(`--${name}`, `needs a value (--${name} <value>)` +
           (next !== undefined && !isKnownFlag(next) && next !== '--' ? `; to pass a value starting with "--", write --${name}=${next}` : ''));
       }
-      values[name] = next;
+      values[name] = spec.repeatable === true && typeof values[name] === 'string' ? `${values[name]},${next}` : next;
       i++;
     }
     origins[name] = 'flag';
@@ -266,6 +293,7 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
       maxDocumentBytes: integer('--max-document-bytes', str('max-document-bytes'), 0, 2 ** 40),
     },
     staticDir: str('static-dir') ?? defaults.staticDir,
+    webhooks: webhookConfig(str),
   };
   if (config.redis !== null && !/^rediss?:\/\//.test(config.redis)) {
     throw new ConfigError('--redis', `expected a redis:// or rediss:// URL, got "${config.redis}"`);
@@ -287,6 +315,46 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
     throw new ConfigError('--host',
       `listening on ${config.host} without authentication would let anyone on the network read and edit every document; ` +
       'configure --jwt-secret or --jwks-file, or pass --insecure to accept that');
+  }
+  return config;
+}
+
+function webhookConfig(str: (name: string) => string | undefined): WebhookConfig {
+  const urls = list(str('webhook-url'));
+  for (const url of urls) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = null;
+    }
+    if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+      throw new ConfigError('--webhook-url', `"${url}" is not an http:// or https:// URL`);
+    }
+  }
+  const secretText = str('webhook-secret');
+  let secret: Buffer | null = null;
+  if (secretText !== undefined) {
+    const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secretText);
+    secret = match === null ? null : Buffer.from(match[1], 'base64');
+    if (secret === null || secret.length < 16) {
+      throw new ConfigError('--webhook-secret', 'expected whsec_ followed by the base64 of at least 16 random bytes (e.g. whsec_$(openssl rand -base64 32))');
+    }
+  }
+  if (urls.length > 0 && secret === null) {
+    throw new ConfigError('--webhook-secret', 'needed with --webhook-url: receivers verify each event\'s signature with it');
+  }
+  const config: WebhookConfig = {
+    urls,
+    secret,
+    coalesceMs: integer('--webhook-coalesce-ms', str('webhook-coalesce-ms'), 0, 3_600_000),
+    timeoutMs: integer('--webhook-timeout-ms', str('webhook-timeout-ms'), 100, 600_000),
+    retryBaseMs: integer('--webhook-retry-base-ms', str('webhook-retry-base-ms'), 1, 3_600_000),
+    retryCapMs: integer('--webhook-retry-cap-ms', str('webhook-retry-cap-ms'), 1, 86_400_000),
+    retryTotalMs: integer('--webhook-retry-total-ms', str('webhook-retry-total-ms'), 0, 30 * 86_400_000),
+  };
+  if (config.retryCapMs < config.retryBaseMs) {
+    throw new ConfigError('--webhook-retry-cap-ms', `must be at least --webhook-retry-base-ms (${config.retryBaseMs})`);
   }
   return config;
 }

@@ -14,10 +14,13 @@ import type { Logger } from 'pino';
 import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
+import { createChangeFeed } from './change-feed.js';
+import { createContentApi } from './content-api.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createWebhooks } from './webhooks.js';
 import { serveStatic, type StaticMount } from './static-files.js';
 import { attachWebSocketTransport, type Transport, type TransportOptions } from './websocket-transport.js';
 
@@ -43,6 +46,8 @@ export interface CollabServerOptions {
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
+  /** How often change feed readers look for other processes' commits (ms); see change-feed.ts. */
+  feedPollMs?: number;
 }
 
 export interface CollabServer {
@@ -52,6 +57,8 @@ export interface CollabServer {
   readonly transport: Transport;
   /** Resolves once the client updates applied to `document` so far are committed; rejects if one failed. */
   durable(document: Y.Doc): Promise<void>;
+  /** The store as the server uses it: its appends wake change feed readers (and, later, webhooks). */
+  readonly store: EventStore;
   listen(): Promise<{ host: string; port: number }>;
   /**
    * Stops taking connections and closes every socket (1001). Does not close
@@ -62,8 +69,14 @@ export interface CollabServer {
 }
 
 export function createCollabServer(options: CollabServerOptions): CollabServer {
-  const { config, store, logger } = options;
+  const { config, logger } = options;
   const metrics = options.metrics ?? createMetrics(config.instanceId);
+  // Everything appends through this store, so the change feed learns of each commit as it happens.
+  const changeFeed = createChangeFeed(options.store, { logger, pollMs: options.feedPollMs });
+  const store = changeFeed.store;
+  const webhooks = config.webhooks.urls.length === 0 ? null
+    : createWebhooks({ store, config: config.webhooks, instanceId: config.instanceId, logger, registry: metrics.registry });
+
   // Catch-up is for several instances: those sharing Redis, and those on a
   // store that tells of other instances' commits (PostgreSQL), where the poll
   // is only the backstop for a lost notification.
@@ -94,6 +107,9 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   const apiOptions: ApiOptions = {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
+    changes: changeFeed,
+    webhooks: webhooks ?? undefined,
+    content: createContentApi({ store, hocuspocus, instanceId: config.instanceId, logger, maxUpdateBytes: config.limits.maxMessageBytes }),
   };
 
   const httpServer = createServer((request, response) => {
@@ -142,7 +158,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   });
 
   return {
-    httpServer, hocuspocus, metrics, transport,
+    httpServer, hocuspocus, metrics, transport, store,
     durable: (document) => durableLog.durable(document),
     listen() {
       return new Promise((resolve, reject) => {
@@ -150,12 +166,18 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
         httpServer.listen(config.port, config.host, () => {
           httpServer.off('error', reject);
           const address = httpServer.address() as AddressInfo;
+          if (webhooks !== null) {
+            changeFeed.onWake(() => webhooks.wake());
+            webhooks.start();
+          }
           resolve({ host: address.address, port: address.port });
         });
       });
     },
     async close() {
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      changeFeed.close();
+      await webhooks?.close();
       await transport.close(CloseCodes.ServerShutdown);
       // The durable log stops its catch-up timer (the Redis fan-out is closed by its owner).
       await durableLog.onDestroy?.({ instance: hocuspocus });

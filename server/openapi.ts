@@ -73,6 +73,27 @@ export const openApiDocument = {
           update: { type: 'string', contentEncoding: 'base64', description: 'the logged Yjs update (v1)' },
         },
       },
+      FeedEntry: {
+        description: 'A log entry of the all-documents feed: the history entry plus its document and its cursor',
+        allOf: [
+          { $ref: '#/components/schemas/LogEntry' },
+          {
+            type: 'object', required: ['doc', 'cursor'],
+            properties: { doc: { type: 'string' }, cursor: { type: 'string', description: 'opaque; pass as `after` (or Last-Event-ID) to read on after this entry' } },
+          },
+        ],
+      },
+      DeadLetter: {
+        type: 'object',
+        required: ['id', 'url', 'doc', 'type', 'fromSeq', 'toSeq', 'body', 'attempts', 'firstAttemptAt', 'deadAt', 'lastError'],
+        properties: {
+          id: { type: 'string', description: 'the webhook-id it was (and will be) sent with' },
+          url: { type: 'string' }, doc: { type: 'string' }, type: { enum: ['document.changed', 'document.restored'] },
+          fromSeq: { type: 'integer' }, toSeq: { type: 'integer' }, body: { type: 'string', description: 'the exact JSON body sent' },
+          attempts: { type: 'integer' }, firstAttemptAt: { type: 'string', format: 'date-time' }, deadAt: { type: 'string', format: 'date-time' },
+          lastError: { type: ['string', 'null'], description: 'e.g. "HTTP 500", "ECONNREFUSED", "no answer within 15000 ms"' },
+        },
+      },
       DocumentInfo: {
         type: 'object',
         required: ['doc', 'exists', 'seq', 'updatedAt', 'firstRetainedSeq', 'snapshots'],
@@ -309,6 +330,87 @@ export const openApiDocument = {
         parameters: [docParam, atParam('default: the latest seq'), { ...atParam('mark runs inserted or removed after this seq'), name: 'since' }],
         responses: {
           200: { description: 'Authorship', content: json({ $ref: '#/components/schemas/Authorship' }) }, ...documentErrors, 404: ref('UnknownSeq'), 410: ref('HistoryPruned'),
+        },
+      },
+    },
+    '/api/documents/{doc}/changes': {
+      get: {
+        summary: 'The document\'s log entries after a seq, then live as they commit: Server-Sent Events, or a JSON array with Accept: application/json',
+        description: 'As an event stream (the default; what EventSource asks for), each event is `id: <seq>` and `data: <the entry as in history>`; ' +
+          'a reconnecting client\'s `Last-Event-ID` wins over `after`, so it resumes right after the last event it got. ' +
+          'With `Accept: application/json` the entries after `after` (up to `limit`), waiting up to `wait` seconds for one when there is none yet.',
+        parameters: [docParam,
+          { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'the last seq already seen' },
+          { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'the last event id (seq) already seen; wins over after' },
+          { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 300, default: 0 }, description: 'JSON: seconds to wait for an entry' },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered' }],
+        responses: {
+          200: {
+            description: 'The entries (JSON), or the event stream; a stream that cannot go on ends with an `event: error` whose data is `{code, message}`',
+            headers: { 'X-Palimpsest-Cursor': { description: 'JSON: the seq to pass as after next time', schema: { type: 'string' } } },
+            content: { 'text/event-stream': { schema: { type: 'string' } }, ...json({ type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }) },
+          },
+          ...documentErrors,
+          410: ref('HistoryPruned'),
+        },
+      },
+    },
+    '/api/changes': {
+      get: {
+        summary: 'Every document\'s log entries after a cursor, then live: Server-Sent Events, or a JSON array with Accept: application/json',
+        description: 'Needs a token with a "*" rule. Each event is `id: <cursor>` and `data: <FeedEntry>`. ' +
+          'Resuming from the last cursor seen never skips an entry, whichever order concurrent writes committed in.',
+        parameters: [
+          { name: 'after', in: 'query', schema: { type: 'string' }, description: 'the cursor of the last entry already seen; absent: from the first entry' },
+          { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'the last event id (cursor) already seen; wins over after' },
+          { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 300, default: 0 }, description: 'JSON: seconds to wait for an entry' },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered' }],
+        responses: {
+          200: {
+            description: 'The entries (JSON), or the event stream',
+            headers: { 'X-Palimpsest-Cursor': { description: 'JSON: the cursor to pass as after next time (also when no entry came)', schema: { type: 'string' } } },
+            content: { 'text/event-stream': { schema: { type: 'string' } }, ...json({ type: 'array', items: { $ref: '#/components/schemas/FeedEntry' } }) },
+          },
+          400: ref('BadRequest'),
+          ...storeErrors,
+        },
+      },
+    },
+    '/api/webhooks/dead-letters': {
+      get: {
+        summary: 'Webhook events given up on after the retry limit (only with --webhook-url; a token with a "*" rule)',
+        responses: {
+          200: { description: 'Dead letters, oldest first', content: json({ type: 'object', required: ['deadLetters'], properties: { deadLetters: { type: 'array', items: { $ref: '#/components/schemas/DeadLetter' } } } }) },
+          ...storeErrors,
+        },
+      },
+    },
+    '/api/webhooks/dead-letters/{id}/redeliver': {
+      post: {
+        summary: 'Send a dead letter once more, with the same webhook-id and body; confirmed ones leave the list (a token with a "*" write rule)',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: {
+          200: { description: 'The endpoint confirmed it', content: json({ type: 'object', required: ['id', 'delivered'], properties: { id: { type: 'string' }, delivered: { const: true } } }) },
+          404: { description: 'No such dead letter (UNKNOWN_DEAD_LETTER)', content: json({ $ref: '#/components/schemas/Error' }) },
+          502: { description: 'The endpoint did not confirm it (WEBHOOK_DELIVERY_FAILED); it stays a dead letter', content: json({ $ref: '#/components/schemas/Error' }) },
+          ...storeErrors,
+        },
+      },
+    },
+    '/api/documents/{doc}/updates': {
+      post: {
+        summary: 'Apply a Yjs update (v1) to the document: logged with the token\'s user, applied to the live document; answers once committed',
+        parameters: [docParam],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        responses: {
+          200: {
+            description: 'seq is the entry that holds the update (the latest seq when the log already held all of it)',
+            content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
+          },
+          ...documentErrors,
+          400: { description: 'Invalid document name, or the body is not an applicable Yjs update (MALFORMED_UPDATE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
+          413: { description: 'The update is over --max-message-bytes (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
+          415: { description: 'Content-Type is not application/octet-stream (UNSUPPORTED_MEDIA_TYPE)', content: json({ $ref: '#/components/schemas/Error' }) },
         },
       },
     },

@@ -408,6 +408,32 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.ok(again.changes.every((c) => (c.doc === 'doc-a' && c.seq === 2) || (c.doc === 'doc-b' && c.seq === 1)), JSON.stringify(again.changes));
     });
 
+    test('feed gives every document\'s entries in commit order, resumes after any cursor, and sees the other handle\'s', async (t) => {
+      const first = await open(t);
+      const second = await open(t, { path: first.path });
+      const a = editor();
+      const b = editor();
+      a.text.insert(0, 'a');
+      b.text.insert(0, 'b');
+      a.text.insert(1, 'aa');
+      assert.deepEqual(await first.feed(null), { entries: [], cursor: null });
+      await first.append('doc-a', a.updates[0], meta);
+      await second.append('doc-b', b.updates[0], { instanceId: 'other', user: null });
+      await first.append('doc-a', a.updates[1], meta);
+      const all = await second.feed(null);
+      assert.deepEqual(all.entries.map((e) => [e.doc, e.seq, e.instanceId]), [['doc-a', 1, 'test'], ['doc-b', 1, 'other'], ['doc-a', 2, 'test']]);
+      assert.deepEqual(all.entries.map((e) => e.update), (await first.entries('doc-a')).slice(0, 1).map((e) => e.update)
+        .concat((await first.entries('doc-b')).map((e) => e.update), (await first.entries('doc-a')).slice(1).map((e) => e.update)));
+      assert.equal(all.cursor, all.entries[2].cursor);
+      const page = await first.feed(all.entries[0].cursor, { limit: 1 });
+      assert.deepEqual(page.entries.map((e) => [e.doc, e.seq]), [['doc-b', 1]]);
+      assert.equal(page.cursor, page.entries[0].cursor);
+      assert.deepEqual(await first.feed(all.cursor), { entries: [], cursor: all.cursor }, 'nothing after the last cursor');
+      b.text.insert(1, 'bb');
+      await second.append('doc-b', b.updates[1], meta);
+      assert.deepEqual((await first.feed(all.cursor)).entries.map((e) => [e.doc, e.seq]), [['doc-b', 2]]);
+    });
+
     test('a failed write rejects the append, logs nothing, and the store recovers', async (t) => {
       const location = await backend.location(t);
       const store = await open(t, { busyTimeoutMs: 50, path: location });
@@ -492,7 +518,8 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   await first.close();
   // Back to what schema version 1 had.
   const db = new Database(path);
-  db.exec(`DROP TABLE version_names; ALTER TABLE updates DROP COLUMN display_name;
+  db.exec(`DROP TABLE service_state; DROP TABLE leases; DROP TRIGGER updates_feed; DROP TABLE feed;
+    DROP TABLE version_names; ALTER TABLE updates DROP COLUMN display_name;
     DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1`);
   db.close();
   assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
@@ -503,4 +530,6 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   assert.equal((await store.append('old', updates[1], meta)).seq, 2);
   assert.deepEqual((await store.changesSince(start.cursor)).changes, [{ doc: 'old', seq: 2 }]);
   assert.equal(textOf((await store.stateAt('old')).update), 'then: written by version 1');
+  // Entries logged before the feed existed are in it, ahead of those logged after.
+  assert.deepEqual((await store.feed(null)).entries.map((e) => [e.doc, e.seq]), [['old', 1], ['old', 2]]);
 });

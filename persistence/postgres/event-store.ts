@@ -23,7 +23,7 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
+  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
@@ -654,6 +654,62 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         changes: rows.filter((r) => r.doc !== null).map((r) => ({ doc: r.doc!, seq: r.last_seq! })),
       };
     });
+  }
+
+  async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
+    // The cursor is "<xid>.<seq>.<base64url of the document name>" (schema.ts, migration 3);
+    // anything else starts from the first entry.
+    const match = after === null ? null : /^(\d+)\.(\d+)\.([A-Za-z0-9_-]*)$/.exec(after);
+    const [xid, seq, doc] = match === null ? ['0', 0, ''] : [match[1], Number(match[2]), Buffer.from(match[3], 'base64url').toString('utf8')];
+    return this.reading(async (client) => {
+      // One statement, one snapshot: its xmin bounds what is read.
+      const { rows } = await client.query<{
+        xid: string; doc: string; seq: number; received_at: Date; instance_id: string; user: string | null; display_name: string | null;
+        size: number; update_bytes: Buffer;
+      }>(
+        `SELECT xid::text AS xid, doc, seq, received_at, instance_id, "user", display_name, size, update_bytes FROM updates
+         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND (xid, doc, seq) > ($1::xid8, $2::text COLLATE "C", $3::bigint)
+         ORDER BY xid, doc, seq LIMIT $4`, [xid, doc, seq, options.limit ?? null]);
+      const entries: FeedEntry[] = rows.map((r) => ({
+        doc: r.doc, cursor: `${r.xid}.${r.seq}.${Buffer.from(r.doc, 'utf8').toString('base64url')}`,
+        seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
+      }));
+      return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
+    });
+  }
+
+  async readState(prefix: string): Promise<StateRecord[]> {
+    return this.reading(async (client) => (await client.query<StateRecord>(
+      'SELECT key, value FROM service_state WHERE left(key, $1) = $2 ORDER BY key', [prefix.length, prefix])).rows
+      .map((r) => ({ key: r.key, value: r.value })));
+  }
+
+  async writeState(changes: Array<{ key: string; value: string | null }>): Promise<void> {
+    await this.inTransaction(async (client) => {
+      const puts = changes.filter((c) => c.value !== null);
+      const deletes = changes.filter((c) => c.value === null).map((c) => c.key);
+      if (deletes.length > 0) await client.query('DELETE FROM service_state WHERE key = ANY($1::text[])', [deletes]);
+      if (puts.length > 0) {
+        // The last value given for a key wins, as it would written one by one.
+        const last = new Map(puts.map((c) => [c.key, c.value!]));
+        await client.query(
+          `INSERT INTO service_state (key, value) SELECT * FROM unnest($1::text[], $2::text[])
+           ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [[...last.keys()], [...last.values()]]);
+      }
+    });
+  }
+
+  async takeLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    let taken = false;
+    await this.inTransaction(async (client) => {
+      // The database's clock, so that instances whose clocks differ agree on when a lease expires.
+      const { rowCount } = await client.query(
+        `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.holder = excluded.holder OR leases.expires_at < clock_timestamp()`, [name, holder, ttlMs]);
+      taken = rowCount === 1;
+    });
+    return taken;
   }
 
   private async allDocuments(client: pg.PoolClient): Promise<Array<{ doc: string; seq: number }>> {

@@ -65,6 +65,31 @@ const migrations: string[] = [
     PRIMARY KEY (doc, seq)
   );
   `,
+  // 3: the all-documents feed (EventStore.feed). Transactions commit in
+  // another order than they took their ids, so no number handed out while
+  // writing can be a cursor that never skips: a reader could see 8 committed,
+  // move past it, and only then see 7 commit. Each entry records the id of the
+  // transaction that wrote it; the feed reads only entries whose transaction
+  // id is below the snapshot's xmin (every transaction below it has ended, so
+  // nothing can appear there any more), ordered by (xid, doc, seq), and that
+  // triple is the cursor. Entries already logged take this migration's id.
+  `
+  ALTER TABLE updates ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+  CREATE INDEX updates_by_xid ON updates (xid, doc, seq);
+  `,
+  // 4: records the server keeps beside the log (webhook delivery positions,
+  // EventStore.readState/writeState) and leases (EventStore.takeLease).
+  `
+  CREATE TABLE service_state (
+    key    text COLLATE "C" PRIMARY KEY,
+    value  text NOT NULL
+  );
+  CREATE TABLE leases (
+    name        text PRIMARY KEY,
+    holder      text NOT NULL,
+    expires_at  timestamptz NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

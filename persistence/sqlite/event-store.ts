@@ -8,6 +8,7 @@
 // settles when that transaction has committed.
 
 import { Worker } from 'node:worker_threads';
+import type { Statement } from 'better-sqlite3';
 import * as Y from 'yjs';
 import type { BuiltSnapshot, CompactionPolicy, RetentionPolicy } from '../compaction-policy.js';
 import {
@@ -16,13 +17,18 @@ import {
 import { StoreError } from '../errors.js';
 import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
+  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
 import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
 import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './database.js';
+
+interface FeedRow {
+  pos: number; name: string; seq: number; received_at: number; instance_id: string; user: string | null; display_name: string | null;
+  size: number; update_bytes: Uint8Array;
+}
 
 export interface SqliteEventStoreOptions {
   path: string;
@@ -99,6 +105,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly open: OpenDatabase;
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
   private readonly cursors = new Map<string, LogCursor>();
+  private feedStatement: Statement<[number, number], FeedRow> | null = null;
+  private stateStatements: ReturnType<SqliteEventStore['prepareStateStatements']> | null = null;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
   private closed = false;
@@ -431,6 +439,57 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     return statements.versionNames.all(row.id).map((r) => ({
       seq: r.seq, name: r.name, user: r.user, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
     }));
+  }
+
+  async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
+    // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
+    const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
+    this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
+      `SELECT f.pos, d.name, u.seq, u.received_at, u.instance_id, u.user, u.display_name, u.size, u.update_bytes
+       FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
+       WHERE f.pos > ? ORDER BY f.pos LIMIT ?`);
+    const entries: FeedEntry[] = this.feedStatement.all(from, options.limit ?? -1).map((r) => ({
+      doc: r.name, cursor: String(r.pos), seq: r.seq, receivedAt: new Date(r.received_at), instanceId: r.instance_id,
+      user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
+    }));
+    return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
+  }
+
+  async readState(prefix: string): Promise<StateRecord[]> {
+    this.stateStatements ??= this.prepareStateStatements();
+    return this.stateStatements.read.all(prefix.length, prefix).map((r) => ({ key: r.key, value: r.value }));
+  }
+
+  async writeState(changes: Array<{ key: string; value: string | null }>): Promise<void> {
+    const { db } = this.open;
+    this.stateStatements ??= this.prepareStateStatements();
+    const { put, remove } = this.stateStatements;
+    db.transaction(() => {
+      for (const { key, value } of changes) {
+        if (value === null) remove.run(key);
+        else put.run(key, value);
+      }
+    }).immediate();
+  }
+
+  async takeLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    this.stateStatements ??= this.prepareStateStatements();
+    return this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
+  }
+
+  private prepareStateStatements() {
+    const { db } = this.open;
+    return {
+      // substr rather than LIKE: a prefix may hold % and _.
+      read: db.prepare<[number, string], StateRecord>('SELECT key, value FROM service_state WHERE substr(key, 1, ?) = ? ORDER BY key'),
+      put: db.prepare<[string, string]>('INSERT INTO service_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      remove: db.prepare<[string]>('DELETE FROM service_state WHERE key = ?'),
+      lease: db.prepare<[string, string, number, number]>(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.holder = excluded.holder OR leases.expires_at < ?`),
+    };
   }
 
   async changesSince(cursor: string | null): Promise<ChangesSince> {

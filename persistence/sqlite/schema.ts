@@ -63,6 +63,39 @@ const migrations: string[] = [
     PRIMARY KEY (doc_id, seq)
   );
   `,
+  // 4: the all-documents feed (EventStore.feed): every logged entry gets a
+  // position, in the order the entries were written. Writes hold the write
+  // lock until they commit, so that order is the commit order: a reader never
+  // sees position n+1 before n, and the position is the feed's cursor. The
+  // trigger numbers entries however they are written (appends, copy); the
+  // positions of entries written before this migration follow their rowids
+  // (the order they were inserted). AUTOINCREMENT: a position is never used
+  // twice, even once the entries that held the highest ones are pruned.
+  `
+  CREATE TABLE feed (
+    pos     INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id  INTEGER NOT NULL,
+    seq     INTEGER NOT NULL
+  );
+  INSERT INTO feed (doc_id, seq) SELECT doc_id, seq FROM updates ORDER BY rowid;
+  CREATE TRIGGER updates_feed AFTER INSERT ON updates
+  BEGIN
+    INSERT INTO feed (doc_id, seq) VALUES (NEW.doc_id, NEW.seq);
+  END;
+  `,
+  // 5: records the server keeps beside the log (webhook delivery positions,
+  // EventStore.readState/writeState) and leases (EventStore.takeLease).
+  `
+  CREATE TABLE service_state (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+  );
+  CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;
