@@ -80,6 +80,8 @@ test('three instances on one PostgreSQL converge, log each change once, and ride
       const i = prng.uint32(rng, 0, clients.length - 1);
       randomEdit(rng, clients[i].doc, `c${i}`, 1000 + step);
     }
+    // Every acknowledging client edits at least once, so each has something that must stay unacknowledged.
+    acknowledging.forEach((client, i) => randomEdit(rng, client.doc, `a${i}`, 2000 + i));
     // Kept down until the clients have tried for a while: their edits reached
     // no log, so none may have been acknowledged.
     await waitFor(() => Date.now() - outageStarted >= 10_000 && acknowledging.every((c) => !c.settled()),
