@@ -4,11 +4,11 @@
 // and the cause; a malformed URL is a usage error (exit 2) naming --data.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
 import { freePort, runCli } from './helpers/cli.js';
-import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
+import { postgresForSuite } from './helpers/postgres-process.js';
 
 /** One line, no stack trace. */
 function assertOneLine(stderr: string): void {
@@ -18,17 +18,10 @@ function assertOneLine(stderr: string): void {
 }
 
 describe('palimpsest commands on PostgreSQL', () => {
-  let postgres: PostgresProcess;
-  const teardowns: Array<() => Promise<void>> = [];
-  before(async () => {
-    postgres = await startPostgres({ after: (fn) => teardowns.push(fn) });
-  });
-  after(async () => {
-    for (const teardown of teardowns.reverse()) await teardown();
-  });
+  const postgres = postgresForSuite();
 
   test('history, export, compact and verify work on a postgres:// URL as on a file', async () => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const store = openEventStore({ data: url, compactAfterEntries: 0 });
     await store.opened();
     const doc = new Y.Doc();
@@ -60,8 +53,8 @@ describe('palimpsest commands on PostgreSQL', () => {
     const closedPort = await freePort();
     const cases: Array<{ data: string; host: string; cause: RegExp }> = [
       { data: `postgres://postgres@127.0.0.1:${closedPort}/postgres`, host: `127.0.0.1:${closedPort}`, cause: /connection refused/ },
-      { data: `postgres://${postgres.passwordRole.user}:wrong@127.0.0.1:${postgres.port}/postgres`, host: `127.0.0.1:${postgres.port}`, cause: /password/ },
-      { data: postgres.url('no_such_database'), host: `127.0.0.1:${postgres.port}`, cause: /"no_such_database" does not exist/ },
+      { data: `postgres://${postgres().passwordRole.user}:wrong@127.0.0.1:${postgres().port}/postgres`, host: `127.0.0.1:${postgres().port}`, cause: /password/ },
+      { data: postgres().url('no_such_database'), host: `127.0.0.1:${postgres().port}`, cause: /"no_such_database" does not exist/ },
     ];
     for (const { data, host, cause } of cases) {
       for (const args of [['verify'], ['history', 'doc'], ['serve', '--port', '0']]) {
@@ -75,7 +68,7 @@ describe('palimpsest commands on PostgreSQL', () => {
     }
     // The right password gets in.
     const right = await runCli(['history', 'doc', '--json', '--data',
-      `postgres://${postgres.passwordRole.user}:${postgres.passwordRole.password}@127.0.0.1:${postgres.port}/postgres`]);
+      `postgres://${postgres().passwordRole.user}:${postgres().passwordRole.password}@127.0.0.1:${postgres().port}/postgres`]);
     assert.equal(right.code, 0, right.stderr);
   });
 

@@ -6,12 +6,12 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as prng from 'lib0/prng';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
 import { runCli } from './helpers/cli.js';
-import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
+import { postgresForSuite } from './helpers/postgres-process.js';
 import { tempDir } from './helpers/temp.js';
 import { loadTrace, traceUpdates } from './helpers/traces.js';
 
@@ -22,14 +22,7 @@ function textAt(exported: string): string {
 }
 
 describe('palimpsest copy', () => {
-  let postgres: PostgresProcess;
-  const teardowns: Array<() => Promise<void>> = [];
-  before(async () => {
-    postgres = await startPostgres({ after: (fn) => teardowns.push(fn) });
-  });
-  after(async () => {
-    for (const teardown of teardowns.reverse()) await teardown();
-  });
+  const postgres = postgresForSuite();
 
   test('a SQLite history copied to PostgreSQL and back keeps every entry, verifies clean and exports the same state at any seq', async (t) => {
     const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
@@ -58,7 +51,7 @@ describe('palimpsest copy', () => {
     for (const u of noteUpdates.slice(30)) await pruning.append('notes', u, { instanceId: 'west', user: 'bo' });
     await pruning.close();
 
-    const target = await postgres.createDatabase();
+    const target = await postgres().createDatabase();
     const copy = await runCli(['copy', '--from', source, '--to', target]);
     assert.equal(copy.code, 0, copy.stderr + copy.stdout);
     assert.match(copy.stderr, /copy: 2 documents, 6010 entries and \d+ snapshots copied/);

@@ -98,8 +98,8 @@ test('provider clients reconnect by themselves after a SIGKILL and their edits a
   const port = await freePort();
   const args = ['--port', String(port), '--data', data];
   let server = await startServerProcess(t, args);
-  const a = hocuspocusClient(t, server.url, 'shared');
-  const b = hocuspocusClient(t, server.url, 'shared');
+  const a = hocuspocusClient(t, server.url, 'together');
+  const b = hocuspocusClient(t, server.url, 'together');
   await waitSettled([a, b]);
   for (let round = 0; round < 3; round++) {
     a.doc.getText('text').insert(0, `a${round} `);
@@ -113,7 +113,7 @@ test('provider clients reconnect by themselves after a SIGKILL and their edits a
     await waitConverged([a.doc, b.doc]);
   }
   const logged = await waitFor(async () => {
-    const doc = await stateInLog(data, 'shared');
+    const doc = await stateInLog(data, 'together');
     return doc.getText('text').toString() === a.doc.getText('text').toString() ? doc : null;
   }, { message: 'log holds what the clients show' });
   for (const round of [0, 1, 2]) {

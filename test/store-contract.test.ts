@@ -378,7 +378,7 @@ for (const [name, backend] of Object.entries(backends)) {
       const first = await open(t);
       const second = await open(t, { path: first.path });
       const a = editor();
-      a.text.insert(0, 'shared');
+      a.text.insert(0, 'common');
       a.text.insert(6, '!');
       assert.equal((await first.append('doc', a.updates[0], meta)).seq, 1);
       // The second handle has never seen this document: it must read what the first logged.

@@ -5,25 +5,18 @@
 // commits — and what an outage does to appends and health.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import * as prng from 'lib0/prng';
 import pg from 'pg';
 import * as Y from 'yjs';
 import { openEventStore, StoreError, type OpenedEventStore } from '../persistence/index.js';
-import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
+import { postgresForSuite, startPostgres } from './helpers/postgres-process.js';
 import { waitFor } from './helpers/wait.js';
 
 const meta = { instanceId: 'test', user: null };
 
 describe('PostgreSQL event store', () => {
-  let postgres: PostgresProcess;
-  const teardowns: Array<() => Promise<void>> = [];
-  before(async () => {
-    postgres = await startPostgres({ after: (fn) => teardowns.push(fn) });
-  });
-  after(async () => {
-    for (const teardown of teardowns.reverse()) await teardown();
-  });
+  const postgres = postgresForSuite();
 
   async function open(t: TestContext, data: string, options: { compactAfterEntries?: number; busyTimeoutMs?: number } = {}): Promise<OpenedEventStore> {
     const store = openEventStore({ data, compactAfterEntries: options.compactAfterEntries ?? 0, compactAfterBytes: 0, busyTimeoutMs: options.busyTimeoutMs });
@@ -36,7 +29,7 @@ describe('PostgreSQL event store', () => {
     const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
     t.diagnostic(`seed ${seed} (replay with PALIMPSEST_SEED=${seed})`);
     const rng = prng.create(seed);
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const hosts = [await open(t, url), await open(t, url), await open(t, url)];
     const doc = new Y.Doc();
     const updates: Uint8Array[] = [];
@@ -48,11 +41,11 @@ describe('PostgreSQL event store', () => {
       const fresh = updates.slice(before);
       // Every host receives every fresh update (as after a resend or a move), some also the whole state.
       await Promise.all(hosts.flatMap((host, i) => [
-        ...fresh.map((u) => host.append('shared', u, { instanceId: `host-${i}`, user: null })),
-        ...(prng.bool(rng) ? [host.append('shared', Y.encodeStateAsUpdate(doc), { instanceId: `host-${i}`, user: null })] : []),
+        ...fresh.map((u) => host.append('one-doc', u, { instanceId: `host-${i}`, user: null })),
+        ...(prng.bool(rng) ? [host.append('one-doc', Y.encodeStateAsUpdate(doc), { instanceId: `host-${i}`, user: null })] : []),
       ]));
     }
-    const entries = await hosts[0].entries('shared');
+    const entries = await hosts[0].entries('one-doc');
     const rebuilt = new Y.Doc();
     for (const entry of entries) {
       assert.equal(Y.snapshotContainsUpdate(Y.snapshot(rebuilt), entry.update), false, `seq ${entry.seq} repeats what the log held (seed ${seed})`);
@@ -65,13 +58,13 @@ describe('PostgreSQL event store', () => {
   });
 
   test('instances starting together on a new database create the schema once', async (t) => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => open(t, url)));
     const a = new Y.Doc();
     a.getText('text').insert(0, 'hello');
     assert.equal((await stores[3].append('doc', Y.encodeStateAsUpdate(a), meta)).seq, 1);
     // One row, at the version a store starting alone reaches.
-    const alone = await postgres.createDatabase();
+    const alone = await postgres().createDatabase();
     await open(t, alone);
     const versions = async (database: string) => {
       const client = new pg.Client({ connectionString: database });
@@ -88,7 +81,7 @@ describe('PostgreSQL event store', () => {
   });
 
   test('a database holding tables of another application is refused with a message naming the host', async (t) => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query('CREATE TABLE documents (title text)');
@@ -96,11 +89,11 @@ describe('PostgreSQL event store', () => {
     const store = openEventStore({ data: url });
     t.after(() => store.close());
     await assert.rejects(store.opened(), (error: StoreError) =>
-      error.code === 'STORE_OPEN_FAILED' && error.message.includes(`127.0.0.1:${postgres.port}`) && error.message.includes('another application'));
+      error.code === 'STORE_OPEN_FAILED' && error.message.includes(`127.0.0.1:${postgres().port}`) && error.message.includes('another application'));
   });
 
   test('one instance compacts a document at a time: a held compaction lock makes another skip it', async (t) => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const store = await open(t, url);
     const a = new Y.Doc();
     a.getText('text').insert(0, 'x');
@@ -118,7 +111,7 @@ describe('PostgreSQL event store', () => {
   });
 
   test('background compactions run on the worker and agree with the log', async (t) => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const store = openEventStore({ data: url, background: true, compactAfterEntries: 50, compactAfterBytes: 0, keepSnapshotsEvery: 0 });
     t.after(() => store.close());
     await store.opened();
@@ -137,7 +130,7 @@ describe('PostgreSQL event store', () => {
   });
 
   test("an instance is told of another's commits (LISTEN/NOTIFY), not of its own", async (t) => {
-    const url = await postgres.createDatabase();
+    const url = await postgres().createDatabase();
     const [mine, theirs] = [await open(t, url), await open(t, url)];
     let told = 0;
     const stop = mine.watchChanges!(() => { told++; });

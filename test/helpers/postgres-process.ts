@@ -13,6 +13,7 @@
 import { execFile } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { after, before } from 'node:test';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -103,5 +104,24 @@ export async function startPostgres(
       await admin((client) => client.query(`CREATE DATABASE "${name}"`));
       return url(name);
     },
+  };
+}
+
+/**
+ * One PostgreSQL for the `describe` block this is called in: started before
+ * its first test, stopped after its last. Returns the running server.
+ */
+export function postgresForSuite(): () => PostgresProcess {
+  let postgres: PostgresProcess | null = null;
+  const teardowns: Array<() => Promise<void>> = [];
+  before(async () => {
+    postgres = await startPostgres({ after: (fn) => teardowns.push(fn) });
+  });
+  after(async () => {
+    for (const teardown of teardowns.reverse()) await teardown();
+  });
+  return () => {
+    if (postgres === null) throw new Error('PostgreSQL is not started yet (postgresForSuite() must be called inside describe)');
+    return postgres;
   };
 }
