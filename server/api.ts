@@ -28,9 +28,10 @@ export interface ApiOptions {
   metrics: Pick<Metrics, 'compactions'>;
   /**
    * Checks the caller may `access` the document (or the document list when
-   * doc is null); returns the user id to record, or throws an ApiError.
+   * doc is null); returns who the token names (null without authentication),
+   * or throws an ApiError.
    */
-  authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<string | null>;
+  authorize: (request: IncomingMessage, doc: string | null, access: 'read' | 'write') => Promise<ApiCaller | null>;
   /** The change feed routes (change-feed.ts); without it they answer 404. */
   changes?: ChangeRoutes;
   /** The webhook routes (webhooks.ts); without them (no --webhook-url) they answer 404. */
@@ -39,10 +40,20 @@ export interface ApiOptions {
   content?: ContentRoutes;
 }
 
-/** What content-api.ts answers; authorization (write) is checked here first. */
+/** The user a token names: `sub`, recorded as an entry's user, and `name`, its display name. */
+export interface ApiCaller {
+  id: string;
+  name: string | null;
+}
+
+/** What content-api.ts answers; authorization (read or write) is checked here first. */
 export interface ContentRoutes {
-  /** POST /api/documents/{doc}/updates, as `user`. */
-  postUpdate(request: IncomingMessage, response: ServerResponse, doc: string, user: string | null): Promise<void>;
+  /** POST /api/documents/{doc}/updates, as `caller`. */
+  postUpdate(request: IncomingMessage, response: ServerResponse, doc: string, caller: ApiCaller | null): Promise<void>;
+  /** GET /api/documents/{doc}/content */
+  getContent(request: IncomingMessage, response: ServerResponse, url: URL, doc: string): Promise<void>;
+  /** POST /api/documents/{doc}/content, as `caller`. */
+  postContent(request: IncomingMessage, response: ServerResponse, url: URL, doc: string, caller: ApiCaller | null): Promise<void>;
 }
 
 /** The dead letters of webhooks.ts, and what a restore tells it. */
@@ -151,8 +162,15 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     case 'updates': {
       if (options.content === undefined) break;
       allow(method, ['POST']);
-      const user = await options.authorize(request, doc, 'write');
-      return options.content.postUpdate(request, response, doc, user);
+      const caller = await options.authorize(request, doc, 'write');
+      return options.content.postUpdate(request, response, doc, caller);
+    }
+    case 'content': {
+      if (options.content === undefined) break;
+      allow(method, ['GET', 'POST']);
+      if (method === 'POST') return options.content.postContent(request, response, url, doc, await options.authorize(request, doc, 'write'));
+      await options.authorize(request, doc, 'read');
+      return options.content.getContent(request, response, url, doc);
     }
     case 'state': {
       allow(method, ['GET']);
@@ -176,7 +194,7 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     }
     case 'restore': {
       allow(method, ['POST']);
-      const user = await options.authorize(request, doc, 'write');
+      const user = (await options.authorize(request, doc, 'write'))?.id ?? null;
       const body = await readJson(request) as { seq?: unknown; at?: unknown; displayName?: unknown };
       const seq = await restoreTarget(store, doc, body);
       // The name the restoring editor goes by, so the restore shows as theirs in the history.

@@ -1,34 +1,102 @@
-// Writing to a document over HTTP: POST /api/documents/{doc}/updates takes a
-// Yjs update (application/octet-stream), logs it with the caller's user,
-// applies it to the live document (connected editors see it at once, other
-// instances through Redis or catch-up) and answers { doc, seq } once it is
-// committed. A malformed update is refused before anything is logged.
+// A document's content over HTTP (api.ts checks permissions, then calls these):
+//   GET  /api/documents/{doc}/content?format=text|html|markdown|json&field=&at=
+//        the editor field (or a Y.Text field, as text) now or at a past seq or time;
+//   POST /api/documents/{doc}/content?mode=replace|append&field=
+//        Markdown, HTML or ProseMirror JSON written into the editor field;
+//   POST /api/documents/{doc}/updates
+//        a Yjs update as it is.
+// Both writes take one path: the change becomes one Yjs update, checked
+// against --max-document-bytes with the live document, logged with the
+// caller's user and display name, applied to the live document (connected
+// editors see it at once, other instances through Redis or catch-up), and
+// answered with { doc, seq } once committed. Bad input is refused before
+// anything is logged. The conversions live in content-formats.ts, loaded on
+// the first content request.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Hocuspocus } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
 import { checkUpdate, MalformedUpdateError, type EventStore } from '../persistence/index.js';
-import { ApiError, sendJson, type ContentRoutes } from './api.js';
+import { ApiError, sendJson, type ApiCaller, type ContentRoutes } from './api.js';
+import { CloseCodes } from './close-codes.js';
+import { seqParam } from './history-api.js';
+import type { DocumentSizeGuard } from './limits.js';
+import type { Metrics } from './metrics.js';
+
+type ContentFormats = typeof import('./content-formats.js');
 
 export interface ContentApiOptions {
   store: EventStore;
   hocuspocus: Hocuspocus;
   instanceId: string;
   logger: Logger;
-  /** Largest update accepted, as for WebSocket frames (--max-message-bytes). */
-  maxUpdateBytes: number;
+  metrics: Pick<Metrics, 'refusals'>;
+  /** Largest request body accepted, as for WebSocket frames (--max-message-bytes). */
+  maxBodyBytes: number;
+  /** The same guard the WebSocket path asks (--max-document-bytes). */
+  documentSize: DocumentSizeGuard;
 }
+
+const DEFAULT_FORMAT = 'json';
+const OUTPUT_TYPES: Record<string, string> = {
+  text: 'text/plain; charset=utf-8',
+  html: 'text/html; charset=utf-8',
+  markdown: 'text/markdown; charset=utf-8',
+};
+/** HTML answers are documents of someone else's making: never run or load anything from them under this origin. */
+const HTML_ANSWER_HEADERS = { 'content-security-policy': "default-src 'none'; sandbox", 'x-content-type-options': 'nosniff' };
 
 export function createContentApi(options: ContentApiOptions): ContentRoutes {
   const { store, hocuspocus, logger } = options;
-  return {
-    async postUpdate(request: IncomingMessage, response: ServerResponse, doc: string, user: string | null): Promise<void> {
-      const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-      if (type !== 'application/octet-stream') {
-        throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the Yjs update as Content-Type: application/octet-stream (got "${type || 'none'}")`);
+  let formats: Promise<ContentFormats> | null = null;
+  const loadFormats = (): Promise<ContentFormats> => {
+    formats ??= import('./content-formats.js').catch((error: unknown) => {
+      formats = null;
+      throw error;
+    });
+    return formats;
+  };
+
+  /**
+   * Logs the update `change` computes from the live document's state, as
+   * `caller`, and applies it to the live document. `change` returns null when
+   * there is nothing to write; the answer is then the current seq.
+   */
+  async function write(doc: string, caller: ApiCaller | null, via: string, change: (state: Y.Doc) => Uint8Array | null): Promise<number> {
+    const connection = await hocuspocus.openDirectConnection(doc, {});
+    try {
+      const document = connection.document!;
+      const update = change(document);
+      if (update === null) return (await store.info(doc))?.seq ?? 0;
+      const size = options.documentSize.exceeds(document, update);
+      if (size !== null) {
+        const detail = `the document would grow to ${size} bytes; the limit is ${options.documentSize.maxBytes} (--max-document-bytes)`;
+        options.metrics.refusals.inc({ reason: CloseCodes.DocumentTooLarge.reason });
+        logger.warn({ reason: CloseCodes.DocumentTooLarge.reason, detail, doc, user: caller?.id ?? null, via }, 'refused');
+        throw new ApiError(413, 'DOCUMENT_TOO_LARGE', `${detail}; nothing was written`);
       }
-      const update = await readBody(request, options.maxUpdateBytes);
+      let result;
+      try {
+        result = await store.append(doc, update, { instanceId: options.instanceId, user: caller?.id ?? null, displayName: caller?.name ?? null });
+      } catch (error) {
+        if (error instanceof MalformedUpdateError) throw new ApiError(400, 'MALFORMED_UPDATE', `the update cannot be applied: ${error.message}`);
+        throw error;
+      }
+      // Logged first, with the caller's user; the live document's own append of it then adds nothing.
+      await connection.transact((live) => Y.applyUpdate(live, update));
+      const seq = result.seq ?? (await store.info(doc))?.seq ?? 0;
+      logger.info({ doc, seq, size: result.size, user: caller?.id ?? null, via }, 'update posted');
+      return seq;
+    } finally {
+      await connection.disconnect();
+    }
+  }
+
+  return {
+    async postUpdate(request, response, doc, caller) {
+      requireMediaType(request, ['application/octet-stream'], 'send the Yjs update as Content-Type: application/octet-stream');
+      const update = await readBody(request, options.maxBodyBytes);
       try {
         // The same check as for WebSocket updates: nothing Yjs cannot replay reaches the log or the live document.
         checkUpdate(update);
@@ -36,30 +104,109 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes {
         if (!(error instanceof MalformedUpdateError)) throw error;
         throw new ApiError(400, 'MALFORMED_UPDATE', `the body is not a Yjs update (v1) that can be applied: ${error.message}`);
       }
-      let result;
-      try {
-        result = await store.append(doc, update, { instanceId: options.instanceId, user });
-      } catch (error) {
-        if (error instanceof MalformedUpdateError) throw new ApiError(400, 'MALFORMED_UPDATE', `the update cannot be applied: ${error.message}`);
-        throw error;
+      const seq = await write(doc, caller, 'api', () => update);
+      sendJson(response, 200, { doc, seq });
+    },
+
+    async getContent(_request, response, url, doc) {
+      const format = url.searchParams.get('format') ?? DEFAULT_FORMAT;
+      const { CONTENT_FORMATS, EDITOR_FIELD, readField, renderNode } = await loadFormats();
+      if (!(CONTENT_FORMATS as readonly string[]).includes(format)) {
+        throw new ApiError(400, 'BAD_REQUEST', `format must be one of ${CONTENT_FORMATS.join(', ')} (got "${format}")`);
       }
-      // Logged first, with the caller's user; the live document's own append of it then adds nothing.
-      const connection = await hocuspocus.openDirectConnection(doc, {});
-      await connection.transact((document) => Y.applyUpdate(document, update));
-      await connection.disconnect();
-      const seq = result.seq ?? (await store.info(doc))?.seq ?? 0;
-      logger.info({ doc, seq, size: result.size, user, via: 'api' }, 'update posted');
+      const field = fieldParam(url, EDITOR_FIELD);
+      const at = (await seqParam(store, doc, url, 'at', { ApiError })) ?? undefined;
+      const exists = (await store.info(doc)) !== null;
+      if (!exists && at !== undefined && at > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${at}`);
+      const state = await store.stateAt(doc, at);
+      const ydoc = new Y.Doc();
+      let body: string | object;
+      try {
+        Y.applyUpdate(ydoc, state.update);
+        const content = readField(ydoc, field);
+        if (content.kind === 'other') {
+          throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" holds a Y.Map or Y.Array, which no content format shows`);
+        }
+        if (content.kind === 'text') {
+          if (format !== 'text') {
+            throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" is a Y.Text: ask for format=text (got format=${format})`);
+          }
+          body = content.text;
+        } else {
+          body = renderNode(content.node, format as (typeof CONTENT_FORMATS)[number]);
+        }
+      } finally {
+        ydoc.destroy();
+      }
+      const headers = { 'x-palimpsest-seq': String(state.seq), 'x-palimpsest-exists': String(exists) };
+      if (format === 'json') return sendJson(response, 200, { doc, field, seq: state.seq, exists, content: body }, headers);
+      const text = body as string;
+      response.writeHead(200, {
+        ...headers,
+        ...(format === 'html' ? HTML_ANSWER_HEADERS : {}),
+        'content-type': OUTPUT_TYPES[format],
+        'content-length': Buffer.byteLength(text),
+      });
+      response.end(text);
+    },
+
+    async postContent(request, response, url, doc, caller) {
+      const { ContentError, EDITOR_FIELD, INPUT_MEDIA_TYPES, contentUpdate, parseContent } = await loadFormats();
+      const mode = url.searchParams.get('mode') ?? 'replace';
+      if (mode !== 'replace' && mode !== 'append') throw new ApiError(400, 'BAD_REQUEST', `mode must be replace or append (got "${mode}")`);
+      const field = fieldParam(url, EDITOR_FIELD);
+      const mediaType = requireMediaType(request, Object.keys(INPUT_MEDIA_TYPES),
+        'send Markdown as text/markdown, HTML as text/html or ProseMirror JSON as application/json');
+      const body = decodeUtf8(await readBody(request, options.maxBodyBytes));
+      let seq: number;
+      try {
+        // Parsed and checked against the schema before the document is touched.
+        const incoming = parseContent(body, INPUT_MEDIA_TYPES[mediaType]);
+        seq = await write(doc, caller, 'api-content', (live) => contentUpdate(Y.encodeStateAsUpdate(live), field, incoming, mode));
+      } catch (error) {
+        if (!(error instanceof ContentError)) throw error;
+        const status = error.code === 'MALFORMED_CONTENT' ? 400 : error.code === 'SCHEMA_MISMATCH' ? 422 : 409;
+        throw new ApiError(status, error.code, `${error.message}; nothing was written`);
+      }
       sendJson(response, 200, { doc, seq });
     },
   };
 }
 
+/** The request's media type, which must be one of `accepted`; 415 otherwise. */
+function requireMediaType(request: IncomingMessage, accepted: string[], advice: string): string {
+  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (!accepted.includes(type)) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `${advice} (got "${type || 'none'}")`);
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && type !== 'application/octet-stream') {
+    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the body as UTF-8 (got charset=${charset})`);
+  }
+  return type;
+}
+
+function fieldParam(url: URL, defaultField: string): string {
+  const field = url.searchParams.get('field') ?? defaultField;
+  if (field.length === 0 || field.length > 255) throw new ApiError(400, 'BAD_REQUEST', 'query parameter field must be 1-255 characters (a root type name)');
+  return field;
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError(400, 'MALFORMED_CONTENT', 'the body is not valid UTF-8; nothing was written');
+  }
+}
+
 async function readBody(request: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const declared = Number(request.headers['content-length']);
+  const tooLarge = () => new ApiError(413, 'BODY_TOO_LARGE', `request bodies here are limited to ${limit} bytes (--max-message-bytes); nothing was written`);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
-    if (size > limit) throw new ApiError(413, 'BODY_TOO_LARGE', `updates are limited to ${limit} bytes (--max-message-bytes)`);
+    if (size > limit) throw tooLarge();
     chunks.push(chunk as Buffer);
   }
   return new Uint8Array(Buffer.concat(chunks));

@@ -15,8 +15,8 @@ import type { EventStore, LogEntry, VersionName } from '../persistence/index.js'
 /** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
 export interface HistoryRouteTools {
   store: EventStore;
-  /** Checks the caller may `access` the document; returns the user id to record, or throws an API error. */
-  authorize: (request: IncomingMessage, doc: string, access: 'read' | 'write') => Promise<string | null>;
+  /** Checks the caller may `access` the document; returns who the token names (its `id` is the user to record), or throws an API error. */
+  authorize: (request: IncomingMessage, doc: string, access: 'read' | 'write') => Promise<{ id: string } | null>;
   ApiError: new (status: number, code: string, message: string) => Error;
   allow(method: string, allowed: Array<'GET' | 'POST'>): void;
   readJson(request: IncomingMessage): Promise<unknown>;
@@ -61,7 +61,7 @@ export async function handleHistoryRoute(
   if (action === 'versions') {
     allow(method, ['GET', 'POST']);
     if (method === 'POST') {
-      const user = await options.authorize(request, doc, 'write');
+      const user = (await options.authorize(request, doc, 'write'))?.id ?? null;
       const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown };
       const name = typeof body.name === 'string' ? body.name.trim() : '';
       if (name === '' || name.length > MAX_NAME_LENGTH) {

@@ -19,6 +19,7 @@ import { createContentApi } from './content-api.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
+import { DocumentSizeGuard } from './limits.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createWebhooks } from './webhooks.js';
 import { serveStatic, type StaticMount } from './static-files.js';
@@ -41,6 +42,11 @@ export interface CollabServerOptions {
   admit?: TransportOptions['admit'];
   context?: TransportOptions['context'];
   onFrame?: TransportOptions['onFrame'];
+  /**
+   * The --max-document-bytes guard; pass the security layer's so WebSocket and
+   * REST writes share one estimate per document. Default: a guard of its own.
+   */
+  documentSize?: DocumentSizeGuard;
   /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
   authorizeApi?: ApiOptions['authorize'];
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
@@ -109,7 +115,11 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     authorize: options.authorizeApi ?? (async () => null),
     changes: changeFeed,
     webhooks: webhooks ?? undefined,
-    content: createContentApi({ store, hocuspocus, instanceId: config.instanceId, logger, maxUpdateBytes: config.limits.maxMessageBytes }),
+    content: createContentApi({
+      store, hocuspocus, instanceId: config.instanceId, logger, metrics,
+      maxBodyBytes: config.limits.maxMessageBytes,
+      documentSize: options.documentSize ?? new DocumentSizeGuard(config.limits.maxDocumentBytes),
+    }),
   };
 
   const httpServer = createServer((request, response) => {

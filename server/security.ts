@@ -21,7 +21,7 @@ import { AuthError, bearerToken, createTokenVerifier, loadJwksFile, type Grant, 
 import { clientAddressOf, parseTrustedProxies } from './client-address.js';
 import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
 import { isLoopback, type ServeConfig } from './config.js';
-import type { ConnectionContext, SocketSession } from './context.js';
+import type { ConnectionContext, ConnectionUser, SocketSession } from './context.js';
 import { SyncStep } from './frames.js';
 import { AddressLimiter, DocumentSizeGuard, TokenBucket } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -41,7 +41,9 @@ export interface Security {
   context(request: IncomingMessage, ws: WebSocket): ConnectionContext;
   /** How long (ms) the socket must not be read after this frame (0: go on). */
   onFrame(ws: WebSocket, request: IncomingMessage): number;
-  authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<string | null>;
+  authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<ConnectionUser | null>;
+  /** The document size limit (--max-document-bytes) as the WebSocket path applies it; the REST writes ask it too. */
+  readonly documentSize: DocumentSizeGuard;
   /** Throws an ApiError when `request` may not read /metrics. */
   authorizeMetrics(request: IncomingMessage): Promise<void>;
 }
@@ -240,6 +242,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
   return {
     verifier,
     extension,
+    documentSize: sizeGuard,
 
     admit(request, ws) {
       const origin = request.headers.origin;
@@ -301,7 +304,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
           { path: request.url, user: grant.user.id, address: clientAddressOf(request, trustedProxies) });
         throw new ApiError(403, 'FORBIDDEN', `the token does not grant ${access} access to ${what}`);
       }
-      return grant.user.id;
+      return grant.user;
     },
 
     async authorizeMetrics(request) {

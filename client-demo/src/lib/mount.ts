@@ -7,7 +7,6 @@ import type { HocuspocusProvider } from '@hocuspocus/provider';
 import { Editor } from '@tiptap/core';
 import Collaboration from '@tiptap/extension-collaboration';
 import CollaborationCaret from '@tiptap/extension-collaboration-caret';
-import StarterKit from '@tiptap/starter-kit';
 import { IndexeddbPersistence } from 'y-indexeddb';
 import * as Y from 'yjs';
 import { CaretInEmptyBlock } from './caret-in-empty-block.ts';
@@ -20,13 +19,16 @@ import { createPresenceList } from './presence.ts';
 import { createStatusBar } from './status-bar.ts';
 import { createToolbar } from './toolbar.ts';
 import { keepUnloadBackup } from './unload-backup.ts';
+import { EDITOR_FIELD, editorSchemaExtensions } from '../../../server/editor-schema.ts';
 import './styles.css';
 
 /**
  * The Yjs shared type the editor writes to. Server-side code and tests read
  * `ydoc.getXmlFragment('default')`; changing it orphans every stored document.
+ * Defined with the schema in server/editor-schema.ts, which the server's
+ * content API reads too.
  */
-export const FRAGMENT_NAME = 'default';
+export const FRAGMENT_NAME = EDITOR_FIELD;
 
 export interface EditorUser {
   name: string;
@@ -132,10 +134,9 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
   const editor = new Editor({
     element: surface,
     extensions: [
-      // Undo/redo comes from the Collaboration extension (Yjs UndoManager), which
-      // only undoes this user's own changes; ProseMirror's history would undo
-      // other people's edits too.
-      StarterKit.configure({ undoRedo: false, link: { openOnClick: false } }),
+      // The schema (StarterKit without its undo history: undo/redo comes from the
+      // Collaboration extension, which only undoes this user's own changes).
+      ...editorSchemaExtensions(),
       Collaboration.configure({ document: ydoc, field: FRAGMENT_NAME }),
       // Your caret stays put when others type into the empty paragraph holding it.
       CaretInEmptyBlock,
