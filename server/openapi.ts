@@ -38,10 +38,10 @@ export const openApiDocument = {
   info: {
     title: 'Palimpsest document API',
     version: '1',
-    description: 'History, state and restore of the documents of a Palimpsest server. ' +
+    description: 'History, state, content and restore of the documents of a Palimpsest server. ' +
       'When the server has authentication configured, send the same JWT as the WebSocket clients as `Authorization: Bearer <token>`. ' +
       'A valid document name that was never written reads as the empty document at seq 0 on every route; ' +
-      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history and state).',
+      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history, state and content).',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
@@ -54,7 +54,11 @@ export const openApiDocument = {
             type: 'object',
             required: ['code', 'message'],
             properties: {
-              code: { type: 'string', description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN' },
+              code: {
+                type: 'string',
+                description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN, ' +
+                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE',
+              },
               message: { type: 'string', description: 'what went wrong and what to do' },
             },
           },
@@ -210,6 +214,29 @@ export const openApiDocument = {
       },
       HistoryPruned: { description: 'The retention policy dropped the log entries needed (HISTORY_PRUNED)', content: json({ $ref: '#/components/schemas/Error' }) },
       BodyTooLarge: { description: 'The request body is over 64 KiB (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
+      WriteTooLarge: {
+        description: 'The body is over --max-message-bytes (BODY_TOO_LARGE), or the change would grow the document past --max-document-bytes ' +
+          '(DOCUMENT_TOO_LARGE, the limit WebSocket clients meet as close code 4413); nothing is logged',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      MalformedUpdate: {
+        description: 'Invalid document name or query parameter (INVALID_DOCUMENT_NAME, BAD_REQUEST), or the body is not an applicable Yjs update (MALFORMED_UPDATE); nothing is logged',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      MalformedContent: {
+        description: 'Invalid document name or query parameter (INVALID_DOCUMENT_NAME, BAD_REQUEST: unknown format or mode), ' +
+          'or a body that does not parse (MALFORMED_CONTENT: JSON syntax, bytes that are not UTF-8); nothing is logged',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      SchemaMismatch: {
+        description: 'The body parses but is not a document of the editor\'s schema (SCHEMA_MISMATCH): an unknown node or mark, a node where its parent cannot hold it, a top node other than doc; nothing is logged',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      FieldTypeMismatch: {
+        description: 'The field holds another kind of Yjs type (FIELD_TYPE_MISMATCH): a Y.Text reads only as format=text and takes no content; a Y.Map or Y.Array neither',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      UnsupportedMediaType: { description: 'The Content-Type is not one this route takes, or not UTF-8 (UNSUPPORTED_MEDIA_TYPE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
       StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes); retry', content: json({ $ref: '#/components/schemas/Error' }) },
     },
   },
@@ -408,9 +435,70 @@ export const openApiDocument = {
             content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
           },
           ...documentErrors,
-          400: { description: 'Invalid document name, or the body is not an applicable Yjs update (MALFORMED_UPDATE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
-          413: { description: 'The update is over --max-message-bytes (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
-          415: { description: 'Content-Type is not application/octet-stream (UNSUPPORTED_MEDIA_TYPE)', content: json({ $ref: '#/components/schemas/Error' }) },
+          400: ref('MalformedUpdate'),
+          413: ref('WriteTooLarge'),
+          415: ref('UnsupportedMediaType'),
+        },
+      },
+    },
+    '/api/documents/{doc}/content': {
+      get: {
+        summary: 'The document\'s content at a seq: the editor field as ProseMirror JSON, HTML, Markdown or plain text (a Y.Text field: text only)',
+        description: 'A document never written answers 200 with its empty content: `exists: false` and `content: {"type": "doc", "content": []}` in JSON, ' +
+          'an empty body in the other formats, and `X-Palimpsest-Exists: false` on all of them. ' +
+          'HTML answers carry `Content-Security-Policy: default-src \'none\'; sandbox`.',
+        parameters: [docParam,
+          { name: 'format', in: 'query', schema: { enum: ['json', 'html', 'markdown', 'text'], default: 'json' } },
+          { name: 'field', in: 'query', schema: { type: 'string', default: 'default' }, description: 'the Yjs root type to read; default: the demo editor\'s Y.XmlFragment' },
+          atParam('default: the latest seq')],
+        responses: {
+          200: {
+            description: 'The content; text formats as the body, JSON as an object',
+            headers: { 'X-Palimpsest-Seq': { description: 'the seq of this content', schema: { type: 'string' } }, ...existsHeader },
+            content: {
+              'text/plain': { schema: { type: 'string' } },
+              'text/html': { schema: { type: 'string' } },
+              'text/markdown': { schema: { type: 'string' } },
+              ...json({
+                type: 'object', required: ['doc', 'field', 'seq', 'exists', 'content'],
+                properties: {
+                  doc: { type: 'string' }, field: { type: 'string' }, seq: { type: 'integer', minimum: 0 }, exists: { type: 'boolean' },
+                  content: { type: 'object', description: 'ProseMirror JSON: {"type": "doc", "content": [ … ]}' },
+                },
+              }),
+            },
+          },
+          ...documentErrors,
+          404: ref('UnknownSeq'),
+          409: ref('FieldTypeMismatch'),
+          410: ref('HistoryPruned'),
+        },
+      },
+      post: {
+        summary: 'Write Markdown, HTML or ProseMirror JSON into the editor field, replacing its content (mode=replace, the default) or after it (mode=append); ' +
+          'logged with the token\'s user and display name, applied to the live document; answers once committed',
+        parameters: [docParam,
+          { name: 'mode', in: 'query', schema: { enum: ['replace', 'append'], default: 'replace' } },
+          { name: 'field', in: 'query', schema: { type: 'string', default: 'default' }, description: 'the Y.XmlFragment to write' }],
+        requestBody: {
+          required: true,
+          content: {
+            'text/markdown': { schema: { type: 'string' } },
+            'text/html': { schema: { type: 'string' } },
+            ...json({ type: 'object', description: 'ProseMirror JSON of the editor\'s schema: {"type": "doc", "content": [ … ]}' }),
+          },
+        },
+        responses: {
+          200: {
+            description: 'seq is the entry that holds the change (the latest seq when the content was already there)',
+            content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
+          },
+          ...documentErrors,
+          400: ref('MalformedContent'),
+          409: ref('FieldTypeMismatch'),
+          413: ref('WriteTooLarge'),
+          415: ref('UnsupportedMediaType'),
+          422: ref('SchemaMismatch'),
         },
       },
     },

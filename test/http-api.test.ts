@@ -191,13 +191,21 @@ test('the OpenAPI document declares every status each route answers, with the sh
   source.on('update', (u: Uint8Array) => void store.append('known', u, { instanceId: 'seed', user: null }));
   for (const word of ['one', ' two', ' three']) source.getText('text').insert(source.getText('text').length, word);
   await store.close();
-  const server = await startServerProcess(t, ['--data', data, '--jwt-secret', TEST_SECRET, '--retention', 'snapshot', '--compact-after-entries', '0']);
+  const server = await startServerProcess(t, ['--data', data, '--jwt-secret', TEST_SECRET, '--retention', 'snapshot', '--compact-after-entries', '0',
+    '--max-message-bytes', '65536', '--max-document-bytes', '20000']);
   const writer = { authorization: `Bearer ${await hs256Token({ sub: 'w', docs: { '*': 'write' } })}` };
   const reader = { authorization: `Bearer ${await hs256Token({ sub: 'r', docs: { known: 'read' } })}` };
   const openapi = await json<OpenApi>(await fetch(`${server.http}/api/openapi.json`));
+  const as = (headers: Record<string, string>, type: string) => ({ ...headers, 'content-type': type });
+  const yjsUpdate = (text: string) => {
+    const doc = new Y.Doc();
+    doc.getText('posted').insert(0, text);
+    return Y.encodeStateAsUpdate(doc);
+  };
+  const binary = 'application/octet-stream';
 
   // [method, url, headers, body, the path template it belongs to, expected status]
-  const cases: Array<[string, string, Record<string, string>, string | undefined, string, number]> = [
+  const cases: Array<[string, string, Record<string, string>, string | Uint8Array | undefined, string, number]> = [
     ['GET', '/api/openapi.json', {}, undefined, '/api/openapi.json', 200],
     ['DELETE', '/api/openapi.json', {}, undefined, '/api/openapi.json', 405],
     ['GET', '/api/documents', writer, undefined, '/api/documents', 200],
@@ -244,6 +252,32 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['GET', '/api/documents/known/authorship?at=99', reader, undefined, '/api/documents/{doc}/authorship', 404],
     ['POST', '/api/documents/known/authorship', writer, undefined, '/api/documents/{doc}/authorship', 405],
     ['GET', '/api/documents/known/state?at=2000-01-01T00:00:00Z', reader, undefined, '/api/documents/{doc}/state', 200],
+    ['POST', '/api/documents/written/updates', as(writer, binary), yjsUpdate('posted'), '/api/documents/{doc}/updates', 200],
+    ['POST', '/api/documents/written/updates', as(writer, binary), new Uint8Array([1, 2, 250, 251]), '/api/documents/{doc}/updates', 400],
+    ['POST', '/api/documents/written/updates', as({}, binary), yjsUpdate('x'), '/api/documents/{doc}/updates', 401],
+    ['POST', '/api/documents/known/updates', as(reader, binary), yjsUpdate('x'), '/api/documents/{doc}/updates', 403],
+    ['GET', '/api/documents/written/updates', writer, undefined, '/api/documents/{doc}/updates', 405],
+    ['POST', '/api/documents/written/updates', as(writer, binary), new Uint8Array(70_000), '/api/documents/{doc}/updates', 413],
+    ['POST', '/api/documents/written/updates', as(writer, binary), yjsUpdate('x'.repeat(30_000)), '/api/documents/{doc}/updates', 413],
+    ['POST', '/api/documents/written/updates', as(writer, 'text/plain'), 'x', '/api/documents/{doc}/updates', 415],
+    ['GET', '/api/documents/known/content?format=json', reader, undefined, '/api/documents/{doc}/content', 200],
+    ['GET', '/api/documents/known/content?format=text&field=text&at=2', reader, undefined, '/api/documents/{doc}/content', 200],
+    ['GET', '/api/documents/known/content?format=pdf', reader, undefined, '/api/documents/{doc}/content', 400],
+    ['GET', '/api/documents/known/content', {}, undefined, '/api/documents/{doc}/content', 401],
+    ['GET', '/api/documents/other/content', reader, undefined, '/api/documents/{doc}/content', 403],
+    ['GET', '/api/documents/known/content?at=99', reader, undefined, '/api/documents/{doc}/content', 404],
+    ['GET', '/api/documents/known/content?format=markdown&field=text', reader, undefined, '/api/documents/{doc}/content', 409],
+    ['DELETE', '/api/documents/known/content', writer, undefined, '/api/documents/{doc}/content', 405],
+    ['POST', '/api/documents/written/content', as(writer, 'text/markdown'), '# Posted\n\nwith **Markdown**', '/api/documents/{doc}/content', 200],
+    ['POST', '/api/documents/written/content?mode=append', as(writer, 'text/html'), '<p>and <em>HTML</em></p>', '/api/documents/{doc}/content', 200],
+    ['POST', '/api/documents/written/content', as(writer, 'application/json'), '{"type": "doc", "content": [', '/api/documents/{doc}/content', 400],
+    ['POST', '/api/documents/written/content', as({}, 'text/markdown'), 'x', '/api/documents/{doc}/content', 401],
+    ['POST', '/api/documents/known/content', as(reader, 'text/markdown'), 'x', '/api/documents/{doc}/content', 403],
+    ['POST', '/api/documents/written/content?field=posted', as(writer, 'text/markdown'), 'x', '/api/documents/{doc}/content', 409],
+    ['POST', '/api/documents/written/content', as(writer, 'text/markdown'), 'x'.repeat(70_000), '/api/documents/{doc}/content', 413],
+    ['POST', '/api/documents/written/content?mode=append', as(writer, 'text/markdown'), 'word '.repeat(6000), '/api/documents/{doc}/content', 413],
+    ['POST', '/api/documents/written/content', as(writer, 'text/plain'), 'x', '/api/documents/{doc}/content', 415],
+    ['POST', '/api/documents/written/content', as(writer, 'application/json'), '{"type": "doc", "content": [{"type": "table"}]}', '/api/documents/{doc}/content', 422],
     ['POST', '/api/documents/known/compact', {}, undefined, '/api/documents/{doc}/compact', 401],
     ['POST', '/api/documents/known/compact', reader, undefined, '/api/documents/{doc}/compact', 403],
     ['POST', '/api/documents/known/compact', writer, undefined, '/api/documents/{doc}/compact', 200],
@@ -252,11 +286,12 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['POST', '/api/documents/known/restore', writer, '{"seq":1}', '/api/documents/{doc}/restore', 410],
     ['POST', '/api/documents/known/restore', writer, '{"seq":3}', '/api/documents/{doc}/restore', 200],
     ['GET', '/api/documents/known/authorship?at=1', reader, undefined, '/api/documents/{doc}/authorship', 410],
+    ['GET', '/api/documents/known/content?format=text&field=text&at=1', reader, undefined, '/api/documents/{doc}/content', 410],
     ['GET', '/api/documents/known/authorship', reader, undefined, '/api/documents/{doc}/authorship', 200],
     ['DELETE', '/api/documents/known/compact', writer, undefined, '/api/documents/{doc}/compact', 405],
   ];
   for (const [method, url, headers, body, template, status] of cases) {
-    const label = `${method} ${url} (${Object.keys(headers).length === 0 ? 'no token' : headers === reader ? 'reader' : 'writer'})`;
+    const label = `${method} ${url} (${headers.authorization === undefined ? 'no token' : headers.authorization === reader.authorization ? 'reader' : 'writer'})`;
     const response = await fetch(`${server.http}${url}`, { method, headers, body });
     assert.equal(response.status, status, `${label}: ${await response.clone().text()}`);
     if (status === 401) assert.equal(response.headers.get('www-authenticate'), 'Bearer', label);
