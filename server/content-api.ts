@@ -10,21 +10,26 @@
 // caller's user and display name, applied to the live document (connected
 // editors see it at once, other instances through Redis or catch-up), and
 // answered with { doc, seq } once committed. Bad input is refused before
-// anything is logged. The conversions live in content-formats.ts, loaded on
-// the first content request.
+// anything is logged. The conversions (content-formats.ts) run on a worker
+// thread started on the first content request, one job at a time; a job that
+// runs past CONVERSION_TIMEOUT_MS is stopped (the worker with it) and refused.
 
 import type { IncomingMessage } from 'node:http';
+import { Worker } from 'node:worker_threads';
 import type { Hocuspocus } from '@hocuspocus/server';
+import type { JSONContent } from '@tiptap/core';
 import type { Logger } from 'pino';
 import * as Y from 'yjs';
 import { checkUpdate, MalformedUpdateError, type EventStore } from '../persistence/index.js';
 import { ApiError, sendJson, type ApiCaller, type ContentRoutes } from './api.js';
 import { CloseCodes } from './close-codes.js';
+import { EDITOR_FIELD } from './editor-field.js';
 import { seqParam } from './history-api.js';
 import type { DocumentSizeGuard } from './limits.js';
 import type { Metrics } from './metrics.js';
 
-type ContentFormats = typeof import('./content-formats.js');
+import type { ContentFormat, RenderedField } from './content-formats.js';
+import type { ContentJob, ContentJobAnswer } from './content-worker.js';
 
 export interface ContentApiOptions {
   store: EventStore;
@@ -38,6 +43,20 @@ export interface ContentApiOptions {
   documentSize: DocumentSizeGuard;
 }
 
+/**
+ * The longest one conversion may run. @tiptap/markdown's parser grows faster
+ * than its input (about 1 s for 100 kB of Markdown and over a minute for 1 MB
+ * on the 2-core test machine): past this, the worker is stopped and a new one
+ * takes the next job, so one huge body cannot hold the others up for long.
+ */
+export const CONVERSION_TIMEOUT_MS = 10_000;
+const FORMATS: readonly ContentFormat[] = ['json', 'html', 'markdown', 'text'];
+/** The media types a body may be sent as, and the format each is read as. */
+const INPUT_MEDIA_TYPES: Record<string, Exclude<ContentFormat, 'text'>> = {
+  'text/markdown': 'markdown',
+  'text/html': 'html',
+  'application/json': 'json',
+};
 const DEFAULT_FORMAT = 'json';
 const OUTPUT_TYPES: Record<string, string> = {
   text: 'text/plain; charset=utf-8',
@@ -47,27 +66,21 @@ const OUTPUT_TYPES: Record<string, string> = {
 /** HTML answers are documents of someone else's making: never run or load anything from them under this origin. */
 const HTML_ANSWER_HEADERS = { 'content-security-policy': "default-src 'none'; sandbox", 'x-content-type-options': 'nosniff' };
 
-export function createContentApi(options: ContentApiOptions): ContentRoutes {
+export function createContentApi(options: ContentApiOptions): ContentRoutes & { close(): Promise<void> } {
   const { store, hocuspocus, logger } = options;
-  let formats: Promise<ContentFormats> | null = null;
-  const loadFormats = (): Promise<ContentFormats> => {
-    formats ??= import('./content-formats.js').catch((error: unknown) => {
-      formats = null;
-      throw error;
-    });
-    return formats;
-  };
+  const converter = createConverter(logger);
 
   /**
    * Logs the update `change` computes from the live document's state, as
    * `caller`, and applies it to the live document. `change` returns null when
    * there is nothing to write; the answer is then the current seq.
    */
-  async function write(doc: string, caller: ApiCaller | null, via: string, change: (state: Y.Doc) => Uint8Array | null): Promise<number> {
+  async function write(doc: string, caller: ApiCaller | null, via: string,
+    change: (live: Y.Doc) => Uint8Array | null | Promise<Uint8Array | null>): Promise<number> {
     const connection = await hocuspocus.openDirectConnection(doc, {});
     try {
       const document = connection.document!;
-      const update = change(document);
+      const update = await change(document);
       if (update === null) return (await store.info(doc))?.seq ?? 0;
       const size = options.documentSize.exceeds(document, update);
       if (size !== null) {
@@ -94,6 +107,8 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes {
   }
 
   return {
+    close: () => converter.close(),
+
     async postUpdate(request, response, doc, caller) {
       requireMediaType(request, ['application/octet-stream'], 'send the Yjs update as Content-Type: application/octet-stream');
       const update = await readBody(request, options.maxBodyBytes);
@@ -109,35 +124,22 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes {
     },
 
     async getContent(_request, response, url, doc) {
-      const format = url.searchParams.get('format') ?? DEFAULT_FORMAT;
-      const { CONTENT_FORMATS, EDITOR_FIELD, readField, renderNode } = await loadFormats();
-      if (!(CONTENT_FORMATS as readonly string[]).includes(format)) {
-        throw new ApiError(400, 'BAD_REQUEST', `format must be one of ${CONTENT_FORMATS.join(', ')} (got "${format}")`);
-      }
-      const field = fieldParam(url, EDITOR_FIELD);
+      const format = (url.searchParams.get('format') ?? DEFAULT_FORMAT) as ContentFormat;
+      if (!FORMATS.includes(format)) throw new ApiError(400, 'BAD_REQUEST', `format must be one of ${FORMATS.join(', ')} (got "${format}")`);
+      const field = fieldParam(url);
       const at = (await seqParam(store, doc, url, 'at', { ApiError })) ?? undefined;
       const exists = (await store.info(doc)) !== null;
       if (!exists && at !== undefined && at > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${at}`);
       const state = await store.stateAt(doc, at);
-      const ydoc = new Y.Doc();
-      let body: string | object;
-      try {
-        Y.applyUpdate(ydoc, state.update);
-        const content = readField(ydoc, field);
-        if (content.kind === 'other') {
-          throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" holds a Y.Map or Y.Array, which no content format shows`);
-        }
-        if (content.kind === 'text') {
-          if (format !== 'text') {
-            throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" is a Y.Text: ask for format=text (got format=${format})`);
-          }
-          body = content.text;
-        } else {
-          body = renderNode(content.node, format as (typeof CONTENT_FORMATS)[number]);
-        }
-      } finally {
-        ydoc.destroy();
+      const content = await converter.run<RenderedField>({ op: 'render', state: state.update, field, format },
+        () => new ApiError(503, 'CONVERSION_TIMEOUT', `converting the document to ${format} took longer than ${CONVERSION_TIMEOUT_MS / 1000} s; read it as a Yjs update from /state instead`));
+      if (content.kind === 'other') {
+        throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" holds a Y.Map or Y.Array, which no content format shows`);
       }
+      if (content.kind === 'text' && format !== 'text') {
+        throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" is a Y.Text: ask for format=text (got format=${format})`);
+      }
+      const body = content.kind === 'text' ? content.text : content.body;
       const headers = { 'x-palimpsest-seq': String(state.seq), 'x-palimpsest-exists': String(exists) };
       if (format === 'json') return sendJson(response, 200, { doc, field, seq: state.seq, exists, content: body }, headers);
       const text = body as string;
@@ -151,23 +153,18 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes {
     },
 
     async postContent(request, response, url, doc, caller) {
-      const { ContentError, EDITOR_FIELD, INPUT_MEDIA_TYPES, contentUpdate, parseContent } = await loadFormats();
       const mode = url.searchParams.get('mode') ?? 'replace';
       if (mode !== 'replace' && mode !== 'append') throw new ApiError(400, 'BAD_REQUEST', `mode must be replace or append (got "${mode}")`);
-      const field = fieldParam(url, EDITOR_FIELD);
+      const field = fieldParam(url);
       const mediaType = requireMediaType(request, Object.keys(INPUT_MEDIA_TYPES),
         'send Markdown as text/markdown, HTML as text/html or ProseMirror JSON as application/json');
       const body = decodeUtf8(await readBody(request, options.maxBodyBytes));
-      let seq: number;
-      try {
-        // Parsed and checked against the schema before the document is touched.
-        const incoming = parseContent(body, INPUT_MEDIA_TYPES[mediaType]);
-        seq = await write(doc, caller, 'api-content', (live) => contentUpdate(Y.encodeStateAsUpdate(live), field, incoming, mode));
-      } catch (error) {
-        if (!(error instanceof ContentError)) throw error;
-        const status = error.code === 'MALFORMED_CONTENT' ? 400 : error.code === 'SCHEMA_MISMATCH' ? 422 : 409;
-        throw new ApiError(status, error.code, `${error.message}; nothing was written`);
-      }
+      const tooSlow = () => new ApiError(413, 'CONVERSION_TIMEOUT',
+        `converting this body took longer than ${CONVERSION_TIMEOUT_MS / 1000} s; send it in smaller pieces (mode=append); nothing was written`);
+      // Parsed and checked against the schema before the document is touched.
+      const content = await converter.run<JSONContent>({ op: 'parse', body, format: INPUT_MEDIA_TYPES[mediaType] }, tooSlow);
+      const seq = await write(doc, caller, 'api-content', async (live) =>
+        converter.run<Uint8Array | null>({ op: 'update', state: Y.encodeStateAsUpdate(live), field, content, mode }, tooSlow));
       sendJson(response, 200, { doc, seq });
     },
   };
@@ -184,8 +181,8 @@ function requireMediaType(request: IncomingMessage, accepted: string[], advice: 
   return type;
 }
 
-function fieldParam(url: URL, defaultField: string): string {
-  const field = url.searchParams.get('field') ?? defaultField;
+function fieldParam(url: URL): string {
+  const field = url.searchParams.get('field') ?? EDITOR_FIELD;
   if (field.length === 0 || field.length > 255) throw new ApiError(400, 'BAD_REQUEST', 'query parameter field must be 1-255 characters (a root type name)');
   return field;
 }
@@ -210,4 +207,93 @@ async function readBody(request: IncomingMessage, limit: number): Promise<Uint8A
     chunks.push(chunk as Buffer);
   }
   return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Answers to ContentError codes: the caller's input, never the server's fault. */
+const CONTENT_ERROR_STATUS: Record<string, number> = { MALFORMED_CONTENT: 400, SCHEMA_MISMATCH: 422, FIELD_TYPE_MISMATCH: 409 };
+
+interface ContentConverter {
+  /** Runs `job` on the worker after the jobs before it; `onTimeout` builds the error answered when it runs too long. */
+  run<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** The worker thread of content-worker.ts, started on the first job and again after a time-out or a crash. */
+function createConverter(logger: Logger): ContentConverter {
+  let current: { worker: Worker; ready: Promise<void> } | null = null;
+  let queue: Promise<unknown> = Promise.resolve();
+  let nextId = 0;
+
+  function start(): { worker: Worker; ready: Promise<void> } {
+    const worker = new Worker(new URL('./content-worker.js', import.meta.url));
+    // Never what keeps the process alive: a server that is closing terminates it anyway.
+    worker.unref();
+    const ready = new Promise<void>((resolve, reject) => {
+      const onMessage = (message: { ready?: boolean }) => {
+        if (message.ready !== true) return;
+        worker.off('message', onMessage);
+        worker.off('error', reject);
+        resolve();
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    worker.on('error', (error) => logger.error({ err: error.message }, 'content worker failed'));
+    worker.once('exit', () => {
+      if (current?.worker === worker) current = null;
+    });
+    return { worker, ready };
+  }
+
+  async function dispatch<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T> {
+    current ??= start();
+    const { worker, ready } = current;
+    await ready;
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const finish = () => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+      };
+      const onMessage = (answer: ContentJobAnswer) => {
+        if (answer.id !== id) return;
+        finish();
+        if (answer.ok) return resolve(answer.value as T);
+        if (answer.code !== undefined) {
+          const status = CONTENT_ERROR_STATUS[answer.code];
+          return reject(new ApiError(status, answer.code, `${answer.message}; nothing was written`));
+        }
+        logger.error({ err: answer.message, op: job.op }, 'content conversion failed');
+        reject(new Error(`content conversion failed: ${answer.message.split('\n')[0]}`));
+      };
+      const onExit = (code: number) => {
+        finish();
+        reject(new Error(`the content worker exited (${code}) during a ${job.op}`));
+      };
+      const timer = setTimeout(() => {
+        finish();
+        logger.warn({ op: job.op, timeoutMs: CONVERSION_TIMEOUT_MS }, 'content conversion took too long; worker stopped');
+        if (current?.worker === worker) current = null;
+        void worker.terminate();
+        reject(onTimeout());
+      }, CONVERSION_TIMEOUT_MS);
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+      worker.postMessage({ id, job });
+    });
+  }
+
+  return {
+    run<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T> {
+      const result = queue.then(() => dispatch<T>(job, onTimeout));
+      queue = result.catch(() => undefined);
+      return result;
+    },
+    async close() {
+      const worker = current?.worker;
+      current = null;
+      await worker?.terminate();
+    },
+  };
 }

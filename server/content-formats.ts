@@ -5,9 +5,12 @@
 // ProseMirror, @tiptap/html (its Node entry, on happy-dom) for HTML,
 // @tiptap/markdown for Markdown. Nothing here does I/O.
 //
-// content-api.ts imports this module lazily, on the first content request:
-// happy-dom and the Tiptap packages take about a second to load, which a
-// server that never serves content should not pay at start.
+// It runs in a worker thread (content-worker.ts), never on the server's event
+// loop: the conversions cost seconds for large bodies (@tiptap/markdown's
+// parser grows faster than the text), and happy-dom and the Tiptap packages
+// take about a second to load, which a server that never serves content
+// should not pay at start. What crosses the thread boundary is plain data:
+// Yjs updates, strings and ProseMirror JSON.
 
 import { getSchema, getTextSerializersFromSchema, type JSONContent } from '@tiptap/core';
 import { generateHTML, generateJSON } from '@tiptap/html/server';
@@ -15,19 +18,9 @@ import { MarkdownManager } from '@tiptap/markdown';
 import type { Node as ProseMirrorNode, Schema } from '@tiptap/pm/model';
 import { prosemirrorToYXmlFragment, yXmlFragmentToProseMirrorRootNode } from '@tiptap/y-tiptap';
 import * as Y from 'yjs';
-import { EDITOR_FIELD, editorSchemaExtensions } from './editor-schema.js';
+import { editorSchemaExtensions } from './editor-schema.js';
 
-export { EDITOR_FIELD };
-
-export const CONTENT_FORMATS = ['text', 'html', 'markdown', 'json'] as const;
-export type ContentFormat = (typeof CONTENT_FORMATS)[number];
-
-/** The media types a body may be sent as, and the format each is read as. */
-export const INPUT_MEDIA_TYPES: Record<string, Exclude<ContentFormat, 'text'>> = {
-  'text/markdown': 'markdown',
-  'text/html': 'html',
-  'application/json': 'json',
-};
+export type ContentFormat = 'text' | 'html' | 'markdown' | 'json';
 
 /** Why a body cannot become content; content-api.ts answers it with a 4xx. */
 export class ContentError extends Error {
@@ -42,6 +35,12 @@ export type FieldContent =
   | { kind: 'xml'; node: ProseMirrorNode }
   | { kind: 'text'; text: string }
   /** A Y.Map or Y.Array: no format shows it. */
+  | { kind: 'other' };
+
+/** A field rendered in a format: `body` is set for an XML fragment, `text` for a Y.Text. */
+export type RenderedField =
+  | { kind: 'xml'; body: string | JSONContent }
+  | { kind: 'text'; text: string }
   | { kind: 'other' };
 
 const extensions = editorSchemaExtensions();
@@ -77,6 +76,18 @@ function fieldKind(ydoc: Y.Doc, field: string): 'xml' | 'text' | 'other' | 'empt
   return 'other';
 }
 
+/** `field` of the document in state `state` (a Yjs update), rendered in `format` when it is an XML fragment. */
+export function renderField(state: Uint8Array, field: string, format: ContentFormat): RenderedField {
+  const ydoc = new Y.Doc();
+  try {
+    Y.applyUpdate(ydoc, state);
+    const content = readField(ydoc, field);
+    return content.kind === 'xml' ? { kind: 'xml', body: renderNode(content.node, format) } : content;
+  } finally {
+    ydoc.destroy();
+  }
+}
+
 /** `node` (an editor document) in `format`: a string, or ProseMirror JSON for `json`. */
 export function renderNode(node: ProseMirrorNode, format: ContentFormat): string | JSONContent {
   const json = node.toJSON() as JSONContent;
@@ -95,11 +106,16 @@ export function renderNode(node: ProseMirrorNode, format: ContentFormat): string
 }
 
 /**
- * Reads a request body as an editor document. Throws ContentError naming what
- * is wrong: JSON that does not parse, or content the schema does not allow
- * (an unknown node or mark, a node where its parent cannot hold it).
+ * Reads a request body as an editor document, answered as ProseMirror JSON
+ * the schema has checked. Throws ContentError naming what is wrong: JSON that
+ * does not parse, or content the schema does not allow (an unknown node or
+ * mark, a node where its parent cannot hold it).
  */
-export function parseContent(body: string, format: Exclude<ContentFormat, 'text'>): ProseMirrorNode {
+export function parseContent(body: string, format: Exclude<ContentFormat, 'text'>): JSONContent {
+  return parseNode(body, format).toJSON() as JSONContent;
+}
+
+function parseNode(body: string, format: Exclude<ContentFormat, 'text'>): ProseMirrorNode {
   let json: unknown;
   switch (format) {
     case 'json':
@@ -146,7 +162,8 @@ function toEditorDocument(json: unknown): ProseMirrorNode {
  * send for the same edit): unchanged blocks keep their items, and so their
  * authorship and other people's carets. Null when nothing would change.
  */
-export function contentUpdate(state: Uint8Array, field: string, incoming: ProseMirrorNode, mode: 'replace' | 'append'): Uint8Array | null {
+export function contentUpdate(state: Uint8Array, field: string, content: JSONContent, mode: 'replace' | 'append'): Uint8Array | null {
+  const incoming = toEditorDocument(content);
   const scratch = new Y.Doc();
   try {
     Y.applyUpdate(scratch, state);

@@ -5,17 +5,12 @@
 // the same list. A node or mark dropped here is dropped from stored documents
 // the next time an editor opens them, so only ever add.
 //
-// Keep this module free of relative imports and Node APIs: the browser bundle
-// imports it as it is.
+// Keep this module free of Node APIs: the browser bundle imports it as it is.
 
 import type { AnyExtension } from '@tiptap/core';
 import StarterKit from '@tiptap/starter-kit';
 
-/**
- * The Yjs root type the editor writes to (`ydoc.getXmlFragment('default')`);
- * changing it orphans every stored document.
- */
-export const EDITOR_FIELD = 'default';
+export { EDITOR_FIELD } from './editor-field.js';
 
 /** The extensions that make up the schema (headings, lists, bold, italic, code blocks, links, …). */
 export function editorSchemaExtensions(): AnyExtension[] {

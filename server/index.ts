@@ -110,16 +110,17 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     { prefix: '/lib/', dir: `${config.staticDir}-lib`, crossOrigin: true },
     { prefix: '/', dir: config.staticDir, index: 'index.html' },
   ];
+  const content = createContentApi({
+    store, hocuspocus, instanceId: config.instanceId, logger, metrics,
+    maxBodyBytes: config.limits.maxMessageBytes,
+    documentSize: options.documentSize ?? new DocumentSizeGuard(config.limits.maxDocumentBytes),
+  });
   const apiOptions: ApiOptions = {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
     changes: changeFeed,
     webhooks: webhooks ?? undefined,
-    content: createContentApi({
-      store, hocuspocus, instanceId: config.instanceId, logger, metrics,
-      maxBodyBytes: config.limits.maxMessageBytes,
-      documentSize: options.documentSize ?? new DocumentSizeGuard(config.limits.maxDocumentBytes),
-    }),
+    content,
   };
 
   const httpServer = createServer((request, response) => {
@@ -187,6 +188,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     async close() {
       const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       changeFeed.close();
+      await content.close();
       await webhooks?.close();
       await transport.close(CloseCodes.ServerShutdown);
       // The durable log stops its catch-up timer (the Redis fan-out is closed by its owner).

@@ -57,7 +57,7 @@ export const openApiDocument = {
               code: {
                 type: 'string',
                 description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN, ' +
-                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE',
+                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE, CONVERSION_TIMEOUT',
               },
               message: { type: 'string', description: 'what went wrong and what to do' },
             },
@@ -215,8 +215,9 @@ export const openApiDocument = {
       HistoryPruned: { description: 'The retention policy dropped the log entries needed (HISTORY_PRUNED)', content: json({ $ref: '#/components/schemas/Error' }) },
       BodyTooLarge: { description: 'The request body is over 64 KiB (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
       WriteTooLarge: {
-        description: 'The body is over --max-message-bytes (BODY_TOO_LARGE), or the change would grow the document past --max-document-bytes ' +
-          '(DOCUMENT_TOO_LARGE, the limit WebSocket clients meet as close code 4413); nothing is logged',
+        description: 'The body is over --max-message-bytes (BODY_TOO_LARGE), the change would grow the document past --max-document-bytes ' +
+          '(DOCUMENT_TOO_LARGE, the limit WebSocket clients meet as close code 4413), or converting the body took longer than 10 s ' +
+          '(CONVERSION_TIMEOUT: send it in smaller pieces with mode=append); nothing is logged',
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       MalformedUpdate: {
@@ -234,6 +235,10 @@ export const openApiDocument = {
       },
       FieldTypeMismatch: {
         description: 'The field holds another kind of Yjs type (FIELD_TYPE_MISMATCH): a Y.Text reads only as format=text and takes no content; a Y.Map or Y.Array neither',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      ContentUnavailable: {
+        description: 'The database cannot be used right now (STORE_* codes), or converting the document took longer than 10 s (CONVERSION_TIMEOUT: read /state instead)',
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       UnsupportedMediaType: { description: 'The Content-Type is not one this route takes, or not UTF-8 (UNSUPPORTED_MEDIA_TYPE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
@@ -472,6 +477,7 @@ export const openApiDocument = {
           404: ref('UnknownSeq'),
           409: ref('FieldTypeMismatch'),
           410: ref('HistoryPruned'),
+          503: ref('ContentUnavailable'),
         },
       },
       post: {

@@ -239,7 +239,7 @@ test('a document never written reads as empty in every format, says so, and is n
   assert.equal((await nobody.get('format=markdown&at=1')).status, 404);
   const unknownFormat = await nobody.get('format=pdf');
   assert.equal(unknownFormat.status, 400);
-  assert.match(((await unknownFormat.json()) as ErrorJson).error.message, /text, html, markdown, json/);
+  assert.match(((await unknownFormat.json()) as ErrorJson).error.message, /json, html, markdown, text/);
   assert.deepEqual(await (await fetch(`${server.http}/api/documents`)).json(), { documents: [] });
 });
 
@@ -361,4 +361,40 @@ test('--max-document-bytes holds for POST /updates and POST /content as for WebS
   // Within the limit both routes still write.
   await posted(await doc.post('a little more\n', 'text/markdown', '?mode=append'));
   assert.equal(await doc.read('markdown'), 'small and fine\n\na little more\n');
+});
+
+test('a body that takes long to convert does not hold up other clients, and past the time limit is refused with 413 CONVERSION_TIMEOUT, changing nothing', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'slow.db')]);
+  const editor = hocuspocusClient(t, server.url, 'busy/editing');
+  await waitFor(() => editor.settled(), { message: 'the editor is connected' });
+  // About 2 MB of lists and paragraphs: minutes of work for the Markdown parser, whose cost grows faster than the text.
+  let markdown = '';
+  for (let section = 0; markdown.length < 2_000_000; section += 1) {
+    markdown += `## Section ${section}\n\nSome **bold** and a [link](https://example.com/${section}).\n\n1. one\n2. two\n\n`;
+  }
+  let answered = false;
+  const big = contentClient(server, 'busy/big').post(markdown, 'text/markdown').finally(() => {
+    answered = true;
+  });
+
+  // The conversion runs off the event loop: the editor's updates keep being acknowledged while it lasts.
+  let acknowledgedMeanwhile = 0;
+  const text = editor.doc.getText('typed');
+  while (!answered) {
+    text.insert(text.length, 'x');
+    await waitSettled([editor]);
+    if (!answered) acknowledgedMeanwhile += 1;
+  }
+  const response = await big;
+  const answer = (await response.json()) as ErrorJson;
+  assert.equal(response.status, 413, JSON.stringify(answer));
+  assert.equal(answer.error.code, 'CONVERSION_TIMEOUT');
+  assert.match(answer.error.message, /longer than 10 s; send it in smaller pieces \(mode=append\)/);
+  t.diagnostic(`${acknowledgedMeanwhile} edits acknowledged one after another while the conversion ran`);
+  assert.ok(acknowledgedMeanwhile >= 10, `only ${acknowledgedMeanwhile} edits were acknowledged while the conversion ran`);
+  assert.deepEqual(await contentClient(server, 'busy/big').history(), [], 'nothing was logged');
+
+  // A fresh worker takes the next request.
+  await posted(await contentClient(server, 'busy/big').post('# Small\n', 'text/markdown'));
+  assert.equal(await contentClient(server, 'busy/big').read('markdown'), '# Small\n');
 });
