@@ -23,13 +23,13 @@ import * as Y from 'yjs';
 import { checkUpdate, MalformedUpdateError, type EventStore } from '../persistence/index.js';
 import { ApiError, sendJson, type ApiCaller, type ContentRoutes } from './api.js';
 import { CloseCodes } from './close-codes.js';
+// Types only: the conversions themselves load in the worker thread, never here.
+import type { ContentFormat, RenderedField } from './content-formats.js';
+import type { ContentJob, ContentJobAnswer } from './content-worker.js';
 import { EDITOR_FIELD } from './editor-field.js';
 import { seqParam } from './history-api.js';
 import type { DocumentSizeGuard } from './limits.js';
 import type { Metrics } from './metrics.js';
-
-import type { ContentFormat, RenderedField } from './content-formats.js';
-import type { ContentJob, ContentJobAnswer } from './content-worker.js';
 
 export interface ContentApiOptions {
   store: EventStore;
