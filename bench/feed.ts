@@ -5,15 +5,17 @@
 // parsing its event stream; the server is `palimpsest serve` in a child
 // process (server-process.ts).
 //
-// Measured per run: delivery latency (an update sent over WebSocket → its
-// event parsed at each subscriber), events delivered per second, and server
-// CPU per delivered event: in all, and over what the same edits cost with no
-// subscriber (a run of the writers alone, scaled to the updates sent).
+// Measured per run, inside the typing load's window (after its warm-up):
+// delivery latency (an update sent over WebSocket → its event parsed at each
+// subscriber), events delivered per second, and server CPU per delivered
+// event: in all, and over what the same edits cost with no subscriber (a run
+// of the writers alone, per update, times the updates of this run). After the
+// window every subscriber must get every entry (checked, in seq order).
 
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import * as Y from 'yjs';
-import { startBenchServer, type BenchServer } from './server-process.js';
+import { startBenchServer, type BenchServer, type ServerUsage } from './server-process.js';
 import { percentiles, runTypingLoad, type Percentiles, type TypingLoadResult } from './typing-load.js';
 
 export interface FeedBenchOptions {
@@ -120,13 +122,13 @@ class SendLog {
   /** Send time by `<doc>:<seq>`: found once (from the update in the event), then shared by every subscriber. */
   private readonly bySeq = new Map<string, number>();
   samples: number[] = [];
+  /** Events received inside the window, in all. */
   delivered = 0;
-  firstSentAt = Infinity;
-  lastDeliveredAt = -Infinity;
+  windowStart = Infinity;
+  windowEnd = Infinity;
 
   noteSent = (doc: string, client: number, clock: number, time: number): void => {
     this.sends.set(`${doc}:${client}:${clock}`, time);
-    this.firstSentAt = Math.min(this.firstSentAt, time);
   };
 
   noteEvent(doc: string, seq: number, entry: { update: string }, now: number): void {
@@ -138,8 +140,8 @@ class SendLog {
       for (const [client, clock] of meta.from) sentAt = this.sends.get(`${doc}:${client}:${clock}`) ?? sentAt;
       this.bySeq.set(key, sentAt);
     }
+    if (now < this.windowStart || now >= this.windowEnd) return;
     this.delivered += 1;
-    this.lastDeliveredAt = now;
     if (!Number.isNaN(sentAt)) this.samples.push(now - sentAt);
   }
 }
@@ -164,24 +166,31 @@ async function openSubscribers(count: number, open: () => FeedSubscriber): Promi
 
 interface RunResult {
   load: TypingLoadResult;
+  /** Server CPU inside the window. */
   cpuMs: number;
-  elapsedMs: number;
   loopDelayP99Ms: number;
 }
 
 async function writers(server: BenchServer, options: FeedBenchOptions, prefix: string, documents: number, log: SendLog | null): Promise<RunResult> {
-  const before = await server.usage();
-  const startedAt = performance.now();
+  let start: Promise<ServerUsage> | null = null;
+  let end: Promise<ServerUsage> | null = null;
   const load = await runTypingLoad({
     url: server.url, clients: options.writers, documents, documentPrefix: prefix, mode: 'open',
     updatesPerSecond: options.updatesPerSecond / options.writers, warmupMs: options.warmupMs, durationMs: options.durationMs,
     onSent: log?.noteSent,
+    onWindow(edge) {
+      if (edge === 'start') {
+        start = server.usage();
+        if (log !== null) log.windowStart = performance.now();
+      } else {
+        end = server.usage();
+        if (log !== null) log.windowEnd = performance.now();
+      }
+    },
   });
-  const after = await server.usage();
-  return {
-    load, cpuMs: after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs, elapsedMs: performance.now() - startedAt,
-    loopDelayP99Ms: after.loopDelayP99Ms,
-  };
+  const before = await start!;
+  const after = await end!;
+  return { load, cpuMs: after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs, loopDelayP99Ms: after.loopDelayP99Ms };
 }
 
 /** Waits (bounded) until every subscriber has every entry the documents hold; returns how many it lacks then. */
@@ -202,12 +211,14 @@ async function drain(port: number, docs: string[], reached: () => Map<string, nu
   return lacking();
 }
 
-function row(feed: FeedRow['feed'], subscribers: number, run: RunResult, log: SendLog, baseline: RunResult | null,
-  outOfOrder: number, missing: number, cpuMs: number): FeedRow {
-  const baselineCpuMs = baseline === null ? 0 : baseline.cpuMs * (run.load.sent / baseline.load.sent);
+function row(feed: FeedRow['feed'], subscribers: number, run: RunResult, log: SendLog, baseline: RunResult,
+  outOfOrder: number, missing: number): FeedRow {
+  const cpuMs = run.cpuMs;
+  // What the edits of this window cost without subscribers: the writers-alone run's CPU per update in its window.
+  const baselineCpuMs = baseline.cpuMs * (run.load.ackedInWindow / baseline.load.ackedInWindow);
   return {
-    feed, subscribers, updatesSent: run.load.sent, eventsDelivered: log.delivered, outOfOrder, missing,
-    eventsPerSecond: log.delivered / ((log.lastDeliveredAt - log.firstSentAt) / 1000),
+    feed, subscribers, updatesSent: run.load.ackedInWindow, eventsDelivered: log.delivered, outOfOrder, missing,
+    eventsPerSecond: log.delivered / (run.load.windowMs / 1000),
     deliveryMs: percentiles(log.samples),
     serverCpuMs: cpuMs,
     serverCpuUsPerEvent: (cpuMs * 1000) / log.delivered,
@@ -233,7 +244,7 @@ export async function runFeedBench(options: FeedBenchOptions): Promise<FeedRow[]
     options.progress(`feed: ${options.writers} writers on one document, ${options.updatesPerSecond} updates/s, no subscriber`);
     const baseline = await writers(server, options, 'feed-alone-', 1, null);
     rows.push({
-      feed: 'none (writers only)', subscribers: 0, updatesSent: baseline.load.sent, eventsDelivered: 0, outOfOrder: 0, missing: 0,
+      feed: 'none (writers only)', subscribers: 0, updatesSent: baseline.load.ackedInWindow, eventsDelivered: 0, outOfOrder: 0, missing: 0,
       eventsPerSecond: 0, deliveryMs: percentiles([]), serverCpuMs: baseline.cpuMs, serverCpuUsPerEvent: NaN, feedCpuUsPerEvent: NaN,
       loadCpuPercent: baseline.load.loadCpuPercent, ackMs: baseline.load.ackMs, peerDeliveryMs: baseline.load.deliveryMs,
       serverLoopDelayP99Ms: baseline.loopDelayP99Ms, loadLoopDelayP99Ms: baseline.load.loadLoopDelayP99Ms,
@@ -264,14 +275,11 @@ export async function runFeedBench(options: FeedBenchOptions): Promise<FeedRow[]
           log.noteEvent(entry.doc, entry.seq, entry, now);
         });
       });
-      const before = await server.usage();
       const run = await writers(server, options, prefix, options.allDocuments, log);
       const missing = await drain(server.port, docs, () => positions, subscribers.length);
-      const after = await server.usage();
       for (const subscriber of subscribers) subscriber.close();
       checkStreams(subscribers);
-      rows.push(row('all documents', subscribers.length, run, log, baseline, outOfOrder, missing,
-        after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs));
+      rows.push(row('all documents', subscribers.length, run, log, baseline, outOfOrder, missing));
     }
 
     options.progress(`feed: ${options.subscribers} subscribers of one document's event stream, ${options.writers} writers`);
@@ -288,16 +296,13 @@ export async function runFeedBench(options: FeedBenchOptions): Promise<FeedRow[]
         log.noteEvent(doc, entry.seq, entry, now);
       });
     });
-    const before = await server.usage();
     const run = await writers(server, options, 'feed-busy-', 1, log);
     const missing = await drain(server.port, [doc], () => new Map([[doc, seen]]), subscribers.length);
-    const after = await server.usage();
     const closedEarly = subscribers.filter((s) => s.closed).length;
     for (const subscriber of subscribers) subscriber.close();
     if (closedEarly > 0) throw new Error(`${closedEarly} event streams closed during the run`);
     checkStreams(subscribers);
-    rows.push(row('document', subscribers.length, run, log, baseline, outOfOrder, missing,
-      after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs));
+    rows.push(row('document', subscribers.length, run, log, baseline, outOfOrder, missing));
   } finally {
     await server.stop();
   }

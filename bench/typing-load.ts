@@ -34,6 +34,8 @@ export interface TypingLoadOptions {
   durationMs: number;
   /** Called at each update sent (warm-up included): its document, Yjs client id and first clock, and performance.now(). */
   onSent?: (documentName: string, client: number, clock: number, time: number) => void;
+  /** Called as the measurement window opens and as it closes (e.g. to take the server's CPU time). */
+  onWindow?: (edge: 'start' | 'end') => void;
 }
 
 export interface Percentiles {
@@ -261,9 +263,11 @@ export async function runTypingLoad(options: TypingLoadOptions): Promise<TypingL
   const loopDelay = monitorEventLoopDelay({ resolution: 5 });
   loopDelay.enable();
   const cpuBefore = process.cpuUsage();
+  options.onWindow?.('start');
   run.windowStart = performance.now();
   await sleep(options.durationMs);
   run.windowEnd = performance.now();
+  options.onWindow?.('end');
   const cpu = process.cpuUsage(cpuBefore);
   loopDelay.disable();
   const ackedInWindow = run.ackSamples.length;

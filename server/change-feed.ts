@@ -196,8 +196,13 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
    * document: read alone while behind, as a member of the document's tail
    * once caught up.
    */
-  async function followDocument(response: ServerResponse, doc: string, start: number, signal: AbortSignal): Promise<void> {
+  async function followDocument(response: ServerResponse, doc: string, start: number, lastSeq: number, signal: AbortSignal): Promise<void> {
     let position = start;
+    /**
+     * A seq the document is known to have reached (the `after` asked for may
+     * be beyond its end): a tail starts there, never past what is committed.
+     */
+    let reached = Math.min(start, lastSeq);
     while (!signal.aborted && !closed) {
       const readAt = generation;
       const existing = tails.get(doc);
@@ -207,13 +212,19 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
         for (const entry of entries) {
           if (!response.write(eventText(String(entry.seq), logEntryToJson(entry)))) await drained(response, signal);
         }
-        if (entries.length > 0) position = entries[entries.length - 1].seq;
+        if (entries.length > 0) position = reached = entries[entries.length - 1].seq;
         if (entries.length === PAGE || signal.aborted || closed) continue;
+        const ahead = tails.get(doc);
+        if (entries.length === 0 && ahead !== undefined && position < ahead.seq) {
+          // The tail has read entries this read did not see (another connection's view of the database): look again at the next commit.
+          await nextWake(pollMs, signal, readAt);
+          continue;
+        }
       }
       let tail = tails.get(doc);
       if (tail !== undefined && position < tail.seq) continue; // the tail moved on meanwhile: catch up first
       if (tail === undefined) {
-        tail = { seq: position, members: new Set(), reading: false, again: false };
+        tail = { seq: reached, members: new Set(), reading: false, again: false };
         tails.set(doc, tail);
         watch();
         poll();
@@ -371,7 +382,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
             next: entries.length > 0 ? String(entries[entries.length - 1].seq) : after,
           };
         },
-      }, (signal) => followDocument(response, doc, start, signal));
+      }, (signal) => followDocument(response, doc, start, info?.seq ?? 0, signal));
     },
 
     async allChanges(request, response, url) {

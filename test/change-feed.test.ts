@@ -2,7 +2,9 @@
 // stream cut mid-way resumes with Last-Event-ID and sees every entry exactly
 // once; the all-documents feed, read while writers on two instances write
 // concurrently, never skips an entry (compared with the log at the end); on
-// PostgreSQL, a transaction that commits after a later one is still read.
+// PostgreSQL, a transaction that commits after a later one is still read;
+// many streams of one document, opened at different points while it is
+// written, each get every later seq once (they share one reader once caught up).
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -230,4 +232,37 @@ test('the document feed needs read on the document, the all-documents feed a "*"
   assert.equal(answer.headers.get('x-palimpsest-cursor'), '1');
   const all = await get('/api/changes', writerToken);
   assert.deepEqual(((await all.json()) as FeedEntryJson[]).map((e) => [e.doc, e.seq]), [['team/plan', 1]]);
+});
+
+test('streams of one document opened at different points while it is written (from 0, mid-way, at or past its end) each get every later seq once, in order', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'followers.db')]);
+  const doc = 'feed/followers';
+  const writer = hocuspocusClient(t, server.url, doc);
+  const url = (after: number) => `${server.http}/api/documents/${encodeURIComponent(doc)}/changes?after=${after}`;
+  await typeInto(writer, 10, 2);
+  const streams: Array<{ after: number; stream: EventStreamReader }> = [];
+  const open = async (after: number) => {
+    const stream = await openEventStream(url(after));
+    t.after(() => stream.cut());
+    streams.push({ after, stream });
+  };
+  // Streams join while entries keep coming: some find others already following the document, some are behind them.
+  for (let round = 0; round < 4; round++) {
+    await Promise.all([open(0), open(5), open(10 + round * 5), open(13 + round * 5), open(1000)]);
+    await typeInto(writer, 5, 5);
+  }
+  // One stream cut while the others follow: the rest go on.
+  streams[1].stream.cut();
+  await typeInto(writer, 5, 1);
+  const log = await history(server, doc);
+  const last = log[log.length - 1].seq;
+  for (const [index, { after, stream }] of streams.entries()) {
+    if (index === 1) continue;
+    const expected = log.map((e) => e.seq).filter((seq) => seq > after);
+    await waitFor(() => seqsOf(stream).length >= expected.length, { message: `the stream from ${after} (#${index}) reached seq ${last}` });
+    assert.deepEqual(seqsOf(stream), expected, `the stream from ${after} (#${index}) got every seq after it once, in order`);
+    assert.equal(stream.error(), null);
+  }
+  const streamFromZero = streams[0].stream.events.map((e) => JSON.parse(e.data) as EntryJson);
+  assert.deepEqual(streamFromZero, log, 'each event carries the entry as history gives it');
 });
