@@ -42,8 +42,12 @@ export interface FeedEntryJson extends LogEntryJson {
 export interface ChangeFeed<S extends EventStore = EventStore> extends ChangeRoutes {
   /** The store to give everyone else: its appends wake the feed's readers once committed. */
   readonly store: S;
-  /** Calls `listener` whenever readers are woken (a commit here, or one the store told of); returns the unsubscribe. */
-  onWake(listener: () => void): () => void;
+  /**
+   * Calls `listener` whenever readers are woken: with the documents this
+   * instance committed to, or null when that is not known (a poll, another
+   * instance's commit); returns the unsubscribe.
+   */
+  onWake(listener: (docs: ReadonlySet<string> | null) => void): () => void;
   /** Ends every open stream and long poll. */
   close(): void;
 }
@@ -65,7 +69,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
   const tails = new Map<string, DocumentTail>();
   let keepAliveTimer: NodeJS.Timeout | null = null;
 
-  const wakeListeners = new Set<() => void>();
+  const wakeListeners = new Set<(docs: ReadonlySet<string> | null) => void>();
   /** Counts wake-ups, so that one that comes while a reader is reading is not lost (see nextWake). */
   let generation = 0;
   /**
@@ -73,9 +77,9 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
    * another instance's commit, says nothing of which documents changed),
    * every waiting reader and the listeners.
    */
-  function wake(docs: Iterable<string> | null = null): void {
+  function wake(docs: ReadonlySet<string> | null = null): void {
     generation++;
-    for (const listener of wakeListeners) listener();
+    for (const listener of wakeListeners) listener(docs);
     const woken = [...waiters];
     waiters.clear();
     for (const waiter of woken) waiter();

@@ -5,17 +5,23 @@
 //
 // Delivery is at least once and, per document, in seq order: an endpoint has
 // at most one event per document in flight, and the next is built only once
-// that one is confirmed (a 2xx) or dead-lettered. Everything that must
-// survive a crash is in the store (readState/writeState), written before it
-// is acted on: the feed cursor up to which entries were taken in, per
-// document the seq delivered and the event in flight (id, range, body), and
-// the dead letters. A server killed mid-way therefore sends the same event
-// again, with the same webhook-id and body, and receivers de-duplicate on the
-// id. State writes asked for in one event-loop turn share one transaction
-// (persist). The feed cursor and the targets it raised are not written on
-// each commit but ride along with the next write that must happen (an event
-// built, confirmed or dead-lettered): after a crash the feed is read again
-// from the last cursor written, which only raises targets again. Of several instances on one store only the holder of the store's
+// that one is confirmed (a 2xx) or dead-lettered. What must survive a crash
+// is in the store (readState/writeState): the feed cursor up to which entries
+// were taken in, per document the seq delivered and the event in flight (id,
+// range, body), and the dead letters. An event is written before its first
+// attempt, and a dead letter before its document goes on. A server killed
+// mid-way therefore sends the same event again, with the same webhook-id and
+// body, and receivers de-duplicate on the id.
+//
+// What a crash can only repeat is written lazily, so that webhooks cost
+// little per commit: a confirmation, the cursor and the targets it raised
+// ride along with the next write that must happen, or are written within
+// LAZY_WRITE_MS (and on close). After a crash, a confirmed event whose
+// confirmation was not written yet goes out again (same id and body), and the
+// feed is read again from the last cursor written. State writes asked for in
+// one event-loop turn share one transaction (persist).
+//
+// Of several instances on one store only the holder of the store's
 // "webhooks" lease delivers; another takes over once it stops renewing it.
 //
 // Failed attempts (non-2xx, no answer within --webhook-timeout-ms, a refused
@@ -82,8 +88,12 @@ export interface WebhooksOptions {
 export interface Webhooks {
   /** Starts delivering (the server calls it once listening). */
   start(): void;
-  /** Something may have committed: look at the feed now. */
-  wake(): void;
+  /**
+   * Something may have committed (to `docs`, when known): look at the feed
+   * now, unless each of those documents already waits for its coalescing
+   * window or has an event in flight (the round that ends those reads it).
+   */
+  wake(docs?: ReadonlySet<string> | null): void;
   /** The API restored `doc`: the event holding `seq` is a document.restored. */
   noteRestore(doc: string, seq: number): void;
   deadLetters(): Promise<DeadLetter[]>;
@@ -93,6 +103,8 @@ export interface Webhooks {
 }
 
 const LEASE = 'webhooks';
+/** The longest a confirmation (or a cursor) waits to be written when nothing else is. */
+const LAZY_WRITE_MS = 1000;
 const PAGE = 1000;
 
 export function createWebhooks(options: WebhooksOptions): Webhooks {
@@ -140,6 +152,17 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   let batch: { extra: Array<{ key: string; value: string | null }>; written: Promise<void> } | null = null;
   /** Records (dead letters) of a write that failed: the next one carries them. */
   const unwritten: Array<{ key: string; value: string | null }> = [];
+  let lazyTimer: NodeJS.Timeout | null = null;
+  /** Writes what is dirty within LAZY_WRITE_MS, unless another write takes it first. */
+  function persistSoon(): void {
+    if (lazyTimer !== null || closed) return;
+    lazyTimer = setTimeout(() => {
+      lazyTimer = null;
+      persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state failed; written with the next change'));
+    }, LAZY_WRITE_MS);
+    lazyTimer.unref();
+  }
+
   /** Writes every dirty record (and `extra`) in one transaction with the other writes asked for in this turn. */
   function persist(extra: Array<{ key: string; value: string | null }> = []): Promise<void> {
     if (batch === null) {
@@ -291,7 +314,7 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
 
   /**
    * Raises each document's target to what the feed holds and moves the cursor
-   * on, here; both are written by the next persist, together.
+   * on, here; both are written together by the next persist (lazily).
    */
   async function takeInFeed(endpoint: Endpoint): Promise<void> {
     for (;;) {
@@ -308,6 +331,7 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       }
       endpoint.cursor = page.cursor;
       endpoint.cursorDirty = true;
+      persistSoon();
       if (page.entries.length < PAGE) return;
     }
   }
@@ -339,7 +363,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       attemptsCounter.inc({ outcome: 'delivered' });
       delivery.delivered = pending.toSeq;
       delivery.pending = null;
-      await persist();
+      // A crash before this is written sends the same event again: receivers de-duplicate it.
+      persistSoon();
       const seqs = restores.get(doc);
       if (seqs !== undefined) for (const seq of seqs) if (seq <= pending.toSeq) seqs.delete(seq);
       logger.debug({ doc, url: endpoint.url, id: pending.id, fromSeq: pending.fromSeq, toSeq: pending.toSeq }, 'webhook delivered');
@@ -411,8 +436,10 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       run();
     },
 
-    wake: () => {
-      if (started) run();
+    wake: (docs = null) => {
+      if (!started) return;
+      if (docs !== null && leader && [...docs].every((doc) => endpoints.every((endpoint) => endpoint.waitingSince.has(doc) || endpoint.inFlight.has(doc)))) return;
+      run();
     },
 
     noteRestore(doc, seq) {
@@ -452,8 +479,13 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       closed = true;
       if (timer !== null) clearTimeout(timer);
       closing.abort();
+      if (lazyTimer !== null) clearTimeout(lazyTimer);
       await running;
       await Promise.allSettled([...sends]);
+      // Confirmations not written yet: written now, so that a restart does not send those events again.
+      if (leader && endpoints.some((endpoint) => endpoint.dirty.size > 0 || endpoint.cursorDirty)) {
+        await persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state on close failed'));
+      }
     },
   };
 }
