@@ -194,8 +194,8 @@ export async function runWebhookBench(options: WebhookBenchOptions): Promise<Web
   }
   return [...perVariant.values()].map((rows) => ({
     ...rows[0],
-    updates: median(rows.map((r) => r.updates)),
-    events: median(rows.map((r) => r.events)),
+    updates: Math.round(median(rows.map((r) => r.updates))),
+    events: Math.round(median(rows.map((r) => r.events))),
     eventsPerSecond: median(rows.map((r) => r.eventsPerSecond)),
     changesPerEvent: median(rows.map((r) => r.changesPerEvent)),
     lagMs: { ...rows[0].lagMs, p50: median(rows.map((r) => r.lagMs.p50)), p99: median(rows.map((r) => r.lagMs.p99)) },
