@@ -158,6 +158,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
     if (lazyTimer !== null || closed) return;
     lazyTimer = setTimeout(() => {
       lazyTimer = null;
+      // Once the lease is lost, the store is another instance's to write.
+      if (!leader) return;
       persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state failed; written with the next change'));
     }, LAZY_WRITE_MS);
     lazyTimer.unref();
