@@ -58,7 +58,7 @@ Sections (default: all that can run):
 
 Options:
   --only <list>         comma-separated sections, e.g. --only ack,cold
-  --quick               shorter windows, one round, fewer repetitions (about 1.5 minutes)
+  --quick               shorter windows, one round, fewer repetitions (about 2 minutes)
   --json                print one JSON document on stdout instead of tables
   --clients <n>         WebSocket clients (default 100)
   --docs <n>            documents the clients are spread over (default 10)
