@@ -11,6 +11,11 @@
 //   yws    - stock clients: delivery latency of y-websocket clients vs
 //            @hocuspocus/provider clients (Palimpsest, stock Hocuspocus, the
 //            y-websocket reference server), and server memory per idle connection;
+//   feed   - bench/feed.ts: 1,000 event-stream subscribers of one busy
+//            document (delivery latency, events/s, server CPU per event),
+//            and a few subscribers of the all-documents feed;
+//   webhooks - bench/webhooks.ts: delivery to a local receiver, and the
+//            server CPU per logged update with webhooks on vs off;
 //   redis  - bench/redis-latency.js, when that module is built and
 //            redis-server is on the PATH (or --redis is given).
 // Every server runs in its own child process (bench/server-child.ts), on
@@ -25,9 +30,11 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
+import { runFeedBench, type FeedRow } from './feed.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
+import { runWebhookBench, type WebhookRow } from './webhooks.js';
 
 const help = `Usage: npm run bench -- [options]
 
@@ -43,11 +50,15 @@ Sections (default: all that can run):
           over a window that covers their awareness renewal (20 s), and server
           memory per idle connection; Palimpsest vs stock Hocuspocus vs the y-websocket reference
           server (@y/websocket-server, when installed)
+  feed    change feed: event-stream subscribers of one document edited over WebSocket
+          (delivery latency, events/s, server CPU per event); all-documents feed
+  webhooks  webhook delivery to a local receiver that checks signatures; server CPU
+          per logged update with webhooks on vs off (same load as ack's typing load)
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
 
 Options:
   --only <list>         comma-separated sections, e.g. --only ack,cold
-  --quick               shorter windows, one round, fewer repetitions (about 1.5 minutes)
+  --quick               shorter windows, one round, fewer repetitions (about 2 minutes)
   --json                print one JSON document on stdout instead of tables
   --clients <n>         WebSocket clients (default 100)
   --docs <n>            documents the clients are spread over (default 10)
@@ -59,6 +70,9 @@ Options:
   --yws-docs <n>        documents they are spread over (default 40; quick 20)
   --yws-rate <n>        edits per second over all of them (default 40; quick 20)
   --idle-connections <n>  idle connections per memory run (default 1000; quick 500)
+  --feed-subscribers <n>  event-stream subscribers of the busy document (default 1000)
+  --feed-writers <n>    WebSocket clients editing it (default 10)
+  --feed-rate <n>       their updates per second in all (default 20)
   --trace <file>        editing trace for the cold load (default automerge-paper)
   --transactions <n>    trace transactions replayed (default 100000)
   --dir <path>          where the SQLite files go (default: a new folder in ${tmpdir()})
@@ -83,6 +97,9 @@ const { values } = parseArgs({
     'yws-docs': { type: 'string' },
     'yws-rate': { type: 'string' },
     'idle-connections': { type: 'string' },
+    'feed-subscribers': { type: 'string' },
+    'feed-writers': { type: 'string' },
+    'feed-rate': { type: 'string' },
     trace: { type: 'string', default: fileURLToPath(new URL('../../traces/automerge-paper.json.gz', import.meta.url)) },
     transactions: { type: 'string' },
     dir: { type: 'string' },
@@ -121,6 +138,9 @@ const settings = {
   ywsDocuments: Math.round(positive('yws-docs', values['yws-docs'], quick ? 20 : 40)),
   ywsRate: positive('yws-rate', values['yws-rate'], quick ? 20 : 40),
   idleConnections: Math.round(positive('idle-connections', values['idle-connections'], quick ? 500 : 1000)),
+  feedSubscribers: Math.round(positive('feed-subscribers', values['feed-subscribers'], 1000)),
+  feedWriters: Math.round(positive('feed-writers', values['feed-writers'], 10)),
+  feedRate: positive('feed-rate', values['feed-rate'], 20),
   coldRepetitions: quick ? 3 : 7,
   sequentialSample: quick ? 1000 : 3000,
 };
@@ -134,7 +154,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'yws', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'yws', 'feed', 'webhooks', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -590,6 +610,40 @@ function burstGoals(bursts: BurstResult[], floods: FloodImpact[]): GoalLine[] {
   return goals;
 }
 
+// ---------------------------------------------------------------- feed and webhooks sections
+
+function feedTable(rows: FeedRow[]): string {
+  return table(`Change feed: ${settings.feedWriters} WebSocket clients typing ${format(settings.feedRate)} updates/s in all ` +
+    '(one document, or spread over 10 for the all-documents feed); event-stream subscribers in this process; ' +
+    `${format(settings.durationMs / 1000)} s window after ${format(settings.warmupMs / 1000)} s warm-up`,
+  ['feed', 'subscribers', 'updates', 'events', 'events/s', 'delivery p50 ms', 'delivery p99 ms', 'writers\' ack p50 ms',
+    'server CPU µs/event', 'over writers alone µs/event', 'server loop delay p99 ms', 'out of order / missing'],
+  rows.map((r) => [r.feed, String(r.subscribers), String(r.updatesSent), String(r.eventsDelivered), r.eventsPerSecond, r.deliveryMs.p50,
+    r.deliveryMs.p99, r.ackMs.p50, r.serverCpuUsPerEvent, r.feedCpuUsPerEvent, r.serverLoopDelayP99Ms, `${r.outOfOrder} / ${r.missing}`]));
+}
+
+function webhookTable(rows: WebhookRow[]): string {
+  return table(`Webhooks: ${settings.clients} clients on ${settings.documents} documents typing ${format(settings.rate)} updates/s each ` +
+    `(open loop); receiver in this process; median of ${settings.rounds} round(s)`,
+  ['server', 'updates', 'events', 'events/s', 'changes/event', 'commit → received p50 ms', 'p99 ms',
+    'server CPU µs/update', 'server CPU %', 'bad signatures / undelivered'],
+  rows.map((r) => [r.variant, String(r.updates), String(r.events), r.eventsPerSecond, r.changesPerEvent, r.lagMs.p50, r.lagMs.p99,
+    r.serverCpuUsPerUpdate, r.serverCpuPercent, `${r.badSignatures} / ${r.undelivered}`]));
+}
+
+function webhookGoals(rows: WebhookRow[]): GoalLine[] {
+  const off = rows.find((r) => r.variant === 'webhooks off');
+  const on = rows.find((r) => r.variant.includes('the default'));
+  if (off === undefined || on === undefined) return [];
+  const extra = on.serverCpuUsPerUpdate / off.serverCpuUsPerUpdate - 1;
+  return [{
+    goal: 'webhooks on (default settings): under 10% more server CPU per logged update than off, every change delivered',
+    met: extra < 0.1 && on.undelivered === 0 && on.badSignatures === 0,
+    detail: `${format(on.serverCpuUsPerUpdate)} vs ${format(off.serverCpuUsPerUpdate)} µs/update (${(extra * 100).toFixed(1)}%), ` +
+      `${on.undelivered} undelivered`,
+  }];
+}
+
 // ---------------------------------------------------------------- main
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
@@ -643,6 +697,23 @@ try {
     if (rows.some((r) => r.closedEarly > 0)) {
       out.push(`warning: connections closed during the yws runs: ${rows.map((r) => `${r.server}/${r.clients}: ${r.closedEarly}`).join('; ')}\n`);
     }
+  }
+  if (sections.has('feed')) {
+    const rows = await runFeedBench({
+      dir, nodeFlags, subscribers: settings.feedSubscribers, allSubscribers: 5, writers: settings.feedWriters,
+      updatesPerSecond: settings.feedRate, allDocuments: 10, warmupMs: settings.warmupMs, durationMs: settings.durationMs, progress,
+    });
+    report.feed = rows;
+    out.push(feedTable(rows));
+  }
+  if (sections.has('webhooks')) {
+    const rows = await runWebhookBench({
+      dir, nodeFlags, clients: settings.clients, documents: settings.documents, rate: settings.rate,
+      warmupMs: settings.warmupMs, durationMs: settings.durationMs, rounds: settings.rounds, progress,
+    });
+    report.webhooks = rows;
+    goals.push(...webhookGoals(rows));
+    out.push(webhookTable(rows));
   }
   if (sections.has('redis')) {
     try {

@@ -32,6 +32,10 @@ export interface TypingLoadOptions {
   updatesPerSecond: number;
   warmupMs: number;
   durationMs: number;
+  /** Called at each update sent (warm-up included): its document, Yjs client id and first clock, and performance.now(). */
+  onSent?: (documentName: string, client: number, clock: number, time: number) => void;
+  /** Called as the measurement window opens and as it closes (e.g. to take the server's CPU time). */
+  onWindow?: (edge: 'start' | 'end') => void;
 }
 
 export interface Percentiles {
@@ -117,6 +121,7 @@ class TypingClient {
     this.lastUpdate = null;
     const sentAt = performance.now();
     this.run.noteSent(this.ydoc.clientID, this.text.length - length, sentAt);
+    this.run.onSent?.(this.documentName, this.ydoc.clientID, this.text.length - length, sentAt);
     this.outstanding.push({ sentAt, measured: true });
     this.send((e) => {
       encoding.writeVarUint(e, MessageType.Sync);
@@ -183,7 +188,7 @@ class LoadRun {
   /** Per sending Yjs client: the first clock of each update sent in the window and its send time, in order. */
   private readonly sends = new Map<number, { clocks: number[]; times: number[] }>();
 
-  constructor(private readonly onAck: (client: TypingClient) => void) {}
+  constructor(private readonly onAck: (client: TypingClient) => void, readonly onSent?: TypingLoadOptions['onSent']) {}
 
   inWindow(time: number): boolean {
     return time >= this.windowStart && time < this.windowEnd;
@@ -232,7 +237,7 @@ export async function runTypingLoad(options: TypingLoadOptions): Promise<TypingL
   let sending = false;
   const run = new LoadRun((client) => {
     if (options.mode === 'closed' && sending) client.typeSomething();
-  });
+  }, options.onSent);
   const clients: TypingClient[] = [];
   for (let i = 0; i < options.clients; i++) {
     clients.push(new TypingClient(options.url, `${options.documentPrefix}${i % options.documents}`, run));
@@ -258,9 +263,11 @@ export async function runTypingLoad(options: TypingLoadOptions): Promise<TypingL
   const loopDelay = monitorEventLoopDelay({ resolution: 5 });
   loopDelay.enable();
   const cpuBefore = process.cpuUsage();
+  options.onWindow?.('start');
   run.windowStart = performance.now();
   await sleep(options.durationMs);
   run.windowEnd = performance.now();
+  options.onWindow?.('end');
   const cpu = process.cpuUsage(cpuBefore);
   loopDelay.disable();
   const ackedInWindow = run.ackSamples.length;

@@ -8,6 +8,13 @@
 // processes on one SQLite file and for a PostgreSQL xmin held back by another
 // transaction, a poll every `pollMs` while anyone waits.
 //
+// One document's event streams that have read everything share one reader
+// (a DocumentTail): a commit costs one store query and one JSON encoding per
+// entry for the document, whatever the number of subscribers; each of them
+// gets the same bytes in one write. A stream that is behind (it starts from
+// an old seq, or its connection is slow and its buffer full) reads on its own
+// until it has caught up, then joins the tail again.
+//
 // Never skipping an entry rests on the store: per document, seqs are gap-free
 // and commit in order; across documents, EventStore.feed never hands out an
 // entry behind a cursor it has already handed out (see the schema migrations).
@@ -35,8 +42,12 @@ export interface FeedEntryJson extends LogEntryJson {
 export interface ChangeFeed<S extends EventStore = EventStore> extends ChangeRoutes {
   /** The store to give everyone else: its appends wake the feed's readers once committed. */
   readonly store: S;
-  /** Calls `listener` whenever readers are woken (a commit here, or one the store told of); returns the unsubscribe. */
-  onWake(listener: () => void): () => void;
+  /**
+   * Calls `listener` whenever readers are woken: with the documents this
+   * instance committed to, or null when that is not known (a poll, another
+   * instance's commit); returns the unsubscribe.
+   */
+  onWake(listener: (docs: ReadonlySet<string> | null) => void): () => void;
   /** Ends every open stream and long poll. */
   close(): void;
 }
@@ -54,24 +65,62 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
   let pollTimer: NodeJS.Timeout | null = null;
   let closed = false;
 
-  const wakeListeners = new Set<() => void>();
+  /** Per document, the streams that have read everything (see DocumentTail). */
+  const tails = new Map<string, DocumentTail>();
+  let keepAliveTimer: NodeJS.Timeout | null = null;
+
+  const wakeListeners = new Set<(docs: ReadonlySet<string> | null) => void>();
   /** Counts wake-ups, so that one that comes while a reader is reading is not lost (see nextWake). */
   let generation = 0;
-  function wake(): void {
+  /**
+   * Wakes the readers: the tails of `docs` (every tail when null: a poll, or
+   * another instance's commit, says nothing of which documents changed),
+   * every waiting reader and the listeners.
+   */
+  function wake(docs: ReadonlySet<string> | null = null): void {
     generation++;
-    for (const listener of wakeListeners) listener();
+    for (const listener of wakeListeners) listener(docs);
     const woken = [...waiters];
     waiters.clear();
     for (const waiter of woken) waiter();
-    if (waiters.size === 0 && pollTimer !== null) {
+    if (docs === null) {
+      for (const [doc, tail] of tails) void pump(doc, tail);
+    } else {
+      for (const doc of docs) {
+        const tail = tails.get(doc);
+        if (tail !== undefined) void pump(doc, tail);
+      }
+    }
+    if (waiters.size === 0 && tails.size === 0 && pollTimer !== null) {
       clearInterval(pollTimer);
       pollTimer = null;
     }
   }
+  const wakeAll = () => wake(null);
+  /** Keeps polling for other processes' commits while anyone waits or follows a document. */
+  function poll(): void {
+    if (pollTimer === null) {
+      pollTimer = setInterval(wakeAll, pollMs);
+      pollTimer.unref();
+    }
+  }
+  /** Documents appended to in this event-loop turn: their readers are woken once, in the next. */
+  let committed: Set<string> | null = null;
+  function noteCommit(doc: string): void {
+    if (committed === null) {
+      committed = new Set();
+      setImmediate(() => {
+        const docs = committed!;
+        committed = null;
+        wake(docs);
+      });
+    }
+    committed.add(doc);
+  }
   let stopWatching: (() => void) | null = null;
   /** Listens for other instances' commits from the first reader on (no I/O before anyone reads). */
   function watch(): void {
-    if (stopWatching === null && !closed) stopWatching = store.watchChanges?.(wake) ?? (() => undefined);
+    if (stopWatching === null && !closed) stopWatching = store.watchChanges?.(wakeAll) ?? (() => undefined);
   }
 
   /**
@@ -91,11 +140,138 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
       const timer = setTimeout(done, timeoutMs);
       signal.addEventListener('abort', done);
       waiters.add(done);
-      if (pollTimer === null) {
-        pollTimer = setInterval(wake, pollMs);
-        pollTimer.unref();
-      }
+      poll();
     });
+  }
+
+  /**
+   * Reads what `tail`'s document committed after the tail's seq and sends it
+   * to every member: one query and one encoding per entry for all of them. A
+   * wake-up during the read makes it read again, so none is lost.
+   */
+  async function pump(doc: string, tail: DocumentTail): Promise<void> {
+    if (tail.reading) {
+      tail.again = true;
+      return;
+    }
+    tail.reading = true;
+    try {
+      do {
+        tail.again = false;
+        for (;;) {
+          const entries = await store.entries(doc, { afterSeq: tail.seq, limit: PAGE });
+          if (tails.get(doc) !== tail) return;
+          if (entries.length === 0) break;
+          if (entries[0].seq !== tail.seq + 1) throw historyPruned(doc, tail.seq, entries[0].seq);
+          const events = entries.map((entry) => eventText(String(entry.seq), logEntryToJson(entry)));
+          const page = Buffer.from(events.join(''));
+          const last = entries[entries.length - 1].seq;
+          const now = Date.now();
+          for (const member of [...tail.members]) {
+            // A member that joined ahead of the tail has some of these already.
+            const skip = member.position - tail.seq;
+            if (skip >= entries.length) continue;
+            const fits = member.response.write(skip <= 0 ? page : events.slice(skip).join(''));
+            member.position = last;
+            member.lastWrite = now;
+            // Its buffer is full: it reads on by itself once drained, and others do not wait for it.
+            if (!fits) leaveTail(doc, tail, member, null);
+          }
+          tail.seq = last;
+          if (entries.length < PAGE) break;
+        }
+      } while (tail.again);
+    } catch (error) {
+      if (tails.get(doc) === tail) tails.delete(doc);
+      for (const member of [...tail.members]) leaveTail(doc, tail, member, error as Error);
+    } finally {
+      tail.reading = false;
+    }
+  }
+
+  function leaveTail(doc: string, tail: DocumentTail, member: TailMember, error: Error | null): void {
+    if (!tail.members.delete(member)) return;
+    if (tail.members.size === 0 && tails.get(doc) === tail) tails.delete(doc);
+    member.left(error);
+  }
+
+  /**
+   * Sends `response` the document's entries after `start`, then follows the
+   * document: read alone while behind, as a member of the document's tail
+   * once caught up.
+   */
+  async function followDocument(response: ServerResponse, doc: string, start: number, lastSeq: number, signal: AbortSignal): Promise<void> {
+    let position = start;
+    /**
+     * A seq the document is known to have reached (the `after` asked for may
+     * be beyond its end): a tail starts there, never past what is committed.
+     */
+    let reached = Math.min(start, lastSeq);
+    while (!signal.aborted && !closed) {
+      const readAt = generation;
+      const existing = tails.get(doc);
+      if (existing === undefined || position < existing.seq) {
+        const entries = await store.entries(doc, { afterSeq: position, limit: PAGE });
+        if (entries.length > 0 && entries[0].seq !== position + 1) throw historyPruned(doc, position, entries[0].seq);
+        for (const entry of entries) {
+          if (!response.write(eventText(String(entry.seq), logEntryToJson(entry)))) await drained(response, signal);
+        }
+        if (entries.length > 0) position = reached = entries[entries.length - 1].seq;
+        if (entries.length === PAGE || signal.aborted || closed) continue;
+        const ahead = tails.get(doc);
+        if (entries.length === 0 && ahead !== undefined && position < ahead.seq) {
+          // The tail has read entries this read did not see (another connection's view of the database): look again at the next commit.
+          await nextWake(pollMs, signal, readAt);
+          continue;
+        }
+      }
+      let tail = tails.get(doc);
+      if (tail !== undefined && position < tail.seq) continue; // the tail moved on meanwhile: catch up first
+      if (tail === undefined) {
+        tail = { seq: reached, members: new Set(), reading: false, again: false };
+        tails.set(doc, tail);
+        watch();
+        poll();
+        keepAlive();
+      }
+      const joined = tail;
+      const error = await new Promise<Error | null>((resolve) => {
+        const member: TailMember = { response, position, lastWrite: Date.now(), left: resolve };
+        joined.members.add(member);
+        const onAbort = () => leaveTail(doc, joined, member, null);
+        signal.addEventListener('abort', onAbort, { once: true });
+        member.left = (reason) => {
+          signal.removeEventListener('abort', onAbort);
+          position = member.position;
+          resolve(reason);
+        };
+        // Something committed while this stream read, or it read further than the tail: the tail reads now.
+        if (generation !== readAt || position > joined.seq) void pump(doc, joined);
+      });
+      if (error !== null) throw error;
+      if (response.writableNeedDrain) await drained(response, signal);
+    }
+  }
+
+  /** One timer for every tail member: a comment line to those idle for keepAliveMs, so proxies keep the stream open. */
+  function keepAlive(): void {
+    if (keepAliveTimer !== null) return;
+    keepAliveTimer = setInterval(() => {
+      if (tails.size === 0) {
+        clearInterval(keepAliveTimer!);
+        keepAliveTimer = null;
+        return;
+      }
+      const now = Date.now();
+      for (const tail of tails.values()) {
+        for (const member of tail.members) {
+          if (now - member.lastWrite < keepAliveMs) continue;
+          member.response.write(': keep-alive\n\n');
+          member.lastWrite = now;
+        }
+      }
+    }, Math.max(10, Math.floor(keepAliveMs / 4)));
+    keepAliveTimer.unref();
   }
 
   const observed = new Proxy(store, {
@@ -103,7 +279,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
       if (key === 'append') {
         return async (...args: Parameters<EventStore['append']>) => {
           const result = await target.append(...args);
-          if (result.seq !== null) setImmediate(wake);
+          if (result.seq !== null) noteCommit(args[0]);
           return result;
         };
       }
@@ -117,7 +293,8 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
    * events after a position and the position after them, or throws an
    * ApiError when the reader cannot go on (pruned history).
    */
-  async function answer(request: IncomingMessage, response: ServerResponse, url: URL, feed: FeedReader): Promise<void> {
+  async function answer(request: IncomingMessage, response: ServerResponse, url: URL, feed: FeedReader,
+    follow?: (signal: AbortSignal) => Promise<void>): Promise<void> {
     const lifetime = new AbortController();
     request.on('close', () => lifetime.abort());
     response.on('close', () => lifetime.abort());
@@ -160,16 +337,12 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     let position = feed.start;
     let lastWrite = Date.now();
     try {
-      while (!lifetime.signal.aborted && !closed) {
+      if (follow !== undefined) await follow(lifetime.signal);
+      while (follow === undefined && !lifetime.signal.aborted && !closed) {
         const readAt = generation;
         const page = await feed.read(position, PAGE);
         for (const event of page.events) {
-          if (!response.write(`id: ${event.id}\ndata: ${JSON.stringify(event.json)}\n\n`)) {
-            await new Promise<void>((resolve) => {
-              response.once('drain', resolve);
-              lifetime.signal.addEventListener('abort', () => resolve(), { once: true });
-            });
-          }
+          if (!response.write(eventText(event.id, event.json))) await drained(response, lifetime.signal);
           lastWrite = Date.now();
         }
         position = page.next;
@@ -213,7 +386,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
             next: entries.length > 0 ? String(entries[entries.length - 1].seq) : after,
           };
         },
-      });
+      }, (signal) => followDocument(response, doc, start, info?.seq ?? 0, signal));
     },
 
     async allChanges(request, response, url) {
@@ -239,9 +412,48 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     close() {
       closed = true;
       stopWatching?.();
+      for (const [doc, tail] of tails) for (const member of [...tail.members]) leaveTail(doc, tail, member, null);
+      if (keepAliveTimer !== null) clearInterval(keepAliveTimer);
       wake();
     },
   };
+}
+
+/** A document's event streams that have read everything: one reader (pump) sends each new entry to all of them. */
+interface DocumentTail {
+  /** The last seq read (and sent to every member). */
+  seq: number;
+  members: Set<TailMember>;
+  reading: boolean;
+  /** A wake-up came while reading: read again. */
+  again: boolean;
+}
+
+interface TailMember {
+  response: ServerResponse;
+  /** The last seq this stream was sent; above the tail's seq when it joined ahead of it. */
+  position: number;
+  lastWrite: number;
+  /** Called once it leaves: null when it fell behind, was closed or the feed closes; the error that ends the stream otherwise. */
+  left(error: Error | null): void;
+}
+
+function eventText(id: string, json: object): string {
+  return `id: ${id}\ndata: ${JSON.stringify(json)}\n\n`;
+}
+
+/** Resolves when `response` can take more, or the stream ends. */
+function drained(response: ServerResponse, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      response.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    response.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 interface FeedReader {

@@ -178,7 +178,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
           httpServer.off('error', reject);
           const address = httpServer.address() as AddressInfo;
           if (webhooks !== null) {
-            changeFeed.onWake(() => webhooks.wake());
+            changeFeed.onWake((docs) => webhooks.wake(docs));
             webhooks.start();
           }
           resolve({ host: address.address, port: address.port });

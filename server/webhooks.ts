@@ -5,13 +5,23 @@
 //
 // Delivery is at least once and, per document, in seq order: an endpoint has
 // at most one event per document in flight, and the next is built only once
-// that one is confirmed (a 2xx) or dead-lettered. Everything that must
-// survive a crash is in the store (readState/writeState), written before it
-// is acted on: the feed cursor up to which entries were taken in, per
-// document the seq delivered and the event in flight (id, range, body), and
-// the dead letters. A server killed mid-way therefore sends the same event
-// again, with the same webhook-id and body, and receivers de-duplicate on the
-// id. Of several instances on one store only the holder of the store's
+// that one is confirmed (a 2xx) or dead-lettered. What must survive a crash
+// is in the store (readState/writeState): the feed cursor up to which entries
+// were taken in, per document the seq delivered and the event in flight (id,
+// range, body), and the dead letters. An event is written before its first
+// attempt, and a dead letter before its document goes on. A server killed
+// mid-way therefore sends the same event again, with the same webhook-id and
+// body, and receivers de-duplicate on the id.
+//
+// What a crash can only repeat is written lazily, so that webhooks cost
+// little per commit: a confirmation, the cursor and the targets it raised
+// ride along with the next write that must happen, or are written within
+// LAZY_WRITE_MS (and on close). After a crash, a confirmed event whose
+// confirmation was not written yet goes out again (same id and body), and the
+// feed is read again from the last cursor written. State writes asked for in
+// one event-loop turn share one transaction (persist).
+//
+// Of several instances on one store only the holder of the store's
 // "webhooks" lease delivers; another takes over once it stops renewing it.
 //
 // Failed attempts (non-2xx, no answer within --webhook-timeout-ms, a refused
@@ -78,8 +88,12 @@ export interface WebhooksOptions {
 export interface Webhooks {
   /** Starts delivering (the server calls it once listening). */
   start(): void;
-  /** Something may have committed: look at the feed now. */
-  wake(): void;
+  /**
+   * Something may have committed (to `docs`, when known): look at the feed
+   * now, unless each of those documents already waits for its coalescing
+   * window or has an event in flight (the round that ends those reads it).
+   */
+  wake(docs?: ReadonlySet<string> | null): void;
   /** The API restored `doc`: the event holding `seq` is a document.restored. */
   noteRestore(doc: string, seq: number): void;
   deadLetters(): Promise<DeadLetter[]>;
@@ -89,6 +103,8 @@ export interface Webhooks {
 }
 
 const LEASE = 'webhooks';
+/** The longest a confirmation (or a cursor) waits to be written when nothing else is. */
+const LAZY_WRITE_MS = 1000;
 const PAGE = 1000;
 
 export function createWebhooks(options: WebhooksOptions): Webhooks {
@@ -112,7 +128,14 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
     /** When a document first had undelivered changes (the coalescing window starts). */
     waitingSince: new Map<string, number>(),
     inFlight: new Set<string>(),
+    /** Documents with something to do: changes not yet confirmed, or an event pending. */
+    active: new Set<string>(),
+    /** Documents whose record in the store is behind the one here; written by the next persist. */
+    dirty: new Set<string>(),
+    /** The cursor here is ahead of the store's. */
+    cursorDirty: false,
   }));
+  type Endpoint = (typeof endpoints)[number];
   const restores = new Map<string, Set<number>>();
   let leader = false;
   /** When the lease was last taken or renewed (or tried for). */
@@ -124,6 +147,56 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   const sends = new Set<Promise<void>>();
   /** Aborts attempts in flight on close: their events stay pending in the store and go out again. */
   const closing = new AbortController();
+
+  /** The write the next event-loop turn makes: the dirty records of every endpoint, and `extra`. */
+  let batch: { extra: Array<{ key: string; value: string | null }>; written: Promise<void> } | null = null;
+  /** Records (dead letters) of a write that failed: the next one carries them. */
+  const unwritten: Array<{ key: string; value: string | null }> = [];
+  let lazyTimer: NodeJS.Timeout | null = null;
+  /** Writes what is dirty within LAZY_WRITE_MS, unless another write takes it first. */
+  function persistSoon(): void {
+    if (lazyTimer !== null || closed) return;
+    lazyTimer = setTimeout(() => {
+      lazyTimer = null;
+      // Once the lease is lost, the store is another instance's to write.
+      if (!leader) return;
+      persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state failed; written with the next change'));
+    }, LAZY_WRITE_MS);
+    lazyTimer.unref();
+  }
+
+  /** Writes every dirty record (and `extra`) in one transaction with the other writes asked for in this turn. */
+  function persist(extra: Array<{ key: string; value: string | null }> = []): Promise<void> {
+    if (batch === null) {
+      const next: { extra: Array<{ key: string; value: string | null }>; written: Promise<void> } = { extra: [], written: Promise.resolve() };
+      next.written = new Promise<void>((resolve, reject) => setImmediate(() => {
+        batch = null;
+        const changes: Array<{ key: string; value: string | null }> = [];
+        const written: Array<{ endpoint: Endpoint; docs: string[]; cursor: boolean }> = [];
+        for (const endpoint of endpoints) {
+          for (const doc of endpoint.dirty) changes.push({ key: `${endpoint.prefix}doc/${doc}`, value: JSON.stringify(endpoint.docs.get(doc)) });
+          if (endpoint.cursorDirty && endpoint.cursor !== null) changes.push({ key: `${endpoint.prefix}cursor`, value: endpoint.cursor });
+          written.push({ endpoint, docs: [...endpoint.dirty], cursor: endpoint.cursorDirty });
+          endpoint.dirty.clear();
+          endpoint.cursorDirty = false;
+        }
+        const extra = [...unwritten.splice(0), ...next.extra];
+        changes.push(...extra);
+        store.writeState(changes).then(resolve, (error: Error) => {
+          unwritten.push(...extra);
+          // Still to be written: the next persist tries again.
+          for (const { endpoint, docs, cursor } of written) {
+            for (const doc of docs) endpoint.dirty.add(doc);
+            endpoint.cursorDirty ||= cursor;
+          }
+          reject(error);
+        });
+      }));
+      batch = next;
+    }
+    batch.extra.push(...extra);
+    return batch.written;
+  }
 
   function schedule(delayMs: number): void {
     if (closed) return;
@@ -173,12 +246,18 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
     }
     const now = Date.now();
     let next = Math.max(10, leaseTriedAt + renewIn - now);
+    const ready: Array<{ endpoint: Endpoint; doc: string; delivery: DocumentDelivery }> = [];
+    let built = false;
     for (const endpoint of endpoints) {
       await takeInFeed(endpoint);
-      for (const [doc, delivery] of endpoint.docs) {
+      for (const doc of endpoint.active) {
         if (endpoint.inFlight.has(doc)) continue;
+        const delivery = endpoint.docs.get(doc)!;
         if (delivery.pending === null) {
-          if (delivery.target <= delivery.delivered) continue;
+          if (delivery.target <= delivery.delivered) {
+            endpoint.active.delete(doc);
+            continue;
+          }
           const since = endpoint.waitingSince.get(doc) ?? now;
           endpoint.waitingSince.set(doc, since);
           if (now - since < config.coalesceMs) {
@@ -187,56 +266,74 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
           }
           delivery.pending = await buildEvent(doc, delivery);
           endpoint.waitingSince.delete(doc);
-          // Written before the first attempt: a crash after it sends this same event again.
-          await store.writeState([{ key: `${endpoint.prefix}doc/${doc}`, value: JSON.stringify(delivery) }]);
+          endpoint.dirty.add(doc);
+          built = true;
         }
         const due = delivery.pending.nextAttemptAt - now;
         if (due > 0) {
           next = Math.min(next, due);
           continue;
         }
-        endpoint.inFlight.add(doc);
-        const send = attempt(endpoint, doc, delivery).finally(() => {
-          endpoint.inFlight.delete(doc);
-          sends.delete(send);
-          run();
-        });
-        sends.add(send);
+        ready.push({ endpoint, doc, delivery });
       }
+    }
+    // Written before the first attempt: a crash after it sends these same events again
+    // (also an event built in a round whose write failed).
+    if (built || ready.some(({ endpoint, doc }) => endpoint.dirty.has(doc))) await persist();
+    for (const { endpoint, doc, delivery } of ready) {
+      endpoint.inFlight.add(doc);
+      const send = attempt(endpoint, doc, delivery).catch((error: Error) => {
+        // What the attempt changed stays marked dirty: the next write takes it.
+        logger.warn({ doc, url: endpoint.url, err: error.message }, 'writing a webhook outcome failed; written with the next change');
+      }).finally(() => {
+        endpoint.inFlight.delete(doc);
+        sends.delete(send);
+        run();
+      });
+      sends.add(send);
     }
     return next;
   }
 
-  async function loadEndpoint(endpoint: (typeof endpoints)[number]): Promise<void> {
+  async function loadEndpoint(endpoint: Endpoint): Promise<void> {
     endpoint.docs.clear();
     endpoint.waitingSince.clear();
+    endpoint.active.clear();
+    endpoint.dirty.clear();
+    endpoint.cursorDirty = false;
     endpoint.cursor = null;
     for (const record of await store.readState(endpoint.prefix)) {
       const rest = record.key.slice(endpoint.prefix.length);
       if (rest === 'cursor') endpoint.cursor = record.value;
-      else if (rest.startsWith('doc/')) endpoint.docs.set(rest.slice(4), JSON.parse(record.value) as DocumentDelivery);
+      else if (rest.startsWith('doc/')) {
+        const doc = rest.slice(4);
+        const delivery = JSON.parse(record.value) as DocumentDelivery;
+        endpoint.docs.set(doc, delivery);
+        if (delivery.pending !== null || delivery.target > delivery.delivered) endpoint.active.add(doc);
+      }
     }
   }
 
-  /** Raises each document's target to what the feed holds, then moves the cursor on (both written together). */
-  async function takeInFeed(endpoint: (typeof endpoints)[number]): Promise<void> {
+  /**
+   * Raises each document's target to what the feed holds and moves the cursor
+   * on, here; both are written together by the next persist (lazily).
+   */
+  async function takeInFeed(endpoint: Endpoint): Promise<void> {
     for (;;) {
       const page = await store.feed(endpoint.cursor, { limit: PAGE });
       if (page.entries.length === 0) return;
-      const changed = new Set<string>();
       for (const entry of page.entries) {
         const delivery = endpoint.docs.get(entry.doc) ?? { delivered: 0, target: 0, pending: null };
         endpoint.docs.set(entry.doc, delivery);
         if (entry.seq > delivery.target) {
           delivery.target = entry.seq;
-          changed.add(entry.doc);
+          endpoint.dirty.add(entry.doc);
+          endpoint.active.add(entry.doc);
         }
       }
-      await store.writeState([
-        ...[...changed].map((doc) => ({ key: `${endpoint.prefix}doc/${doc}`, value: JSON.stringify(endpoint.docs.get(doc)) })),
-        { key: `${endpoint.prefix}cursor`, value: page.cursor! },
-      ]);
       endpoint.cursor = page.cursor;
+      endpoint.cursorDirty = true;
+      persistSoon();
       if (page.entries.length < PAGE) return;
     }
   }
@@ -259,16 +356,17 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
     return { id: `msg_${randomUUID().replaceAll('-', '')}`, type, fromSeq, toSeq, body, firstAttemptAt: now, attempts: 0, nextAttemptAt: now, lastError: null };
   }
 
-  async function attempt(endpoint: (typeof endpoints)[number], doc: string, delivery: DocumentDelivery): Promise<void> {
+  async function attempt(endpoint: Endpoint, doc: string, delivery: DocumentDelivery): Promise<void> {
     const pending = delivery.pending!;
     const error = await post(endpoint.url, pending.id, pending.body);
     if (closed) return;
-    const key = `${endpoint.prefix}doc/${doc}`;
+    endpoint.dirty.add(doc);
     if (error === null) {
       attemptsCounter.inc({ outcome: 'delivered' });
       delivery.delivered = pending.toSeq;
       delivery.pending = null;
-      await store.writeState([{ key, value: JSON.stringify(delivery) }]);
+      // A crash before this is written sends the same event again: receivers de-duplicate it.
+      persistSoon();
       const seqs = restores.get(doc);
       if (seqs !== undefined) for (const seq of seqs) if (seq <= pending.toSeq) seqs.delete(seq);
       logger.debug({ doc, url: endpoint.url, id: pending.id, fromSeq: pending.fromSeq, toSeq: pending.toSeq }, 'webhook delivered');
@@ -286,14 +384,14 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       };
       delivery.delivered = pending.toSeq;
       delivery.pending = null;
-      await store.writeState([{ key, value: JSON.stringify(delivery) }, { key: `${endpoint.prefix}dead/${dead.id}`, value: JSON.stringify(dead) }]);
+      await persist([{ key: `${endpoint.prefix}dead/${dead.id}`, value: JSON.stringify(dead) }]);
       deadCounter.inc();
       logger.error({ doc, url: endpoint.url, id: dead.id, fromSeq: dead.fromSeq, toSeq: dead.toSeq, attempts: dead.attempts, err: error },
         'webhook dead-lettered after the retry limit; POST /api/webhooks/dead-letters/{id}/redeliver sends it again');
       return;
     }
     pending.nextAttemptAt = now + retryDelay(pending.attempts);
-    await store.writeState([{ key, value: JSON.stringify(delivery) }]);
+    await persist();
     logger.warn({ doc, url: endpoint.url, id: pending.id, attempts: pending.attempts, retryInMs: pending.nextAttemptAt - now, err: error },
       'webhook attempt failed; retrying');
   }
@@ -340,8 +438,10 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       run();
     },
 
-    wake: () => {
-      if (started) run();
+    wake: (docs = null) => {
+      if (!started) return;
+      if (docs !== null && leader && [...docs].every((doc) => endpoints.every((endpoint) => endpoint.waitingSince.has(doc) || endpoint.inFlight.has(doc)))) return;
+      run();
     },
 
     noteRestore(doc, seq) {
@@ -381,8 +481,13 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       closed = true;
       if (timer !== null) clearTimeout(timer);
       closing.abort();
+      if (lazyTimer !== null) clearTimeout(lazyTimer);
       await running;
       await Promise.allSettled([...sends]);
+      // Confirmations not written yet: written now, so that a restart does not send those events again.
+      if (leader && endpoints.some((endpoint) => endpoint.dirty.size > 0 || endpoint.cursorDirty)) {
+        await persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state on close failed'));
+      }
     },
   };
 }

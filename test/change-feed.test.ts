@@ -2,9 +2,14 @@
 // stream cut mid-way resumes with Last-Event-ID and sees every entry exactly
 // once; the all-documents feed, read while writers on two instances write
 // concurrently, never skips an entry (compared with the log at the end); on
-// PostgreSQL, a transaction that commits after a later one is still read.
+// PostgreSQL, a transaction that commits after a later one is still read;
+// many streams of one document, opened at different points while it is
+// written, each get every later seq once (they share one reader once caught
+// up); a stream whose reader stops reading holds up no other stream and gets
+// every entry once it reads again.
 
 import assert from 'node:assert/strict';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
 import * as prng from 'lib0/prng';
@@ -230,4 +235,81 @@ test('the document feed needs read on the document, the all-documents feed a "*"
   assert.equal(answer.headers.get('x-palimpsest-cursor'), '1');
   const all = await get('/api/changes', writerToken);
   assert.deepEqual(((await all.json()) as FeedEntryJson[]).map((e) => [e.doc, e.seq]), [['team/plan', 1]]);
+});
+
+test('streams of one document opened at different points while it is written (from 0, mid-way, at or past its end) each get every later seq once, in order', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'followers.db')]);
+  const doc = 'feed/followers';
+  const writer = hocuspocusClient(t, server.url, doc);
+  const url = (after: number) => `${server.http}/api/documents/${encodeURIComponent(doc)}/changes?after=${after}`;
+  await typeInto(writer, 10, 2);
+  const streams: Array<{ after: number; stream: EventStreamReader }> = [];
+  const open = async (after: number) => {
+    const stream = await openEventStream(url(after));
+    t.after(() => stream.cut());
+    streams.push({ after, stream });
+  };
+  // Streams join while entries keep coming: some find others already following the document, some are behind them.
+  for (let round = 0; round < 4; round++) {
+    await Promise.all([open(0), open(5), open(10 + round * 5), open(13 + round * 5), open(1000)]);
+    await typeInto(writer, 5, 5);
+  }
+  // One stream cut while the others follow: the rest go on.
+  streams[1].stream.cut();
+  await typeInto(writer, 5, 1);
+  const log = await history(server, doc);
+  const last = log[log.length - 1].seq;
+  for (const [index, { after, stream }] of streams.entries()) {
+    if (index === 1) continue;
+    const expected = log.map((e) => e.seq).filter((seq) => seq > after);
+    await waitFor(() => seqsOf(stream).length >= expected.length, { message: `the stream from ${after} (#${index}) reached seq ${last}` });
+    assert.deepEqual(seqsOf(stream), expected, `the stream from ${after} (#${index}) got every seq after it once, in order`);
+    assert.equal(stream.error(), null);
+  }
+  const streamFromZero = streams[0].stream.events.map((e) => JSON.parse(e.data) as EntryJson);
+  assert.deepEqual(streamFromZero, log, 'each event carries the entry as history gives it');
+});
+
+test('a stream whose reader stops reading falls behind alone: another stream of the document gets every entry meanwhile, and the slow one all of them once it reads again', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'slow-reader.db')]);
+  const doc = 'feed/slow-reader';
+  const url = `${server.http}/api/documents/${encodeURIComponent(doc)}/changes?after=0`;
+  const fast = await openEventStream(url);
+  t.after(() => fast.cut());
+  // The slow reader: a plain connection whose answer is not read until later, so that the server's buffers for it fill up.
+  const slowResponse = await new Promise<IncomingMessage>((resolve, reject) => {
+    const request = httpRequest(url, { headers: { accept: 'text/event-stream' } }, resolve);
+    request.once('error', reject);
+    request.end();
+    t.after(() => request.destroy());
+  });
+  slowResponse.pause();
+  assert.equal(slowResponse.statusCode, 200);
+
+  // 16 MiB of entries (21 MiB of events): more than the buffers of a loopback connection hold.
+  const writer = new Y.Doc();
+  const updates = 4;
+  for (let i = 0; i < updates; i++) {
+    const before = Y.encodeStateVector(writer);
+    writer.getText('text').insert(0, String.fromCharCode(97 + (i % 26)).repeat(4 * 1024 * 1024 - 1024));
+    const response = await fetch(`${server.http}/api/documents/${encodeURIComponent(doc)}/updates`, {
+      method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(writer, before),
+    });
+    assert.equal(response.status, 200, await response.text());
+  }
+  const all = Array.from({ length: updates }, (_, i) => i + 1);
+  await waitFor(() => seqsOf(fast).length >= updates, { message: 'the reading stream got every entry while the other did not read', timeoutMs: 60_000 });
+  assert.deepEqual(seqsOf(fast), all);
+
+  const slowSeqs: number[] = [];
+  let partial = '';
+  slowResponse.setEncoding('utf8');
+  slowResponse.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.startsWith('id: ')) slowSeqs.push(Number(line.slice(4)));
+  });
+  slowResponse.resume();
+  await waitFor(() => slowSeqs.length >= updates, { message: 'the slow stream got every entry once it read again', timeoutMs: 60_000 });
+  assert.deepEqual(slowSeqs, all, 'every seq once, in order, on the slow stream');
 });
