@@ -11,6 +11,8 @@
 //   yws    - stock clients: delivery latency of y-websocket clients vs
 //            @hocuspocus/provider clients (Palimpsest, stock Hocuspocus, the
 //            y-websocket reference server), and server memory per idle connection;
+//   history - bench/history.ts: version list, preview and authorship reads
+//            over a 100,000-entry log, each on a freshly started server;
 //   redis  - bench/redis-latency.js, when that module is built and
 //            redis-server is on the PATH (or --redis is given).
 // Every server runs in its own child process (bench/server-child.ts), on
@@ -25,6 +27,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
+import { runHistoryBench, type HistoryBenchResult } from './history.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
@@ -43,6 +46,8 @@ Sections (default: all that can run):
           over a window that covers their awareness renewal (20 s), and server
           memory per idle connection; Palimpsest vs stock Hocuspocus vs the y-websocket reference
           server (@y/websocket-server, when installed)
+  history version list (first page), preview of a version (state at a seq)
+          and authorship over the trace as a 100,000-entry log, on fresh servers
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
 
 Options:
@@ -59,7 +64,7 @@ Options:
   --yws-docs <n>        documents they are spread over (default 40; quick 20)
   --yws-rate <n>        edits per second over all of them (default 40; quick 20)
   --idle-connections <n>  idle connections per memory run (default 1000; quick 500)
-  --trace <file>        editing trace for the cold load (default automerge-paper)
+  --trace <file>        editing trace for the cold load and history (default automerge-paper)
   --transactions <n>    trace transactions replayed (default 100000)
   --dir <path>          where the SQLite files go (default: a new folder in ${tmpdir()})
   --redis / --no-redis  force / skip the redis section
@@ -134,7 +139,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'yws', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'yws', 'history', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -389,6 +394,33 @@ function coldTables(result: ColdLoadResult): string {
   ].join('\n');
 }
 
+// ---------------------------------------------------------------- history section
+
+function historyGoals(result: HistoryBenchResult): GoalLine[] {
+  return [
+    { goal: 'versions, first page on a fresh server: under 50 ms', met: result.versionsFirstPageMs < 50, detail: `${format(result.versionsFirstPageMs)} ms` },
+    {
+      goal: 'preview of a version at the worst point of the compaction cycle: under 100 ms', met: result.previewWorstMs < 100,
+      detail: `${format(result.previewWorstMs)} ms (seq ${format(result.worstSeq)}, ${result.worstReplay} entries after its snapshot)`,
+    },
+    { goal: 'authorship of the latest state on a fresh server: under 200 ms', met: result.authorshipMs < 200, detail: `${format(result.authorshipMs)} ms` },
+  ];
+}
+
+function historyTable(result: HistoryBenchResult): string {
+  return table(
+    `History reads: ${result.trace}, ${format(result.entries)} log entries by 3 authors (snapshots at ${result.snapshots.map(format).join(', ')}), ` +
+    `final text ${format(result.finalLength)} characters; each repetition on a freshly started server, median of ${settings.coldRepetitions}`,
+    ['what', 'ms'],
+    [
+      [`GET /versions (first page: ${result.versions} versions), the server's first request`, result.versionsFirstPageMs],
+      ['GET /authorship of the latest state', result.authorshipMs],
+      ['GET /state?at=<random seq> (preview)', result.previewRandomMs],
+      [`GET /state?at=${result.worstSeq} (preview, ${result.worstReplay} entries after its snapshot)`, result.previewWorstMs],
+    ],
+  );
+}
+
 // ---------------------------------------------------------------- yws section
 
 interface YwsVariant {
@@ -628,6 +660,17 @@ try {
     report.cold = result;
     goals.push(...coldGoals(result));
     out.push(coldTables(result));
+  }
+  if (sections.has('history') && !existsSync(values.trace)) {
+    report.history = { skipped: `no trace at ${values.trace}` };
+    out.push(`History section skipped: no trace at ${values.trace} (pass --trace <file>)\n`);
+  } else if (sections.has('history')) {
+    const result = await runHistoryBench({
+      tracePath: values.trace, transactions: settings.transactions, dir, repetitions: settings.coldRepetitions, progress,
+    });
+    report.history = result;
+    goals.push(...historyGoals(result));
+    out.push(historyTable(result));
   }
   if (sections.has('burst')) {
     const { bursts, floods } = await runBurstSection(dir, nodeFlags);
