@@ -10,7 +10,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as Y from 'yjs';
-import type { EventStore, LogEntry, VersionName } from '../persistence/index.js';
+import { authorKey, createdRanges, STORED_GROUP_PAUSE_MS, type EntrySummary, type EventStore, type VersionName } from '../persistence/index.js';
 
 /** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
 export interface HistoryRouteTools {
@@ -23,7 +23,7 @@ export interface HistoryRouteTools {
   sendJson(response: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
 }
 
-export const DEFAULT_PAUSE_SECONDS = 300;
+export const DEFAULT_PAUSE_SECONDS = STORED_GROUP_PAUSE_MS / 1000;
 const DEFAULT_VERSION_LIMIT = 50;
 const MAX_VERSION_LIMIT = 500;
 /** Entries read per query while scanning the log backwards. */
@@ -153,101 +153,176 @@ function timeParam(url: URL, name: string, tools: HistoryRouteTools): Date | nul
   return time;
 }
 
-interface EntrySummary {
-  seq: number;
-  receivedAt: Date;
-  user: string | null;
-  displayName: string | null;
-  added: number;
-  removed: number;
-}
+/** An entry as grouping needs it. */
+type Member = Pick<EntrySummary, 'seq' | 'receivedAt' | 'user' | 'displayName' | 'added' | 'removed'>;
 
-function summarize(entry: LogEntry): EntrySummary {
-  let added = 0;
-  let removed = 0;
-  const decoded = Y.decodeUpdate(entry.update);
-  for (const struct of decoded.structs) {
-    if (struct instanceof Y.Item && struct.content.isCountable()) added += struct.length;
-  }
-  for (const ranges of decoded.ds.clients.values()) {
-    for (const range of ranges) removed += range.len;
-  }
-  return { seq: entry.seq, receivedAt: entry.receivedAt, user: entry.user, displayName: entry.displayName, added, removed };
-}
-
-/** Who an entry is by, for grouping; null for the server's own changes, which join the version around them. */
-function authorKey(entry: EntrySummary): string | null {
-  if (entry.displayName !== null) return `name:${entry.displayName}`;
-  if (entry.user !== null) return `user:${entry.user}`;
-  return null;
+/** A version before names split it: the seqs [from, to], with its entries when they were read. */
+interface RawGroup {
+  from: number;
+  to: number;
+  /** Newest first; absent for groups stored with the log. */
+  members?: Member[];
 }
 
 /**
- * Groups entries below `before` into versions, newest first. Whether two
- * consecutive entries belong together depends only on the pair (same author
- * or a server change, no pause longer than pauseMs, no name on the older, no
- * restore in the newer), so a page that starts at the previous page's last
- * fromSeq groups exactly as one long listing would.
+ * Groups entries below `before` into versions, newest first. Read oldest
+ * first, an entry joins the version before it unless a pause longer than
+ * pauseMs lies between them, or both it and that version have an author and
+ * they differ (server changes join the version around them); then versions
+ * are cut after a named seq and before a restore. At the default pause the
+ * groups were stored as the entries were written (entry-facts.ts), so a page
+ * reads a few rows per version; at another pause the entries' summaries are
+ * read back from `before` until the page is full. Either way a page that
+ * starts at the previous page's last fromSeq lists exactly what one long
+ * listing would.
  */
 export async function listVersions(store: EventStore, doc: string, window: {
   lastSeq: number; firstSeq: number; before: number; limit: number; pauseMs: number;
 }): Promise<{ versions: Version[]; nextBefore: number | null }> {
   const names = new Map<number, VersionName>((await store.versionNames(doc)).map((n) => [n.seq, n]));
+  const top = Math.min(window.before - 1, window.lastSeq);
   const versions: Version[] = [];
-  let current: { newest: EntrySummary; oldest: EntrySummary; members: EntrySummary[] } | null = null;
-  let top = Math.min(window.before - 1, window.lastSeq);
-  const finish = (): void => {
-    if (current === null) return;
-    const authors = new Map<string, VersionAuthor>();
-    let added = 0;
-    let removed = 0;
-    for (const member of current.members) {
-      added += member.added;
-      removed += member.removed;
-      const key = authorKey(member);
-      if (key !== null && !authors.has(key)) authors.set(key, { user: member.user, displayName: member.displayName });
+  if (top < window.firstSeq) return { versions, nextBefore: null };
+  const [topEntry] = await store.summaries(doc, { seqs: [top] });
+  const stored = window.pauseMs === STORED_GROUP_PAUSE_MS && topEntry?.group != null;
+  const groups = stored ? storedGroups(store, doc, window.firstSeq, top) : scannedGroups(store, doc, window.firstSeq, top, window.pauseMs);
+  for await (const chunk of groups) {
+    const parts = chunk.flatMap((group) => splitAtNames(group, names));
+    const room = parts.slice(0, window.limit - versions.length);
+    versions.push(...(stored ? await storedVersions(store, doc, room, names) : room.map((part) => versionOf(part, part.members!, names))));
+    if (versions.length === window.limit) {
+      const oldest = versions[versions.length - 1].fromSeq;
+      return { versions, nextBefore: oldest > window.firstSeq ? oldest : null };
     }
-    const mark = names.get(current.newest.seq);
-    versions.push({
-      fromSeq: current.oldest.seq, toSeq: current.newest.seq,
-      startedAt: current.oldest.receivedAt.toISOString(), endedAt: current.newest.receivedAt.toISOString(),
-      authors: [...authors.values()], entries: current.members.length, added, removed,
-      name: mark?.name ?? null, restoredFrom: names.get(current.oldest.seq)?.restoredFrom ?? null,
-    });
-    current = null;
-  };
-  scan: while (top >= window.firstSeq) {
-    const from = Math.max(window.firstSeq, top - SCAN_BATCH + 1);
-    const batch = (await store.entries(doc, { afterSeq: from - 1, limit: top - from + 1 })).map(summarize);
-    if (batch.length === 0) break;
-    for (let index = batch.length - 1; index >= 0; index--) {
-      const entry = batch[index];
-      if (current !== null && !belongTogether(entry, current.oldest, current.members, names, window.pauseMs)) {
-        finish();
-        if (versions.length === window.limit) return { versions, nextBefore: entry.seq + 1 };
-      }
-      if (current === null) current = { newest: entry, oldest: entry, members: [entry] };
-      else {
-        current.oldest = entry;
-        current.members.push(entry);
-      }
-      if (entry.seq <= window.firstSeq) break scan;
-    }
-    top = from - 1;
   }
-  finish();
   return { versions, nextBefore: null };
 }
 
-function belongTogether(older: EntrySummary, newer: EntrySummary, members: EntrySummary[], names: Map<number, VersionName>, pauseMs: number): boolean {
-  if (names.has(older.seq)) return false;
-  if (names.get(newer.seq)?.restoredFrom != null) return false;
-  if (newer.receivedAt.getTime() - older.receivedAt.getTime() > pauseMs) return false;
-  const olderKey = authorKey(older);
-  if (olderKey === null) return true;
-  // A server change between two entries does not join two authors: compare with the version's own author.
-  const versionKey = members.map(authorKey).find((key) => key !== null) ?? null;
-  return versionKey === null || versionKey === olderKey;
+/** The groups stored with the log whose seqs lie in [firstSeq, top], newest first, in chunks. */
+async function* storedGroups(store: EventStore, doc: string, firstSeq: number, top: number): AsyncGenerator<RawGroup[]> {
+  const CHUNK = 64;
+  let upper = top;
+  while (upper >= firstSeq) {
+    const starts = await store.groupStarts(doc, { fromSeq: firstSeq, toSeq: upper, limit: CHUNK });
+    const chunk: RawGroup[] = [];
+    for (const start of starts) {
+      chunk.push({ from: start, to: upper });
+      upper = start - 1;
+    }
+    // The oldest group began before the retained log: it shows from the first retained entry.
+    if (starts.length < CHUNK && upper >= firstSeq) {
+      chunk.push({ from: firstSeq, to: upper });
+      upper = firstSeq - 1;
+    }
+    yield chunk;
+  }
+}
+
+/** Groups read back from `top` entry by entry (another pause than the stored one, or a log from before groups were stored). */
+async function* scannedGroups(store: EventStore, doc: string, firstSeq: number, top: number, pauseMs: number): AsyncGenerator<RawGroup[]> {
+  let current: { members: Member[]; key: string | null; trailingUnauthored: number } | null = null;
+  let upper = top;
+  while (upper >= firstSeq) {
+    const batch = await store.summaries(doc, { fromSeq: Math.max(firstSeq, upper - SCAN_BATCH + 1), toSeq: upper, descending: true });
+    if (batch.length === 0) break;
+    const finished: RawGroup[] = [];
+    for (const entry of batch) {
+      const key = authorKey(entry.user, entry.displayName);
+      if (current !== null) {
+        const newer = current.members[current.members.length - 1];
+        if (newer.receivedAt.getTime() - entry.receivedAt.getTime() > pauseMs) {
+          finished.push(rawGroup(current.members));
+          current = null;
+        } else if (key === null) {
+          current.members.push(entry);
+          current.trailingUnauthored += 1;
+          continue;
+        } else if (current.key === null || current.key === key) {
+          current.members.push(entry);
+          current.key = key;
+          current.trailingUnauthored = 0;
+          continue;
+        } else {
+          // Another author: the server changes just after this entry belong to its version.
+          const moved: Member[] = current.members.splice(current.members.length - current.trailingUnauthored);
+          finished.push(rawGroup(current.members));
+          current = { members: [...moved, entry], key, trailingUnauthored: 0 };
+          continue;
+        }
+      }
+      current = { members: [entry], key, trailingUnauthored: key === null ? 1 : 0 };
+    }
+    upper = batch[batch.length - 1].seq - 1;
+    if (finished.length > 0) yield finished;
+  }
+  if (current !== null) yield [rawGroup(current.members)];
+}
+
+function rawGroup(members: Member[]): RawGroup {
+  return { from: members[members.length - 1].seq, to: members[0].seq, members };
+}
+
+/** A group cut after each named seq and before each restore, newest first. */
+function splitAtNames(group: RawGroup, names: Map<number, VersionName>): RawGroup[] {
+  const cuts = new Set<number>();
+  for (const [seq, name] of names) {
+    if (seq >= group.from && seq < group.to) cuts.add(seq + 1);
+    if (name.restoredFrom !== null && seq > group.from && seq <= group.to) cuts.add(seq);
+  }
+  if (cuts.size === 0) return [group];
+  const parts: RawGroup[] = [];
+  let to = group.to;
+  for (const cut of [...cuts].sort((a, b) => b - a)) {
+    parts.push({ from: cut, to, members: group.members?.filter((m) => m.seq >= cut && m.seq <= to) });
+    to = cut - 1;
+  }
+  parts.push({ from: group.from, to, members: group.members?.filter((m) => m.seq <= to) });
+  return parts;
+}
+
+function versionOf(part: RawGroup, members: Member[], names: Map<number, VersionName>): Version {
+  const authors = new Map<string, VersionAuthor>();
+  let added = 0;
+  let removed = 0;
+  for (const member of members) {
+    added += member.added;
+    removed += member.removed;
+    const key = authorKey(member.user, member.displayName);
+    if (key !== null && !authors.has(key)) authors.set(key, { user: member.user, displayName: member.displayName });
+  }
+  const newest = members[0];
+  const oldest = members[members.length - 1];
+  return {
+    fromSeq: part.from, toSeq: part.to, startedAt: oldest.receivedAt.toISOString(), endedAt: newest.receivedAt.toISOString(),
+    authors: [...authors.values()], entries: members.length, added, removed,
+    name: names.get(part.to)?.name ?? null, restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+  };
+}
+
+/** Versions of stored groups from the rows at their ends: the group's running counts and author. */
+async function storedVersions(store: EventStore, doc: string, parts: RawGroup[], names: Map<number, VersionName>): Promise<Version[]> {
+  const ends = new Map((await store.summaries(doc, { seqs: [...new Set(parts.flatMap((p) => [p.from, p.to]))] })).map((e) => [e.seq, e]));
+  const versions: Version[] = [];
+  for (const part of parts) {
+    const first = ends.get(part.from);
+    const last = ends.get(part.to);
+    if (first === undefined || last === undefined || last.group === null || first.group === null) {
+      throw new Error(`${doc}: the entries ${part.from} and ${part.to} of a stored version are missing`);
+    }
+    const whole = first.group.start === part.from;
+    // Within a group every author is the same one: a part that is not the whole group has it when any entry of it has an author.
+    const authored = authorKey(last.group.user, last.group.displayName) !== null &&
+      (whole || (await store.summaries(doc, { fromSeq: part.from, toSeq: part.to, authored: true, limit: 1 })).length > 0);
+    versions.push({
+      fromSeq: part.from, toSeq: part.to, startedAt: first.receivedAt.toISOString(), endedAt: last.receivedAt.toISOString(),
+      authors: authored ? [{ user: last.group.user, displayName: last.group.displayName }] : [],
+      entries: part.to - part.from + 1,
+      added: last.group.added - first.group.added + first.added,
+      removed: last.group.removed - first.group.removed + first.removed,
+      name: names.get(part.to)?.name ?? null, restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+    });
+  }
+  return versions;
 }
 
 // ---- Authorship ----
@@ -309,24 +384,34 @@ function piecesOf(index: RangeIndex, client: number, start: number, end: number)
 export async function authorshipAt(store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null): Promise<{
   seq: number; since: number | null; blocks: AuthorshipBlock[]; authors: Array<{ author: string | null; user: string | null; characters: number }>;
 }> {
-  // gc off: deleted items keep their text, which is what "removed since" shows.
-  const ydoc = new Y.Doc({ gc: false });
   const created: RangeIndex = new Map();
-  // Only with `since`: per client, clock → the first entry that deleted it (concurrent deletions may repeat one).
+  // Only with `since`: per client, clock → the first entry that deleted them (concurrent deletions may repeat one).
   const firstDeletion = new Map<number, Map<number, number>>();
   const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
-  // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
-  const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
-  if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
-  for (let after = start; after < at;) {
-    const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
-    if (entries.length === 0) break;
-    for (const entry of entries) {
-      const decoded = Y.decodeUpdate(entry.update);
-      for (const struct of decoded.structs) {
-        if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
-      }
-      if (since !== null) {
+  let ydoc: Y.Doc;
+  if (since === null) {
+    // The state at `at`, and who created each of its items from the ids each entry created (stored with it): no replay of the log.
+    ydoc = new Y.Doc();
+    if (at > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, at)).update);
+    const from = firstRetainedSeq ?? at + 1;
+    for (const entry of from <= at ? await store.summaries(doc, { fromSeq: from, toSeq: at, withCreated: true }) : []) {
+      createdRanges(entry.created!, (client, clock, length) => addRange(created, client, clock, clock + length, entry.seq));
+      authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
+    }
+  } else {
+    // gc off: deleted items keep their text, which is what "removed since" shows.
+    ydoc = new Y.Doc({ gc: false });
+    // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
+    const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
+    if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
+    for (let after = start; after < at;) {
+      const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
+      if (entries.length === 0) break;
+      for (const entry of entries) {
+        const decoded = Y.decodeUpdate(entry.update);
+        for (const struct of decoded.structs) {
+          if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
+        }
         for (const [client, ranges] of decoded.ds.clients) {
           let clocks = firstDeletion.get(client);
           if (clocks === undefined) firstDeletion.set(client, clocks = new Map());
@@ -334,10 +419,10 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
             for (let clock = range.clock; clock < range.clock + range.len; clock++) if (!clocks.has(clock)) clocks.set(clock, entry.seq);
           }
         }
+        authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
+        Y.applyUpdate(ydoc, entry.update);
+        after = entry.seq;
       }
-      authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
-      Y.applyUpdate(ydoc, entry.update);
-      after = entry.seq;
     }
   }
   sortIndex(created);

@@ -90,6 +90,18 @@ const migrations: string[] = [
     expires_at  timestamptz NOT NULL
   );
   `,
+  // 5 (history reads): what entry-facts.ts works out when an entry is
+  // written: its counts, the Yjs item ids it created, and its version group
+  // at the default pause with the group's running counts. NULL on entries
+  // logged before (readers then work them out from update_bytes). The
+  // partial index lists where groups start, so a page of versions reads
+  // one row per version.
+  `
+  ALTER TABLE updates ADD COLUMN added integer, ADD COLUMN removed integer, ADD COLUMN created bytea,
+    ADD COLUMN group_start bigint, ADD COLUMN group_user text, ADD COLUMN group_name text,
+    ADD COLUMN group_added bigint, ADD COLUMN group_removed bigint;
+  CREATE INDEX updates_group_starts ON updates (doc, seq) WHERE group_start = seq;
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -34,7 +34,14 @@ export interface Statements {
   setLastSeq: Statement<[number, number, number]>;
   lastChangeId: Statement<[], number>;
   changedSince: Statement<[number], { name: string; last_seq: number; change_id: number }>;
-  insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array, string | null]>;
+  insertUpdate: Statement<[
+    number, number, number, string, string | null, number, Uint8Array, string | null,
+    number, number, Uint8Array, number | null, string | null, string | null, number | null, number | null,
+  ]>;
+  groupLink: Statement<[number, number], {
+    seq: number; received_at: number; group_start: number | null; group_user: string | null; group_name: string | null;
+    group_added: number | null; group_removed: number | null;
+  } | undefined>;
   updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
   updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
   entriesAfter: Statement<[number, number, number], {
@@ -132,7 +139,12 @@ function prepareStatements(db: SqliteDatabase): Statements {
     lastChangeId: db.prepare('SELECT coalesce(max(change_id), 0) FROM documents').pluck(),
     changedSince: db.prepare('SELECT name, last_seq, change_id FROM documents WHERE change_id > ? ORDER BY change_id'),
     insertUpdate: db.prepare(
-      'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes, display_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      `INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes, display_name,
+         added, removed, created, group_start, group_user, group_name, group_added, group_removed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    groupLink: db.prepare(
+      `SELECT seq, received_at, group_start, group_user, group_name, group_added, group_removed FROM updates
+       WHERE doc_id = ? AND seq = ?`),
     updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
     updatesBetween: db.prepare(
       'SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq'),
