@@ -70,6 +70,13 @@ export interface EntrySummary {
   group: StoredGroup | null;
 }
 
+/** Facts of the entries fromSeq..toSeq, packed by the server (server/authorship-index.ts). */
+export interface AuthorshipBlockRecord {
+  fromSeq: number;
+  toSeq: number;
+  data: Uint8Array;
+}
+
 export interface SummaryQuery {
   /** Seqs from fromSeq to toSeq, both included (default: the whole log). */
   fromSeq?: number;
@@ -180,6 +187,10 @@ export interface EventStore {
   entries(doc: string, options?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
   /** Entries without their updates, with the facts stored beside them (for versions and authorship). */
   summaries(doc: string, query: SummaryQuery): Promise<EntrySummary[]>;
+  /** Packed blocks of the authorship index whose fromSeq is at most `upToSeq`, by fromSeq (a cache the server fills). */
+  authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]>;
+  /** Keeps a block unless one with its fromSeq exists already. */
+  saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void>;
   /** Seqs from fromSeq to toSeq (both included) where a stored version group starts, newest first. */
   groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]>;
   documents(): Promise<string[]>;

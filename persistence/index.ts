@@ -4,7 +4,7 @@
 // postgresql:// URL is PostgreSQL (postgres/); both keep the EventStore contract.
 
 export type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
+  AlreadyDeleted, AppendMeta, AuthorshipBlockRecord, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
   FeedEntry, FeedPage, StateRecord,
   EntrySummary, EventStore, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from './event-store.js';

@@ -8,9 +8,10 @@
 // a page costs the entries it covers, however long the log. Authorship has to
 // walk the document, so it rebuilds the state at the asked seq once.
 
+import { readAuthorshipIndex } from './authorship-index.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as Y from 'yjs';
-import { authorKey, createdRanges, STORED_GROUP_PAUSE_MS, type EntrySummary, type EventStore, type VersionName } from '../persistence/index.js';
+import { authorKey, STORED_GROUP_PAUSE_MS, type EntrySummary, type EventStore, type VersionName } from '../persistence/index.js';
 
 /** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
 export interface HistoryRouteTools {
@@ -345,33 +346,48 @@ export interface AuthorshipBlock {
   change?: 'inserted' | 'removed';
 }
 
-/** Sorted, non-overlapping [start, end) clock ranges of one client, each with the seq that logged it. */
-type RangeIndex = Map<number, Array<[number, number, number]>>;
+/**
+ * Per client, its clock ranges as flat triples (start, end, seq), sorted by
+ * start and not overlapping: flat arrays, since a long log has a range per
+ * entry and small arrays per range would cost more in garbage than in work.
+ */
+type RangeIndex = Map<number, number[]>;
 
 function addRange(index: RangeIndex, client: number, start: number, end: number, seq: number): void {
   let ranges = index.get(client);
   if (ranges === undefined) index.set(client, ranges = []);
-  ranges.push([start, end, seq]);
+  ranges.push(start, end, seq);
 }
 
 function sortIndex(index: RangeIndex): void {
-  for (const ranges of index.values()) ranges.sort((a, b) => a[0] - b[0]);
+  for (const [client, ranges] of index) {
+    let sorted = true;
+    for (let i = 3; i < ranges.length && sorted; i += 3) sorted = ranges[i - 3] <= ranges[i];
+    // Entries come in seq order, and a client's clocks grow with it: sorting is rarely needed.
+    if (sorted) continue;
+    const triples: Array<[number, number, number]> = [];
+    for (let i = 0; i < ranges.length; i += 3) triples.push([ranges[i], ranges[i + 1], ranges[i + 2]]);
+    triples.sort((a, b) => a[0] - b[0]);
+    index.set(client, triples.flat());
+  }
 }
 
 /** The pieces of [start, end) with the seq each was logged in (0 where no entry covers it). */
 function piecesOf(index: RangeIndex, client: number, start: number, end: number): Array<[number, number, number]> {
   const ranges = index.get(client) ?? [];
   let low = 0;
-  let high = ranges.length;
+  let high = ranges.length / 3;
   while (low < high) {
     const mid = (low + high) >> 1;
-    if (ranges[mid][1] <= start) low = mid + 1;
+    if (ranges[mid * 3 + 1] <= start) low = mid + 1;
     else high = mid;
   }
   const pieces: Array<[number, number, number]> = [];
   let at = start;
-  for (let i = low; i < ranges.length && at < end; i++) {
-    const [from, to, seq] = ranges[i];
+  for (let i = low * 3; i < ranges.length && at < end; i += 3) {
+    const from = ranges[i];
+    const to = ranges[i + 1];
+    const seq = ranges[i + 2];
     if (from >= end) break;
     if (from > at) pieces.push([at, from, 0]);
     pieces.push([Math.max(at, from), Math.min(end, to), seq]);
@@ -393,11 +409,10 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
     // The state at `at`, and who created each of its items from the ids each entry created (stored with it): no replay of the log.
     ydoc = new Y.Doc();
     if (at > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, at)).update);
-    const from = firstRetainedSeq ?? at + 1;
-    for (const entry of from <= at ? await store.summaries(doc, { fromSeq: from, toSeq: at, withCreated: true }) : []) {
-      createdRanges(entry.created!, (client, clock, length) => addRange(created, client, clock, clock + length, entry.seq));
-      authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
-    }
+    await readAuthorshipIndex(store, doc, firstRetainedSeq ?? at + 1, at, {
+      entry: (seq, author) => authorOf.set(seq, author),
+      range: (client, clock, length, seq) => addRange(created, client, clock, clock + length, seq),
+    });
   } else {
     // gc off: deleted items keep their text, which is what "removed since" shows.
     ydoc = new Y.Doc({ gc: false });

@@ -22,7 +22,7 @@ import {
 } from '../coverage.js';
 import { StoreError } from '../errors.js';
 import type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  AlreadyDeleted, AppendMeta, AppendOptions, AuthorshipBlockRecord, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
   EntrySummary, FeedEntry, FeedPage, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { factsOf, nextGroup, type GroupLink } from '../entry-facts.js';
@@ -184,7 +184,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       retention: 'all',
       compactAfterEntries: 500,
       compactAfterBytes: 1024 * 1024,
-      keepSnapshotsEvery: 10_000,
+      keepSnapshotsEvery: 2_000,
       background: false,
       readonly: false,
       busyTimeoutMs: 5000,
@@ -636,6 +636,21 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     });
   }
 
+  async authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]> {
+    return this.reading(async (client) => (await client.query<{ from_seq: string; to_seq: string; data: Buffer }>(
+      'SELECT from_seq, to_seq, data FROM authorship_blocks WHERE doc = $1 AND from_seq <= $2 ORDER BY from_seq', [doc, upToSeq])).rows
+      .map((r) => ({ fromSeq: Number(r.from_seq), toSeq: Number(r.to_seq), data: r.data })));
+  }
+
+  async saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query(
+        `INSERT INTO authorship_blocks (doc, from_seq, to_seq, data) SELECT $1, $2, $3, $4
+         WHERE EXISTS (SELECT 1 FROM documents WHERE doc = $1) ON CONFLICT DO NOTHING`,
+        [doc, block.fromSeq, block.toSeq, Buffer.from(block.data.buffer, block.data.byteOffset, block.data.byteLength)]);
+    });
+  }
+
   async groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]> {
     return this.reading(async (client) => (await client.query<{ seq: string }>(
       `SELECT seq FROM updates WHERE doc = $1 AND group_start = seq AND seq >= $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4`,
@@ -841,7 +856,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       const lastSeq = await lastSeqOf(client, doc);
       if (lastSeq === null) return null;
       const log = (await client.query<{ updated_at: Date | null; first: number | null }>(
-        'SELECT max(received_at) AS updated_at, min(seq) AS first FROM updates WHERE doc = $1', [doc])).rows[0];
+        // The last entry's time (entries get their times in seq order) from the primary key, not a scan of the log.
+        `SELECT (SELECT received_at FROM updates WHERE doc = $1 ORDER BY seq DESC LIMIT 1) AS updated_at,
+                (SELECT min(seq) FROM updates WHERE doc = $1) AS first`, [doc])).rows[0];
       const snapshots = (await client.query<{ seq: number; created_at: Date; size: number }>(
         'SELECT seq, created_at, octet_length(state) AS size FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows;
       return {

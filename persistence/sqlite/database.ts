@@ -172,7 +172,8 @@ function prepareStatements(db: SqliteDatabase): Statements {
     pruneUpdatesUpTo: db.prepare('DELETE FROM updates WHERE doc_id = ? AND seq <= ?'),
     countAfter: db.prepare('SELECT count(*) AS n, sum(size) AS bytes FROM updates WHERE doc_id = ? AND seq > ?'),
     firstRetained: db.prepare('SELECT min(seq) AS seq FROM updates WHERE doc_id = ?'),
-    lastReceived: db.prepare('SELECT max(received_at) AS at FROM updates WHERE doc_id = ?'),
+    // The last entry's time (entries get their times in seq order) from the primary key, not a scan of the log.
+    lastReceived: db.prepare('SELECT received_at AS at FROM updates WHERE doc_id = ? ORDER BY seq DESC LIMIT 1'),
     documentNames: db.prepare('SELECT name FROM documents ORDER BY name'),
   } as Statements;
 }

@@ -16,7 +16,7 @@ import {
 } from '../coverage.js';
 import { StoreError } from '../errors.js';
 import type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  AlreadyDeleted, AppendMeta, AppendOptions, AuthorshipBlockRecord, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
   EntrySummary, FeedEntry, FeedPage, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
 import { factsOf, nextGroup } from '../entry-facts.js';
@@ -139,6 +139,10 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly cursors = new Map<string, LogCursor>();
   private feedStatement: Statement<[number, number], FeedRow> | null = null;
   private readonly summaryStatements = new Map<string, Statement>();
+  private blockStatements: {
+    read: Statement<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>;
+    save: Statement<[number, number, number, Uint8Array]>;
+  } | null = null;
   private groupStartsStatement: Statement<[number, number, number, number], number> | null = null;
   private stateStatements: ReturnType<SqliteEventStore['prepareStateStatements']> | null = null;
   private pending: PendingAppend[] = [];
@@ -164,7 +168,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       retention: 'all',
       compactAfterEntries: 500,
       compactAfterBytes: 1024 * 1024,
-      keepSnapshotsEvery: 10_000,
+      keepSnapshotsEvery: 2_000,
       background: false,
       readonly: false,
       busyTimeoutMs: 5000,
@@ -484,6 +488,29 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     else parameters.push(query.fromSeq ?? 0, query.toSeq ?? Number.MAX_SAFE_INTEGER);
     parameters.push(query.limit ?? -1);
     return (statement.all(...parameters) as SummaryRow[]).map((r) => summaryOf(r, query.withCreated === true));
+  }
+
+  async authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]> {
+    const { db, statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    this.blockStatements ??= {
+      read: db.prepare<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>(
+        'SELECT from_seq, to_seq, data FROM authorship_blocks WHERE doc_id = ? AND from_seq <= ? ORDER BY from_seq'),
+      save: db.prepare<[number, number, number, Uint8Array]>(
+        'INSERT OR IGNORE INTO authorship_blocks (doc_id, from_seq, to_seq, data) VALUES (?, ?, ?, ?)'),
+    };
+    return this.blockStatements.read.all(row.id, upToSeq).map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq, data: r.data }));
+  }
+
+  async saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void> {
+    const { db, statements } = this.open;
+    await this.authorshipBlocks(doc, 0);
+    db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      if (row === undefined) return;
+      this.blockStatements!.save.run(row.id, block.fromSeq, block.toSeq, block.data);
+    }).immediate();
   }
 
   async groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]> {

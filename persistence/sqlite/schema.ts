@@ -101,8 +101,17 @@ const migrations: string[] = [
   // at the default pause with the group's running counts. NULL on entries
   // logged before (readers then work them out from update_bytes). The
   // partial index lists where groups start, so a page of versions reads
-  // one row per version.
+  // one row per version. authorship_blocks: the created ids and authors of
+  // whole blocks of entries, packed (server/authorship-index.ts), written
+  // by the first authorship read past a block; a cache, rebuilt from the log.
   `
+  CREATE TABLE authorship_blocks (
+    doc_id    INTEGER NOT NULL REFERENCES documents(id),
+    from_seq  INTEGER NOT NULL,
+    to_seq    INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (doc_id, from_seq)
+  );
   ALTER TABLE updates ADD COLUMN added INTEGER;
   ALTER TABLE updates ADD COLUMN removed INTEGER;
   ALTER TABLE updates ADD COLUMN created BLOB;
