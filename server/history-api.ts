@@ -3,15 +3,17 @@
 // names for versions, and authorship (who wrote each run of text still there
 // at a seq, and what changed since an earlier seq).
 //
-// Versions read only each entry's metadata and decode its update's structs
-// and delete set to count what it added and removed; nothing is replayed, so
-// a page costs the entries it covers, however long the log. Authorship has to
-// walk the document, so it rebuilds the state at the asked seq once.
+// Neither replays the log. Versions read the facts stored with each entry
+// (persistence entry-facts.ts): at the default pause the groups themselves,
+// so a page reads a few rows per version. Authorship loads the state at the
+// asked seq (a snapshot and its tail) and finds who created each item in the
+// authorship index (authorship-index.ts); only `since` (what was removed
+// after it, by whom) walks the log from the start.
 
-import { readAuthorshipIndex } from './authorship-index.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as Y from 'yjs';
 import { authorKey, STORED_GROUP_PAUSE_MS, type EntrySummary, type EventStore, type VersionName } from '../persistence/index.js';
+import { readAuthorshipIndex, type EntryAuthor } from './authorship-index.js';
 
 /** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
 export interface HistoryRouteTools {
@@ -102,7 +104,7 @@ export async function handleHistoryRoute(
     const since = await seqParam(store, doc, url, 'since', tools);
     if (at > lastSeq) throw new ApiError(404, 'UNKNOWN_SEQ', `${doc} has no seq ${at} (its last seq is ${lastSeq})`);
     if (since !== null && since > at) throw new ApiError(400, 'BAD_REQUEST', `since (${since}) must not be after at (${at})`);
-    sendJson(response, 200, { doc, exists: info !== null, ...(await authorshipAt(store, doc, at, since, info?.firstRetainedSeq ?? null)) });
+    sendJson(response, 200, { doc, exists: info !== null, ...(await authorshipAt(store, doc, at, since, info?.firstRetainedSeq ?? null, lastSeq)) });
     return true;
   }
   return false;
@@ -397,18 +399,34 @@ function piecesOf(index: RangeIndex, client: number, start: number, end: number)
   return pieces;
 }
 
-export async function authorshipAt(store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null): Promise<{
+const NO_AUTHOR: EntryAuthor = { user: null, displayName: null };
+
+export async function authorshipAt(
+  store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null, lastSeq: number = at,
+): Promise<{
   seq: number; since: number | null; blocks: AuthorshipBlock[]; authors: Array<{ author: string | null; user: string | null; characters: number }>;
 }> {
   const created: RangeIndex = new Map();
   // Only with `since`: per client, clock → the first entry that deleted them (concurrent deletions may repeat one).
   const firstDeletion = new Map<number, Map<number, number>>();
-  const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
+  // By seq: a dense array, not a Map (a long log has one entry per seq).
+  const authors: EntryAuthor[] = [];
+  const authorOf = { get: (seq: number): EntryAuthor | undefined => authors[seq], set: (seq: number, author: EntryAuthor) => { authors[seq] = author; } };
   let ydoc: Y.Doc;
   if (since === null) {
     // The state at `at`, and who created each of its items from the ids each entry created (stored with it): no replay of the log.
-    ydoc = new Y.Doc();
-    if (at > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, at)).update);
+    // At the last seq (what the live view shows) the latest snapshot and its tail go straight into
+    // the document; elsewhere the state comes encoded. gc off: no clean-up pass over what the tail deleted.
+    ydoc = new Y.Doc({ gc: false });
+    const loaded = lastSeq === at ? await store.load(doc) : null;
+    if (loaded !== null && loaded.seq === at) {
+      Y.transact(ydoc, () => {
+        if (loaded.snapshot !== null) Y.applyUpdate(ydoc, loaded.snapshot.state);
+        for (const update of loaded.tail) Y.applyUpdate(ydoc, update);
+      });
+    } else if (at > 0) {
+      Y.applyUpdate(ydoc, (await store.stateAt(doc, at)).update);
+    }
     await readAuthorshipIndex(store, doc, firstRetainedSeq ?? at + 1, at, {
       entry: (seq, author) => authorOf.set(seq, author),
       range: (client, clock, length, seq) => addRange(created, client, clock, clock + length, seq),
@@ -463,7 +481,7 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
   const textRuns = (text: Y.XmlText | Y.Text): AuthorshipRun[] => {
     const runs: AuthorshipRun[] = [];
     for (let item = text._start; item !== null; item = item.right) {
-      if (!item.content.isCountable()) continue;
+      if (!item.content.isCountable() || (item.deleted && since === null)) continue;
       const content = item.content instanceof Y.ContentString ? item.content.str
         : '\ufffc'.repeat(item.length);
       const pieces = piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length).flatMap(([from, to, seq]) =>
@@ -473,7 +491,7 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
       for (const [from, to, seq, deletion] of pieces) {
         const change = changeOf(seq, item.deleted, deletion);
         if (change === 'skip') continue;
-        const who = authorOf.get(seq) ?? { user: null, displayName: null };
+        const who = authorOf.get(seq) ?? NO_AUTHOR;
         const piece = content.slice(from - item.id.clock, to - item.id.clock);
         const author = who.displayName ?? who.user;
         const last = runs[runs.length - 1];
