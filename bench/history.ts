@@ -2,10 +2,13 @@
 //
 // The log is a real editing trace (traces/, one Yjs update per transaction)
 // appended through the event store as the server does (grouped appends,
-// background compaction at the default thresholds), three authors taking
-// turns in runs. The last 499 updates are appended after compaction caught
-// up, so the log ends with the longest tail the default thresholds allow.
-// Then, each repetition on a freshly started `palimpsest serve`:
+// background compaction at the default thresholds, given time to keep up as
+// it has when people type), three authors taking turns in runs. The last 499
+// updates come after the latest snapshot: the longest tail the default
+// thresholds allow. Then, each repetition on a freshly started
+// `palimpsest serve`, timed twice: as the process' very first request, and on
+// a second fresh server after one request to another document (the process
+// warm, as when people use it; this document's reads as new):
 //   - the first page of versions (GET /versions, the panel's first request);
 //   - authorship of the latest state (GET /authorship);
 //   - previews: the state at a random seq (GET /state?at=<seq>), and at the
@@ -35,6 +38,9 @@ export interface HistoryBenchResult {
   /** Median ms of each read, each repetition on a freshly started server. */
   versionsFirstPageMs: number;
   authorshipMs: number;
+  /** The same two as the very first request of a server process (cold code). */
+  coldProcessVersionsMs: number;
+  coldProcessAuthorshipMs: number;
   previewRandomMs: number;
   previewWorstMs: number;
   /** The seq of the worst preview and the entries replayed for it. */
@@ -66,6 +72,8 @@ export async function runHistoryBench(options: HistoryBenchOptions): Promise<His
   progress(`history: appending ${updates.length} updates through the event store`);
   for (const [from, to] of [[0, tailStart], [tailStart, updates.length]]) {
     for (let i = from; i < to; i += 100) {
+      // Compaction keeps up with typing people; here it is given the time to.
+      if (i % COMPACT_AFTER_ENTRIES === 0) await store.compactionsIdle();
       await Promise.all(updates.slice(i, Math.min(to, i + 100)).map((update, k) => {
         const author = AUTHORS[Math.floor((i + k) / AUTHOR_RUN) % AUTHORS.length];
         return store.append(docName, update, { instanceId: 'bench', user: author.toLowerCase(), displayName: author });
@@ -91,22 +99,37 @@ export async function runHistoryBench(options: HistoryBenchOptions): Promise<His
   const rng = prng.create(0x4157);
   const versionTimes: number[] = [];
   const authorshipTimes: number[] = [];
+  const coldVersionTimes: number[] = [];
+  const coldAuthorshipTimes: number[] = [];
   const randomTimes: number[] = [];
   const worstTimes: number[] = [];
   let versionCount = 0;
   progress(`history: ${options.repetitions} repetitions, each on a freshly started server`);
+  const timer = (port: number) => async (path: string, doc = docName): Promise<{ ms: number; body: Uint8Array }> => {
+    const started = performance.now();
+    const response = await fetch(`http://127.0.0.1:${port}/api/documents/${doc}${path}`);
+    const body = new Uint8Array(await response.arrayBuffer());
+    const ms = performance.now() - started;
+    if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${new TextDecoder().decode(body)}`);
+    return { ms, body };
+  };
   for (let rep = -1; rep < options.repetitions; rep++) {
-    const server = await startBenchServer(['palimpsest', '--data', dbPath]);
-    const base = `http://127.0.0.1:${server.port}/api/documents/${docName}`;
+    const cold = await startBenchServer(['palimpsest', '--data', dbPath]);
     try {
-      const timed = async (path: string): Promise<{ ms: number; body: Uint8Array }> => {
-        const started = performance.now();
-        const response = await fetch(`${base}${path}`);
-        const body = new Uint8Array(await response.arrayBuffer());
-        const ms = performance.now() - started;
-        if (response.status !== 200) throw new Error(`GET ${path}: ${response.status} ${new TextDecoder().decode(body)}`);
-        return { ms, body };
-      };
+      const timed = timer(cold.port);
+      const versions = await timed('/versions');
+      const authorship = await timed('/authorship');
+      if (rep >= 0) {
+        coldVersionTimes.push(versions.ms);
+        coldAuthorshipTimes.push(authorship.ms);
+      }
+    } finally {
+      await cold.stop();
+    }
+    const server = await startBenchServer(['palimpsest', '--data', dbPath]);
+    try {
+      const timed = timer(server.port);
+      await timed('/versions', 'another-document');
       const versions = await timed('/versions');
       const page = JSON.parse(new TextDecoder().decode(versions.body)) as { versions: unknown[] };
       versionCount = page.versions.length;
@@ -132,6 +155,7 @@ export async function runHistoryBench(options: HistoryBenchOptions): Promise<His
   return {
     trace: trace.name, entries: info.seq, snapshots, versions: versionCount, finalLength: text.length,
     versionsFirstPageMs: median(versionTimes), authorshipMs: median(authorshipTimes),
+    coldProcessVersionsMs: median(coldVersionTimes), coldProcessAuthorshipMs: median(coldAuthorshipTimes),
     previewRandomMs: median(randomTimes), previewWorstMs: median(worstTimes), worstSeq, worstReplay,
   };
 }

@@ -20,6 +20,8 @@ export interface VersionName {
   name: string;
   /** Who named it (user id), null without authentication. */
   user: string | null;
+  /** The name they go by (their token's name claim, else what their editor announced); null when neither was given. */
+  displayName?: string | null;
   createdAt: Date;
   /** Set when a restore logged this entry: the seq whose state it brought back. */
   restoredFrom: number | null;

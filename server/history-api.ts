@@ -24,6 +24,8 @@ export interface HistoryRouteTools {
   allow(method: string, allowed: Array<'GET' | 'POST'>): void;
   readJson(request: IncomingMessage): Promise<unknown>;
   sendJson(response: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
+  /** The display name a write by this request is recorded under (api.ts callerName). */
+  callerName(request: IncomingMessage, body: { displayName?: unknown }): string | null;
 }
 
 export const DEFAULT_PAUSE_SECONDS = STORED_GROUP_PAUSE_MS / 1000;
@@ -50,6 +52,8 @@ export interface Version {
   /** Items deleted, in the same unit as `added`. */
   removed: number;
   name: string | null;
+  /** Who gave the name (for a restore, who restored); null when unnamed. */
+  namedBy: VersionAuthor | null;
   restoredFrom: number | null;
 }
 
@@ -65,14 +69,15 @@ export async function handleHistoryRoute(
     allow(method, ['GET', 'POST']);
     if (method === 'POST') {
       const user = await options.authorize(request, doc, 'write');
-      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown };
+      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown; displayName?: unknown };
       const name = typeof body.name === 'string' ? body.name.trim() : '';
       if (name === '' || name.length > MAX_NAME_LENGTH) {
         throw new ApiError(400, 'BAD_REQUEST', `body must be {"seq": <seq>, "name": "<1-${MAX_NAME_LENGTH} characters>"} (or "at": "<ISO time>" for seq)`);
       }
       const seq = await seqFromBody(store, doc, body, tools);
-      await store.nameVersion(doc, { seq, name, user, createdAt: new Date(), restoredFrom: null });
-      sendJson(response, 200, { doc, seq, name });
+      const displayName = tools.callerName(request, body);
+      await store.nameVersion(doc, { seq, name, user, displayName, createdAt: new Date(), restoredFrom: null });
+      sendJson(response, 200, { doc, seq, name, namedBy: { user, displayName } });
       return true;
     }
     await options.authorize(request, doc, 'read');
@@ -283,6 +288,10 @@ function splitAtNames(group: RawGroup, names: Map<number, VersionName>): RawGrou
   return parts;
 }
 
+function namedBy(name: VersionName | undefined): VersionAuthor | null {
+  return name === undefined ? null : { user: name.user, displayName: name.displayName ?? null };
+}
+
 function versionOf(part: RawGroup, members: Member[], names: Map<number, VersionName>): Version {
   const authors = new Map<string, VersionAuthor>();
   let added = 0;
@@ -298,7 +307,7 @@ function versionOf(part: RawGroup, members: Member[], names: Map<number, Version
   return {
     fromSeq: part.from, toSeq: part.to, startedAt: oldest.receivedAt.toISOString(), endedAt: newest.receivedAt.toISOString(),
     authors: [...authors.values()], entries: members.length, added, removed,
-    name: names.get(part.to)?.name ?? null, restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+    name: names.get(part.to)?.name ?? null, namedBy: namedBy(names.get(part.to)), restoredFrom: names.get(part.from)?.restoredFrom ?? null,
   };
 }
 
@@ -322,7 +331,7 @@ async function storedVersions(store: EventStore, doc: string, parts: RawGroup[],
       entries: part.to - part.from + 1,
       added: last.group.added - first.group.added + first.added,
       removed: last.group.removed - first.group.removed + first.removed,
-      name: names.get(part.to)?.name ?? null, restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+      name: names.get(part.to)?.name ?? null, namedBy: namedBy(names.get(part.to)), restoredFrom: names.get(part.from)?.restoredFrom ?? null,
     });
   }
   return versions;

@@ -43,6 +43,8 @@ export interface CollabServerOptions {
   onFrame?: TransportOptions['onFrame'];
   /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
   authorizeApi?: ApiOptions['authorize'];
+  /** The token name of a request authorizeApi let through. */
+  tokenName?: ApiOptions['tokenName'];
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
@@ -107,6 +109,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   const apiOptions: ApiOptions = {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     authorize: options.authorizeApi ?? (async () => null),
+    tokenName: options.tokenName,
     changes: changeFeed,
     webhooks: webhooks ?? undefined,
     content: createContentApi({ store, hocuspocus, instanceId: config.instanceId, logger, maxUpdateBytes: config.limits.maxMessageBytes }),

@@ -42,6 +42,8 @@ export interface Security {
   /** How long (ms) the socket must not be read after this frame (0: go on). */
   onFrame(ws: WebSocket, request: IncomingMessage): number;
   authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<string | null>;
+  /** The `name` claim of the token of a request authorizeApi let through (null: no token, or no name in it). */
+  tokenName(request: IncomingMessage): string | null;
   /** Throws an ApiError when `request` may not read /metrics. */
   authorizeMetrics(request: IncomingMessage): Promise<void>;
 }
@@ -237,6 +239,8 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
     },
   };
 
+  // Names of the tokens of API requests already authorized, for the entries and names they write.
+  const tokenNames = new WeakMap<IncomingMessage, string | null>();
   return {
     verifier,
     extension,
@@ -301,7 +305,12 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
           { path: request.url, user: grant.user.id, address: clientAddressOf(request, trustedProxies) });
         throw new ApiError(403, 'FORBIDDEN', `the token does not grant ${access} access to ${what}`);
       }
+      tokenNames.set(request, grant.user.name);
       return grant.user.id;
+    },
+
+    tokenName(request) {
+      return tokenNames.get(request) ?? null;
     },
 
     async authorizeMetrics(request) {

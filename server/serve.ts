@@ -66,7 +66,7 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     extensions: fanout === null ? [security.extension] : [security.extension, fanout.extension],
     readinessChecks: fanout === null ? [] : [fanout.readinessCheck],
     admit: security.admit, context: security.context, onFrame: security.onFrame,
-    authorizeApi: security.authorizeApi, authorizeMetrics: security.authorizeMetrics,
+    authorizeApi: security.authorizeApi, tokenName: security.tokenName, authorizeMetrics: security.authorizeMetrics,
   });
   let host: string;
   let port: number;

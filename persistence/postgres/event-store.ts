@@ -672,19 +672,20 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${lastSeq})`);
       }
       await client.query(
-        `INSERT INTO version_names (doc, seq, name, "user", created_at, restored_from) VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO version_names (doc, seq, name, "user", created_at, restored_from, display_name) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (doc, seq) DO UPDATE SET name = excluded.name, "user" = excluded."user", created_at = excluded.created_at,
+           display_name = excluded.display_name,
            restored_from = coalesce(excluded.restored_from, version_names.restored_from)`,
-        [doc, version.seq, version.name, version.user, version.createdAt.toISOString(), version.restoredFrom]);
+        [doc, version.seq, version.name, version.user, version.createdAt.toISOString(), version.restoredFrom, version.displayName ?? null]);
     });
   }
 
   async versionNames(doc: string): Promise<VersionName[]> {
     return this.reading(async (client) => (await client.query<{
-      seq: number; name: string; user: string | null; created_at: Date; restored_from: number | null;
-    }>('SELECT seq, name, "user", created_at, restored_from FROM version_names WHERE doc = $1 ORDER BY seq', [doc])).rows
+      seq: number; name: string; user: string | null; created_at: Date; restored_from: number | null; display_name: string | null;
+    }>('SELECT seq, name, "user", created_at, restored_from, display_name FROM version_names WHERE doc = $1 ORDER BY seq', [doc])).rows
       .map((r) => ({
-        seq: Number(r.seq), name: r.name, user: r.user, createdAt: r.created_at, restoredFrom: r.restored_from === null ? null : Number(r.restored_from),
+        seq: Number(r.seq), name: r.name, user: r.user, displayName: r.display_name, createdAt: r.created_at, restoredFrom: r.restored_from === null ? null : Number(r.restored_from),
       })));
   }
 

@@ -95,7 +95,8 @@ const migrations: string[] = [
   // at the default pause with the group's running counts. NULL on entries
   // logged before (readers then work them out from update_bytes). The
   // partial index lists where groups start, so a page of versions reads
-  // one row per version. authorship_blocks: the created ids and authors of
+  // one row per version. version_names.display_name: the name of whoever
+  // named a version. authorship_blocks: the created ids and authors of
   // whole blocks of entries, packed (server/authorship-index.ts), written
   // by the first authorship read past a block; a cache, rebuilt from the log.
   `
@@ -110,6 +111,7 @@ const migrations: string[] = [
     ADD COLUMN group_start bigint, ADD COLUMN group_user text, ADD COLUMN group_name text,
     ADD COLUMN group_added bigint, ADD COLUMN group_removed bigint;
   CREATE INDEX updates_group_starts ON updates (doc, seq) WHERE group_start = seq;
+  ALTER TABLE version_names ADD COLUMN display_name text;
   `,
 ];
 

@@ -48,8 +48,10 @@ export interface Statements {
     seq: number; received_at: number; instance_id: string; user: string | null; display_name: string | null; size: number; update_bytes: Uint8Array;
   }>;
   seqAtTime: Statement<[number, number], { seq: number | null }>;
-  upsertVersionName: Statement<[number, number, string, string | null, number, number | null]>;
-  versionNames: Statement<[number], { seq: number; name: string; user: string | null; created_at: number; restored_from: number | null }>;
+  upsertVersionName: Statement<[number, number, string, string | null, number, number | null, string | null]>;
+  versionNames: Statement<[number], {
+    seq: number; name: string; user: string | null; created_at: number; restored_from: number | null; display_name: string | null;
+  }>;
   latestSnapshotAtOrBefore: Statement<[number, number], { seq: number; state: Uint8Array; coverage: Uint8Array } | undefined>;
   insertSnapshot: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   snapshotsOf: Statement<[number], { seq: number; created_at: number; size: number }>;
@@ -153,10 +155,11 @@ function prepareStatements(db: SqliteDatabase): Statements {
        WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
     seqAtTime: db.prepare('SELECT max(seq) AS seq FROM updates WHERE doc_id = ? AND received_at <= ?'),
     upsertVersionName: db.prepare(
-      `INSERT INTO version_names (doc_id, seq, name, user, created_at, restored_from) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO version_names (doc_id, seq, name, user, created_at, restored_from, display_name) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (doc_id, seq) DO UPDATE SET name = excluded.name, user = excluded.user, created_at = excluded.created_at,
+         display_name = excluded.display_name,
          restored_from = coalesce(excluded.restored_from, version_names.restored_from)`),
-    versionNames: db.prepare('SELECT seq, name, user, created_at, restored_from FROM version_names WHERE doc_id = ? ORDER BY seq'),
+    versionNames: db.prepare('SELECT seq, name, user, created_at, restored_from, display_name FROM version_names WHERE doc_id = ? ORDER BY seq'),
     latestSnapshotAtOrBefore: db.prepare(
       'SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1'),
     insertSnapshot: db.prepare(

@@ -536,7 +536,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       if (row === undefined || version.seq < 1 || version.seq > row.last_seq) {
         throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${row?.last_seq ?? 0})`);
       }
-      statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom);
+      statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom, version.displayName ?? null);
     }).immediate();
   }
 
@@ -545,7 +545,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
     return statements.versionNames.all(row.id).map((r) => ({
-      seq: r.seq, name: r.name, user: r.user, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
+      seq: r.seq, name: r.name, user: r.user, displayName: r.display_name, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
     }));
   }
 

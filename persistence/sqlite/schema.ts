@@ -101,7 +101,8 @@ const migrations: string[] = [
   // at the default pause with the group's running counts. NULL on entries
   // logged before (readers then work them out from update_bytes). The
   // partial index lists where groups start, so a page of versions reads
-  // one row per version. authorship_blocks: the created ids and authors of
+  // one row per version. version_names.display_name: the name of whoever
+  // named a version. authorship_blocks: the created ids and authors of
   // whole blocks of entries, packed (server/authorship-index.ts), written
   // by the first authorship read past a block; a cache, rebuilt from the log.
   `
@@ -121,6 +122,7 @@ const migrations: string[] = [
   ALTER TABLE updates ADD COLUMN group_added INTEGER;
   ALTER TABLE updates ADD COLUMN group_removed INTEGER;
   CREATE INDEX updates_group_starts ON updates (doc_id, seq) WHERE group_start = seq;
+  ALTER TABLE version_names ADD COLUMN display_name TEXT;
   `,
 ];
 
