@@ -16,6 +16,7 @@ import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
 import { createChangeFeed } from './change-feed.js';
 import { createContentApi } from './content-api.js';
+import { applyCors } from './cors.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -146,7 +147,10 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
       response.end(body);
       return;
     }
-    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(request, response, url, apiOptions);
+    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) {
+      if (applyCors(request, response, config.auth.corsOrigins)) return;
+      return handleApi(request, response, url, apiOptions);
+    }
     if (await serveStatic(request, response, url.pathname, staticMounts)) return;
     sendJson(response, 404, { error: { code: 'NOT_FOUND', message: `nothing at ${url.pathname}` } });
   }
