@@ -100,6 +100,13 @@ export async function handleHistoryRoute(
     sendJson(response, 200, { doc, exists: true, seq: info.seq, pauseSeconds, units: 'characters', ...page });
     return true;
   }
+  if (action === 'authors') {
+    allow(method, ['GET']);
+    await options.authorize(request, doc, 'read');
+    const info = await store.info(doc);
+    sendJson(response, 200, { doc, seq: info?.seq ?? 0, clients: info === null ? [] : await clientAuthors(store, doc, info.firstRetainedSeq, info.seq) });
+    return true;
+  }
   if (action === 'authorship') {
     allow(method, ['GET']);
     await options.authorize(request, doc, 'read');
@@ -409,6 +416,27 @@ function piecesOf(index: RangeIndex, client: number, start: number, end: number)
 }
 
 const NO_AUTHOR: EntryAuthor = { user: null, displayName: null };
+
+/**
+ * Who each Yjs client id that wrote to the retained log is (the author of its
+ * first entry: a client id belongs to one editor), so an editor can colour
+ * the live text by author itself, item by item.
+ */
+export async function clientAuthors(store: EventStore, doc: string, firstRetainedSeq: number | null, lastSeq: number): Promise<Array<{
+  client: number; user: string | null; displayName: string | null;
+}>> {
+  const bySeq: EntryAuthor[] = [];
+  const byClient = new Map<number, EntryAuthor>();
+  if (firstRetainedSeq !== null) {
+    await readAuthorshipIndex(store, doc, firstRetainedSeq, lastSeq, {
+      entry: (seq, author) => { bySeq[seq] = author; },
+      range: (client, _clock, _length, seq) => {
+        if (!byClient.has(client)) byClient.set(client, bySeq[seq]);
+      },
+    });
+  }
+  return [...byClient].map(([client, author]) => ({ client, user: author.user, displayName: author.displayName }));
+}
 
 export async function authorshipAt(
   store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null, lastSeq: number = at,
