@@ -339,6 +339,30 @@ export const openApiDocument = {
         },
       },
     },
+    '/api/documents/{doc}/authors': {
+      get: {
+        summary: 'Who each Yjs client id that wrote to the retained log is (the author of its first entry), for colouring the live text by author',
+        parameters: [docParam],
+        responses: {
+          200: {
+            description: 'The client ids',
+            content: json({
+              type: 'object', required: ['doc', 'seq', 'clients'],
+              properties: {
+                doc: { type: 'string' }, seq: { type: 'integer' },
+                clients: {
+                  type: 'array',
+                  items: { type: 'object', required: ['client', 'user', 'displayName'], properties: {
+                    client: { type: 'integer' }, user: { type: ['string', 'null'] }, displayName: { type: ['string', 'null'] },
+                  } },
+                },
+              },
+            }),
+          },
+          ...documentErrors,
+        },
+      },
+    },
     '/api/documents/{doc}/authorship': {
       get: {
         summary: 'Who wrote each run of text present at a seq, block by block; with since, also what was inserted and removed after since',

@@ -275,6 +275,11 @@ test('a read token reads versions and authorship; naming needs write access; ent
   const path = `${server.http}/api/documents/team`;
   const page = await json<VersionsPage>(await fetch(`${path}/versions`, { headers: read }));
   assert.deepEqual(page.versions[0].authors, [{ user: 'u-1', displayName: 'Ada Lovelace' }]);
+  // Who each Yjs client id is, for colouring the live text in the editor.
+  const authors = await json<{ clients: Array<{ client: number; user: string | null; displayName: string | null }> }>(
+    await fetch(`${path}/authors`, { headers: read }));
+  assert.deepEqual(authors.clients, [{ client: writer.doc.clientID, user: 'u-1', displayName: 'Ada Lovelace' }]);
+  assert.equal((await fetch(`${path}/authors`)).status, 401);
   assert.equal((await json<Authorship>(await fetch(`${path}/authorship`, { headers: read }))).authors[0].author, 'Ada Lovelace');
   const refused = await fetch(`${path}/versions`, { method: 'POST', headers: read, body: JSON.stringify({ seq: 1, name: 'mine' }) });
   assert.equal(refused.status, 403);
