@@ -371,10 +371,18 @@ export interface AuthorshipBlock {
  */
 type RangeIndex = Map<number, number[]>;
 
+/** The last client added to and its ranges: consecutive entries are mostly by one client. */
+let lastAdded: { index: RangeIndex; client: number; ranges: number[] } | null = null;
+
 function addRange(index: RangeIndex, client: number, start: number, end: number, seq: number): void {
+  if (lastAdded !== null && lastAdded.index === index && lastAdded.client === client) {
+    lastAdded.ranges.push(start, end, seq);
+    return;
+  }
   let ranges = index.get(client);
   if (ranges === undefined) index.set(client, ranges = []);
   ranges.push(start, end, seq);
+  lastAdded = { index, client, ranges };
 }
 
 function sortIndex(index: RangeIndex): void {
@@ -495,6 +503,7 @@ export async function authorshipAt(
       }
     }
   }
+  lastAdded = null;
   sortIndex(created);
   const deletedSeq = (client: number, clock: number): number => firstDeletion.get(client)?.get(clock) ?? 0;
   /** [from, to) split where the deleting entry changes (Yjs merges neighbouring deleted items). */
@@ -521,6 +530,18 @@ export async function authorshipAt(
       if (!item.content.isCountable() || (item.deleted && since === null)) continue;
       const content = item.content instanceof Y.ContentString ? item.content.str
         : '\ufffc'.repeat(item.length);
+      if (since === null) {
+        // The common case, without the pieces' arrays: what each logged range of the item wrote.
+        for (const [from, to, seq] of piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length)) {
+          const who = authorOf.get(seq) ?? NO_AUTHOR;
+          const author = who.displayName ?? who.user;
+          const piece = from === item.id.clock && to === item.id.clock + item.length ? content : content.slice(from - item.id.clock, to - item.id.clock);
+          const last = runs[runs.length - 1];
+          if (last !== undefined && last.author === author) last.text += piece;
+          else runs.push({ text: piece, author, user: who.user, seq });
+        }
+        continue;
+      }
       const pieces = piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length).flatMap(([from, to, seq]) =>
         item.deleted && since !== null
           ? byDeletion(item.id.client, from, to).map(([a, b, deletion]): [number, number, number, number] => [a, b, seq, deletion])
