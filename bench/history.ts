@@ -6,9 +6,11 @@
 // it has when people type), three authors taking turns in runs. The last 499
 // updates come after the latest snapshot: the longest tail the default
 // thresholds allow. Then, each repetition on a freshly started
-// `palimpsest serve`, timed twice: as the process' very first request, and on
-// a second fresh server after one request to another document (the process
-// warm, as when people use it; this document's reads as new):
+// `palimpsest serve`, timed twice: as the process' very first requests, and on
+// a second fresh server after an editor opened the document over WebSocket
+// and closed it again (what happens before anyone opens the History panel:
+// the editor it sits in loads the document; the reads themselves start from
+// the store as before):
 //   - the first page of versions (GET /versions, the panel's first request);
 //   - authorship of the latest state (GET /authorship);
 //   - previews: the state at a random seq (GET /state?at=<seq>), and at the
@@ -18,7 +20,7 @@ import { join } from 'node:path';
 import * as prng from 'lib0/prng';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
-import { readTrace, traceUpdates } from './cold-load.js';
+import { firstSync, readTrace, traceUpdates } from './cold-load.js';
 import { startBenchServer } from './server-process.js';
 
 export interface HistoryBenchOptions {
@@ -132,7 +134,8 @@ export async function runHistoryBench(options: HistoryBenchOptions): Promise<His
     const server = await startBenchServer(['palimpsest', '--data', dbPath]);
     try {
       const timed = timer(server.port);
-      await timed('/versions', 'another-document');
+      const { length } = await firstSync(server.url, docName);
+      if (length !== text.length) throw new Error(`the editor's sync gave ${length} characters, the trace ends with ${text.length}`);
       const versions = await timed('/versions');
       const page = JSON.parse(new TextDecoder().decode(versions.body)) as { versions: unknown[] };
       versionCount = page.versions.length;
