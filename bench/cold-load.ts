@@ -247,7 +247,8 @@ async function timeFirstSyncs(serverArgs: string[], repetitions: number, expecte
   return times;
 }
 
-function firstSync(url: string, documentName: string): Promise<{ ms: number; length: number }> {
+/** One fresh client's sync of `documentName`: socket open until sync step 2 (with the state) arrives; then it closes. */
+export function firstSync(url: string, documentName: string): Promise<{ ms: number; length: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, { perMessageDeflate: false });

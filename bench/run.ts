@@ -16,6 +16,8 @@
 //            and a few subscribers of the all-documents feed;
 //   webhooks - bench/webhooks.ts: delivery to a local receiver, and the
 //            server CPU per logged update with webhooks on vs off;
+//   history - bench/history.ts: version list, preview and authorship reads
+//            over a 100,000-entry log, each on a freshly started server;
 //   redis  - bench/redis-latency.js, when that module is built and
 //            redis-server is on the PATH (or --redis is given).
 // Every server runs in its own child process (bench/server-child.ts), on
@@ -31,6 +33,7 @@ import Database from 'better-sqlite3';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
 import { runFeedBench, type FeedRow } from './feed.js';
+import { runHistoryBench, type HistoryBenchResult } from './history.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
@@ -54,6 +57,8 @@ Sections (default: all that can run):
           (delivery latency, events/s, server CPU per event); all-documents feed
   webhooks  webhook delivery to a local receiver that checks signatures; server CPU
           per logged update with webhooks on vs off (same load as ack's typing load)
+  history version list (first page), preview of a version (state at a seq)
+          and authorship over the trace as a 100,000-entry log, on fresh servers
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
 
 Options:
@@ -73,7 +78,7 @@ Options:
   --feed-subscribers <n>  event-stream subscribers of the busy document (default 1000)
   --feed-writers <n>    WebSocket clients editing it (default 10)
   --feed-rate <n>       their updates per second in all (default 20)
-  --trace <file>        editing trace for the cold load (default automerge-paper)
+  --trace <file>        editing trace for the cold load and history (default automerge-paper)
   --transactions <n>    trace transactions replayed (default 100000)
   --dir <path>          where the SQLite files go (default: a new folder in ${tmpdir()})
   --redis / --no-redis  force / skip the redis section
@@ -154,7 +159,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'yws', 'feed', 'webhooks', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'yws', 'feed', 'webhooks', 'history', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -407,6 +412,35 @@ function coldTables(result: ColdLoadResult): string {
       ['mode', 'synchronous', 'appends', 'appends/s'],
       result.replay.map((r) => [r.mode, r.synchronous, r.appends, r.appendsPerSecond])),
   ].join('\n');
+}
+
+// ---------------------------------------------------------------- history section
+
+function historyGoals(result: HistoryBenchResult): GoalLine[] {
+  return [
+    { goal: 'versions, first page on a fresh server (after an editor opened the document): under 50 ms', met: result.versionsFirstPageMs < 50, detail: `${format(result.versionsFirstPageMs)} ms` },
+    {
+      goal: 'preview of a version at the worst point of the compaction cycle: under 100 ms', met: result.previewWorstMs < 100,
+      detail: `${format(result.previewWorstMs)} ms (seq ${format(result.worstSeq)}, ${result.worstReplay} entries after its snapshot)`,
+    },
+    { goal: 'authorship of the latest state on a fresh server (after an editor opened the document): under 200 ms', met: result.authorshipMs < 200, detail: `${format(result.authorshipMs)} ms` },
+  ];
+}
+
+function historyTable(result: HistoryBenchResult): string {
+  return table(
+    `History reads: ${result.trace}, ${format(result.entries)} log entries by 3 authors (snapshots at ${result.snapshots.map(format).join(', ')}), ` +
+    `final text ${format(result.finalLength)} characters; each repetition on freshly started servers, median of ${settings.coldRepetitions}`,
+    ['what', 'ms'],
+    [
+      [`GET /versions (first page: ${result.versions} versions), new server, after an editor opened the document`, result.versionsFirstPageMs],
+      ['GET /authorship of the latest state, then', result.authorshipMs],
+      ['GET /versions as the very first request of a server process', result.coldProcessVersionsMs],
+      ['GET /authorship as the second request of a server process', result.coldProcessAuthorshipMs],
+      ['GET /state?at=<random seq> (preview)', result.previewRandomMs],
+      [`GET /state?at=${result.worstSeq} (preview, ${result.worstReplay} entries after its snapshot)`, result.previewWorstMs],
+    ],
+  );
 }
 
 // ---------------------------------------------------------------- yws section
@@ -682,6 +716,17 @@ try {
     report.cold = result;
     goals.push(...coldGoals(result));
     out.push(coldTables(result));
+  }
+  if (sections.has('history') && !existsSync(values.trace)) {
+    report.history = { skipped: `no trace at ${values.trace}` };
+    out.push(`History section skipped: no trace at ${values.trace} (pass --trace <file>)\n`);
+  } else if (sections.has('history')) {
+    const result = await runHistoryBench({
+      tracePath: values.trace, transactions: settings.transactions, dir, repetitions: settings.coldRepetitions, progress,
+    });
+    report.history = result;
+    goals.push(...historyGoals(result));
+    out.push(historyTable(result));
   }
   if (sections.has('burst')) {
     const { bursts, floods } = await runBurstSection(dir, nodeFlags);

@@ -1,7 +1,8 @@
 // The History panel with two people: versions by author, a read-only preview
 // of an older one (the live document stays as it is), a restore that both
 // editors show at once and that the list shows as the restorer's version, and
-// the authorship view colouring each person's text.
+// colour by author on the live text: each person's words in their colour (the
+// legend's), kept up to date as both go on typing.
 
 import { SignJWT } from 'jose';
 import { expect, test } from './fixtures.js';
@@ -24,21 +25,17 @@ test('one person previews an older version and restores it; both editors show it
   const both = 'Ada wrote this first. Bob added this.';
   await expect(editorOf(ada)).toHaveText(both);
 
-  // Bob colours the text by author: each person's words in their own colour, with a legend.
+  // Bob colours the live text by author: each person's words in their own colour, with a legend.
   await bob.getByTestId('history-toggle').click();
   await expect(bob.getByTestId('history-panel')).toBeVisible();
   await bob.getByTestId('authorship-toggle').click();
   const legend = bob.getByTestId('authorship-legend');
   await expect(legend.locator('li[data-author="Ada"]')).toContainText('Ada');
   await expect(legend.locator('li[data-author="Bob"]')).toContainText('Bob');
-  await expect(bob.locator('[data-testid="authorship-view"] [data-author="Ada"]')).toHaveText(['Ada wrote this first.']);
-  await expect(bob.locator('[data-testid="authorship-view"] [data-author="Bob"]')).toHaveText([' Bob added this.']);
-  // (A string: the e2e type check has no DOM library.)
-  const colourOf = (name: string) => bob.evaluate<string>(
-    `getComputedStyle(document.querySelector('[data-testid="authorship-view"] [data-author="${name}"]')).backgroundColor`);
-  const [adaColour, bobColour] = [await colourOf('Ada'), await colourOf('Bob')];
-  expect(adaColour).toMatch(/rgb|color/);
-  expect(adaColour).not.toBe(bobColour);
+  await expect(editorOf(bob).locator('.pal-author[data-author="Ada"]')).toHaveText(['Ada wrote this first.']);
+  await expect(editorOf(bob).locator('.pal-author[data-author="Bob"]')).toHaveText([' Bob added this.']);
+  await expect(editorOf(bob)).toHaveAttribute('contenteditable', 'true');
+  await expectAuthorColours(bob, ['Ada', 'Bob']);
   await bob.screenshot({ path: test.info().outputPath('bob-authorship.png') });
 
   // Ada opens History (from the keyboard) and selects her version, the one before Bob's.
@@ -83,9 +80,41 @@ test('one person previews an older version and restores it; both editors show it
 
   // Bob's list shows it too once it refreshes (his editor changed).
   await bob.getByTestId('authorship-toggle').click();
+  await expect(editorOf(bob).locator('.pal-author')).toHaveCount(0);
   await expect(bob.getByTestId('history-version').first()).toContainText('Restored an earlier version');
   await expect(bob.getByTestId('history-version').first()).toContainText('Ada');
+
+  // Colours on again; what both type from now on is coloured as it appears, in Bob's editor and in Ada's.
+  await bob.getByTestId('authorship-toggle').click();
+  await expect(editorOf(bob).locator('.pal-author[data-author="Ada"]')).toHaveText(['Ada wrote this first.']);
+  await typeAtEnd(ada, ' Then Ada again.');
+  await typeAtEnd(bob, ' And Bob.');
+  await expectConverged([ada, bob]);
+  await expect(editorOf(bob).locator('.pal-author[data-author="Ada"]')).toHaveText(['Ada wrote this first. Then Ada again.']);
+  await expect(editorOf(bob).locator('.pal-author[data-author="Bob"]')).toHaveText([' And Bob.']);
+  await expectAuthorColours(bob, ['Ada', 'Bob']);
+  await bob.screenshot({ path: test.info().outputPath('bob-authorship-live.png') });
 });
+
+/**
+ * Each author's text in the live editor has that author's legend colour (its
+ * underline; the background is the same colour, lighter), and no two authors share one.
+ */
+async function expectAuthorColours(page: import('@playwright/test').Page, names: string[]): Promise<void> {
+  const colours: string[] = [];
+  for (const name of names) {
+    // (Strings: the e2e type check has no DOM library.)
+    const legendColour = await page.evaluate<string>(
+      `getComputedStyle(document.querySelector('[data-testid="authorship-legend"] li[data-author="${name}"] .pal-history__dot')).backgroundColor`);
+    const textColours = await page.evaluate<string[]>(
+      `[...document.querySelectorAll('[data-testid="editor"] .pal-author[data-author="${name}"]')].map((span) => getComputedStyle(span).boxShadow)`);
+    expect(legendColour).toMatch(/^rgb\(/);
+    expect(textColours.length).toBeGreaterThan(0);
+    for (const shadow of textColours) expect(shadow).toContain(legendColour);
+    colours.push(legendColour);
+  }
+  expect(new Set(colours).size).toBe(names.length);
+}
 
 test('at 390 px the History panel sits above the text without covering it, and a preview fits the width', async ({ server, docName, openPeer }) => {
   const ada = await openPeer(demoUrl(server, docName, 'Ada'));
@@ -106,6 +135,12 @@ test('at 390 px the History panel sits above the text without covering it, and a
   await expect(ada.getByTestId('history-restore')).toBeInViewport();
   expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
   await ada.screenshot({ path: test.info().outputPath('phone-preview.png'), fullPage: true });
+  // Colour by author on the phone: the live text coloured, the legend above it, nothing wider than the screen.
+  await ada.getByTestId('authorship-toggle').click();
+  await expect(editorOf(ada).locator('.pal-author[data-author="Ada"]')).toHaveText(['A short note typed on a phone. More.']);
+  await expect(ada.getByTestId('authorship-legend').locator('li[data-author="Ada"]')).toBeVisible();
+  expect(await ada.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+  await ada.screenshot({ path: test.info().outputPath('phone-authorship.png'), fullPage: true });
   // Escape closes the panel and brings the live editor back.
   await ada.getByTestId('history-version').first().focus();
   await ada.keyboard.press('Escape');

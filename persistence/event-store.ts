@@ -5,6 +5,8 @@
 //
 // Every method is async so that a networked backend fits the same shape.
 
+import type { StoredGroup } from './entry-facts.js';
+
 export interface AppendMeta {
   instanceId: string;
   user: string | null;
@@ -18,6 +20,8 @@ export interface VersionName {
   name: string;
   /** Who named it (user id), null without authentication. */
   user: string | null;
+  /** The name they go by (their token's name claim, else what their editor announced); null when neither was given. */
+  displayName?: string | null;
   createdAt: Date;
   /** Set when a restore logged this entry: the seq whose state it brought back. */
   restoredFrom: number | null;
@@ -52,6 +56,41 @@ export interface LogEntry {
   displayName: string | null;
   size: number;
   update: Uint8Array;
+}
+
+/** A log entry as the history reads need it: its metadata and what entry-facts.ts stores with it, without the update. */
+export interface EntrySummary {
+  seq: number;
+  receivedAt: Date;
+  user: string | null;
+  displayName: string | null;
+  added: number;
+  removed: number;
+  /** The Yjs item ids it created (entry-facts.ts createdRanges); only when asked for (withCreated). */
+  created: Uint8Array | null;
+  /** Its version group at the default pause; null for entries logged before groups were stored. */
+  group: StoredGroup | null;
+}
+
+/** Facts of the entries fromSeq..toSeq, packed by the server (server/authorship-index.ts). */
+export interface AuthorshipBlockRecord {
+  fromSeq: number;
+  toSeq: number;
+  data: Uint8Array;
+}
+
+export interface SummaryQuery {
+  /** Seqs from fromSeq to toSeq, both included (default: the whole log). */
+  fromSeq?: number;
+  toSeq?: number;
+  /** Only these seqs (instead of a range). */
+  seqs?: number[];
+  /** Newest first. */
+  descending?: boolean;
+  limit?: number;
+  /** Only entries with a user or a display name. */
+  authored?: boolean;
+  withCreated?: boolean;
 }
 
 export interface DocumentState {
@@ -148,6 +187,14 @@ export interface EventStore {
   /** The state after `seq` (default: the latest). */
   stateAt(doc: string, seq?: number): Promise<DocumentState>;
   entries(doc: string, options?: { afterSeq?: number; limit?: number }): Promise<LogEntry[]>;
+  /** Entries without their updates, with the facts stored beside them (for versions and authorship). */
+  summaries(doc: string, query: SummaryQuery): Promise<EntrySummary[]>;
+  /** Packed blocks of the authorship index whose fromSeq is at most `upToSeq`, by fromSeq (a cache the server fills). */
+  authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]>;
+  /** Keeps a block unless one with its fromSeq exists already. */
+  saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void>;
+  /** Seqs from fromSeq to toSeq (both included) where a stored version group starts, newest first. */
+  groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]>;
   documents(): Promise<string[]>;
   /** The last seq whose entry was received at or before `at` (0 when none). */
   seqAtTime(doc: string, at: Date): Promise<number>;

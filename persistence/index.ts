@@ -4,9 +4,9 @@
 // postgresql:// URL is PostgreSQL (postgres/); both keep the EventStore contract.
 
 export type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
+  AlreadyDeleted, AppendMeta, AuthorshipBlockRecord, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentChange, DocumentInfo, DocumentState,
   FeedEntry, FeedPage, StateRecord,
-  EventStore, LoadedDocument, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
+  EntrySummary, EventStore, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotInfo, SnapshotRecord, VerifyProblem, VerifyReport, VersionName,
 } from './event-store.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
 export { MalformedUpdateError, checkUpdate, type DecodedUpdate } from './coverage.js';
@@ -14,6 +14,7 @@ export type { RetentionPolicy } from './compaction-policy.js';
 export type { SynchronousMode } from './sqlite/database.js';
 export type { SqliteEventStoreOptions } from './sqlite/event-store.js';
 export type { PostgresEventStoreOptions } from './postgres/event-store.js';
+export { STORED_GROUP_PAUSE_MS, authorKey, createdRanges, type StoredGroup } from './entry-facts.js';
 export { computeRestoreUpdate } from './restore.js';
 export { copyStore, type CopyProgress, type CopyReport } from './copy.js';
 export { isPostgresUrl, parsePostgresUrl } from './postgres/url.js';

@@ -125,7 +125,10 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
 
   const doc = decodeDocumentName(segments[1]);
   const action = segments.slice(2).join('/');
-  const historyTools: HistoryRouteTools = { store, authorize: options.authorize, ApiError, allow, readJson, sendJson };
+  const historyTools: HistoryRouteTools = {
+    store, authorize: options.authorize, ApiError, allow, readJson, sendJson,
+    callerName,
+  };
   if (await handleHistoryRoute(request, response, url, doc, action, historyTools)) return;
   switch (action) {
     case '': {
@@ -194,11 +197,12 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
     }
     case 'restore': {
       allow(method, ['POST']);
-      const user = (await options.authorize(request, doc, 'write'))?.id ?? null;
+      const caller = await options.authorize(request, doc, 'write');
+      const user = caller?.id ?? null;
       const body = await readJson(request) as { seq?: unknown; at?: unknown; displayName?: unknown };
       const seq = await restoreTarget(store, doc, body);
-      // The name the restoring editor goes by, so the restore shows as theirs in the history.
-      const displayName = typeof body.displayName === 'string' && body.displayName.trim() !== '' ? body.displayName.trim().slice(0, 100) : null;
+      // The name the restore shows under in the history: the token's, else the one the restoring editor announces.
+      const displayName = callerName(caller, body);
       const info = await store.info(doc);
       if (info === null) {
         if (seq > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${seq}`);
@@ -208,7 +212,7 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq });
       const result = await store.append(doc, update, { instanceId: options.instanceId, user, displayName });
       if (result.seq !== null) {
-        await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, createdAt: new Date(), restoredFrom: seq });
+        await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, displayName, createdAt: new Date(), restoredFrom: seq });
         options.webhooks?.noteRestore(doc, result.seq);
       }
       // Bring the live document (here, and through Redis on other instances) up to date.
@@ -265,6 +269,21 @@ async function webhookRoute(request: IncomingMessage, response: ServerResponse, 
   }
   throw new ApiError(404, 'NOT_FOUND', `no API route ${url.pathname}`);
 }
+
+/**
+ * The display name a restore or a version name is recorded under: the
+ * token's `name` claim when the request has a token that carries one (a name
+ * in the body cannot override it), else the `displayName` the editor sends
+ * (as a WebSocket connection's entries take its token's name, else the name
+ * its awareness announces).
+ */
+export function callerName(caller: ApiCaller | null, body: { displayName?: unknown }): string | null {
+  if (caller !== null && caller.name !== null) return caller.name;
+  const announced = typeof body.displayName === 'string' ? body.displayName.trim() : '';
+  return announced === '' ? null : announced.slice(0, MAX_DISPLAY_NAME);
+}
+
+const MAX_DISPLAY_NAME = 100;
 
 /** The seq a restore body asks for: {"seq": n}, or {"at": "<ISO time>"} for the last seq at or before that time. */
 async function restoreTarget(store: EventStore, doc: string, body: { seq?: unknown; at?: unknown }): Promise<number> {

@@ -38,6 +38,8 @@ export interface AuthConfig {
   insecure: boolean;
   /** Browser origins allowed to open WebSockets; empty = any. */
   allowedOrigins: string[];
+  /** Origins whose pages may call the REST API (CORS); empty = none, "*" = any. */
+  corsOrigins: string[];
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; empty = none. */
   trustedProxies: string[];
 }
@@ -123,6 +125,7 @@ export const serveFlags: Record<string, FlagSpec> = {
   'jwks-file': { env: 'PALIMPSEST_JWKS_FILE', help: 'JWKS file with RS256/ES256 public keys for client tokens' },
   insecure: { env: 'PALIMPSEST_INSECURE', boolean: true, help: 'Allow listening beyond loopback without authentication' },
   'allowed-origins': { env: 'PALIMPSEST_ALLOWED_ORIGINS', help: 'Comma-separated browser origins allowed to connect (default: any)' },
+  'cors-origins': { env: 'PALIMPSEST_CORS_ORIGINS', help: 'Comma-separated origins whose pages may call /api (CORS), or * for any (default: none)' },
   'trusted-proxies': { env: 'PALIMPSEST_TRUSTED_PROXIES', help: 'Comma-separated proxy addresses/CIDR ranges whose X-Forwarded-For is believed (default: none)' },
   'auth-timeout-ms': { env: 'PALIMPSEST_AUTH_TIMEOUT_MS', default: '10000', help: 'Deadline for a new connection to authenticate (4508)' },
   'max-messages-per-second': { env: 'PALIMPSEST_MAX_MESSAGES_PER_SECOND', default: '2000', help: 'Messages per second per connection; a faster sender is slowed, not closed (0 = unlimited)' },
@@ -279,6 +282,7 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
       jwksFile: str('jwks-file') ?? null,
       insecure: values.insecure === true,
       allowedOrigins: list(str('allowed-origins')),
+      corsOrigins: list(str('cors-origins')),
       trustedProxies: list(str('trusted-proxies')),
     },
     limits: {
@@ -305,6 +309,15 @@ export function loadServeConfig(argv: string[], env: Env, defaults: { staticDir:
     if (!/^https?:\/\/[^/]+$/.test(origin)) {
       throw new ConfigError('--allowed-origins', `"${origin}" is not an origin like https://example.com (scheme and host, no path)`);
     }
+  }
+  for (const origin of config.auth.corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/]+$/.test(origin)) {
+      throw new ConfigError('--cors-origins', `"${origin}" is not an origin like https://example.com (scheme and host, no path) or *`);
+    }
+  }
+  if (config.auth.corsOrigins.includes('*') && config.auth.jwtSecret === null && config.auth.jwksFile === null) {
+    throw new ConfigError('--cors-origins',
+      '"*" needs --jwt-secret or --jwks-file: without tokens any website a person visits could read and restore the documents; list the origins instead');
   }
   try {
     parseTrustedProxies(config.auth.trustedProxies);

@@ -3,27 +3,35 @@
 // names for versions, and authorship (who wrote each run of text still there
 // at a seq, and what changed since an earlier seq).
 //
-// Versions read only each entry's metadata and decode its update's structs
-// and delete set to count what it added and removed; nothing is replayed, so
-// a page costs the entries it covers, however long the log. Authorship has to
-// walk the document, so it rebuilds the state at the asked seq once.
+// Neither replays the log. Versions read the facts stored with each entry
+// (persistence entry-facts.ts): at the default pause the groups themselves,
+// so a page reads a few rows per version. Authorship loads the state at the
+// asked seq (a snapshot and its tail) and finds who created each item in the
+// authorship index (authorship-index.ts); only `since` (what was removed
+// after it, by whom) walks the log from the start.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as Y from 'yjs';
-import type { EventStore, LogEntry, VersionName } from '../persistence/index.js';
+import { authorKey, STORED_GROUP_PAUSE_MS, type EntrySummary, type EventStore, type VersionName } from '../persistence/index.js';
+import { readAuthorshipIndex, type EntryAuthor } from './authorship-index.js';
+
+/** Who a request's token names (api.ts ApiCaller): `id` is recorded as the user, `name` is the display name. */
+type HistoryCaller = { id: string; name: string | null };
 
 /** What api.ts hands over: the store, its access check, error type and helpers, so both modules answer alike. */
 export interface HistoryRouteTools {
   store: EventStore;
   /** Checks the caller may `access` the document; returns who the token names (its `id` is the user to record), or throws an API error. */
-  authorize: (request: IncomingMessage, doc: string, access: 'read' | 'write') => Promise<{ id: string } | null>;
+  authorize: (request: IncomingMessage, doc: string, access: 'read' | 'write') => Promise<HistoryCaller | null>;
   ApiError: new (status: number, code: string, message: string) => Error;
   allow(method: string, allowed: Array<'GET' | 'POST'>): void;
   readJson(request: IncomingMessage): Promise<unknown>;
   sendJson(response: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void;
+  /** The display name a write by this request is recorded under (api.ts callerName). */
+  callerName(caller: HistoryCaller | null, body: { displayName?: unknown }): string | null;
 }
 
-export const DEFAULT_PAUSE_SECONDS = 300;
+export const DEFAULT_PAUSE_SECONDS = STORED_GROUP_PAUSE_MS / 1000;
 const DEFAULT_VERSION_LIMIT = 50;
 const MAX_VERSION_LIMIT = 500;
 /** Entries read per query while scanning the log backwards. */
@@ -47,6 +55,8 @@ export interface Version {
   /** Items deleted, in the same unit as `added`. */
   removed: number;
   name: string | null;
+  /** Who gave the name (for a restore, who restored); null when unnamed. */
+  namedBy: VersionAuthor | null;
   restoredFrom: number | null;
 }
 
@@ -61,15 +71,17 @@ export async function handleHistoryRoute(
   if (action === 'versions') {
     allow(method, ['GET', 'POST']);
     if (method === 'POST') {
-      const user = (await options.authorize(request, doc, 'write'))?.id ?? null;
-      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown };
+      const caller = await options.authorize(request, doc, 'write');
+      const user = caller?.id ?? null;
+      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown; displayName?: unknown };
       const name = typeof body.name === 'string' ? body.name.trim() : '';
       if (name === '' || name.length > MAX_NAME_LENGTH) {
         throw new ApiError(400, 'BAD_REQUEST', `body must be {"seq": <seq>, "name": "<1-${MAX_NAME_LENGTH} characters>"} (or "at": "<ISO time>" for seq)`);
       }
       const seq = await seqFromBody(store, doc, body, tools);
-      await store.nameVersion(doc, { seq, name, user, createdAt: new Date(), restoredFrom: null });
-      sendJson(response, 200, { doc, seq, name });
+      const displayName = tools.callerName(caller, body);
+      await store.nameVersion(doc, { seq, name, user, displayName, createdAt: new Date(), restoredFrom: null });
+      sendJson(response, 200, { doc, seq, name, namedBy: { user, displayName } });
       return true;
     }
     await options.authorize(request, doc, 'read');
@@ -92,6 +104,13 @@ export async function handleHistoryRoute(
     sendJson(response, 200, { doc, exists: true, seq: info.seq, pauseSeconds, units: 'characters', ...page });
     return true;
   }
+  if (action === 'authors') {
+    allow(method, ['GET']);
+    await options.authorize(request, doc, 'read');
+    const info = await store.info(doc);
+    sendJson(response, 200, { doc, seq: info?.seq ?? 0, clients: info === null ? [] : await clientAuthors(store, doc, info.firstRetainedSeq, info.seq) });
+    return true;
+  }
   if (action === 'authorship') {
     allow(method, ['GET']);
     await options.authorize(request, doc, 'read');
@@ -101,7 +120,7 @@ export async function handleHistoryRoute(
     const since = await seqParam(store, doc, url, 'since', tools);
     if (at > lastSeq) throw new ApiError(404, 'UNKNOWN_SEQ', `${doc} has no seq ${at} (its last seq is ${lastSeq})`);
     if (since !== null && since > at) throw new ApiError(400, 'BAD_REQUEST', `since (${since}) must not be after at (${at})`);
-    sendJson(response, 200, { doc, exists: info !== null, ...(await authorshipAt(store, doc, at, since, info?.firstRetainedSeq ?? null)) });
+    sendJson(response, 200, { doc, exists: info !== null, ...(await authorshipAt(store, doc, at, since, info?.firstRetainedSeq ?? null, lastSeq)) });
     return true;
   }
   return false;
@@ -153,101 +172,180 @@ function timeParam(url: URL, name: string, tools: HistoryRouteTools): Date | nul
   return time;
 }
 
-interface EntrySummary {
-  seq: number;
-  receivedAt: Date;
-  user: string | null;
-  displayName: string | null;
-  added: number;
-  removed: number;
-}
+/** An entry as grouping needs it. */
+type Member = Pick<EntrySummary, 'seq' | 'receivedAt' | 'user' | 'displayName' | 'added' | 'removed'>;
 
-function summarize(entry: LogEntry): EntrySummary {
-  let added = 0;
-  let removed = 0;
-  const decoded = Y.decodeUpdate(entry.update);
-  for (const struct of decoded.structs) {
-    if (struct instanceof Y.Item && struct.content.isCountable()) added += struct.length;
-  }
-  for (const ranges of decoded.ds.clients.values()) {
-    for (const range of ranges) removed += range.len;
-  }
-  return { seq: entry.seq, receivedAt: entry.receivedAt, user: entry.user, displayName: entry.displayName, added, removed };
-}
-
-/** Who an entry is by, for grouping; null for the server's own changes, which join the version around them. */
-function authorKey(entry: EntrySummary): string | null {
-  if (entry.displayName !== null) return `name:${entry.displayName}`;
-  if (entry.user !== null) return `user:${entry.user}`;
-  return null;
+/** A version before names split it: the seqs [from, to], with its entries when they were read. */
+interface RawGroup {
+  from: number;
+  to: number;
+  /** Newest first; absent for groups stored with the log. */
+  members?: Member[];
 }
 
 /**
- * Groups entries below `before` into versions, newest first. Whether two
- * consecutive entries belong together depends only on the pair (same author
- * or a server change, no pause longer than pauseMs, no name on the older, no
- * restore in the newer), so a page that starts at the previous page's last
- * fromSeq groups exactly as one long listing would.
+ * Groups entries below `before` into versions, newest first. Read oldest
+ * first, an entry joins the version before it unless a pause longer than
+ * pauseMs lies between them, or both it and that version have an author and
+ * they differ (server changes join the version around them); then versions
+ * are cut after a named seq and before a restore. At the default pause the
+ * groups were stored as the entries were written (entry-facts.ts), so a page
+ * reads a few rows per version; at another pause the entries' summaries are
+ * read back from `before` until the page is full. Either way a page that
+ * starts at the previous page's last fromSeq lists exactly what one long
+ * listing would.
  */
 export async function listVersions(store: EventStore, doc: string, window: {
   lastSeq: number; firstSeq: number; before: number; limit: number; pauseMs: number;
 }): Promise<{ versions: Version[]; nextBefore: number | null }> {
   const names = new Map<number, VersionName>((await store.versionNames(doc)).map((n) => [n.seq, n]));
+  const top = Math.min(window.before - 1, window.lastSeq);
   const versions: Version[] = [];
-  let current: { newest: EntrySummary; oldest: EntrySummary; members: EntrySummary[] } | null = null;
-  let top = Math.min(window.before - 1, window.lastSeq);
-  const finish = (): void => {
-    if (current === null) return;
-    const authors = new Map<string, VersionAuthor>();
-    let added = 0;
-    let removed = 0;
-    for (const member of current.members) {
-      added += member.added;
-      removed += member.removed;
-      const key = authorKey(member);
-      if (key !== null && !authors.has(key)) authors.set(key, { user: member.user, displayName: member.displayName });
+  if (top < window.firstSeq) return { versions, nextBefore: null };
+  const [topEntry] = await store.summaries(doc, { seqs: [top] });
+  const stored = window.pauseMs === STORED_GROUP_PAUSE_MS && topEntry?.group != null;
+  const groups = stored ? storedGroups(store, doc, window.firstSeq, top) : scannedGroups(store, doc, window.firstSeq, top, window.pauseMs);
+  for await (const chunk of groups) {
+    const parts = chunk.flatMap((group) => splitAtNames(group, names));
+    const room = parts.slice(0, window.limit - versions.length);
+    versions.push(...(stored ? await storedVersions(store, doc, room, names) : room.map((part) => versionOf(part, part.members!, names))));
+    if (versions.length === window.limit) {
+      const oldest = versions[versions.length - 1].fromSeq;
+      return { versions, nextBefore: oldest > window.firstSeq ? oldest : null };
     }
-    const mark = names.get(current.newest.seq);
-    versions.push({
-      fromSeq: current.oldest.seq, toSeq: current.newest.seq,
-      startedAt: current.oldest.receivedAt.toISOString(), endedAt: current.newest.receivedAt.toISOString(),
-      authors: [...authors.values()], entries: current.members.length, added, removed,
-      name: mark?.name ?? null, restoredFrom: names.get(current.oldest.seq)?.restoredFrom ?? null,
-    });
-    current = null;
-  };
-  scan: while (top >= window.firstSeq) {
-    const from = Math.max(window.firstSeq, top - SCAN_BATCH + 1);
-    const batch = (await store.entries(doc, { afterSeq: from - 1, limit: top - from + 1 })).map(summarize);
-    if (batch.length === 0) break;
-    for (let index = batch.length - 1; index >= 0; index--) {
-      const entry = batch[index];
-      if (current !== null && !belongTogether(entry, current.oldest, current.members, names, window.pauseMs)) {
-        finish();
-        if (versions.length === window.limit) return { versions, nextBefore: entry.seq + 1 };
-      }
-      if (current === null) current = { newest: entry, oldest: entry, members: [entry] };
-      else {
-        current.oldest = entry;
-        current.members.push(entry);
-      }
-      if (entry.seq <= window.firstSeq) break scan;
-    }
-    top = from - 1;
   }
-  finish();
   return { versions, nextBefore: null };
 }
 
-function belongTogether(older: EntrySummary, newer: EntrySummary, members: EntrySummary[], names: Map<number, VersionName>, pauseMs: number): boolean {
-  if (names.has(older.seq)) return false;
-  if (names.get(newer.seq)?.restoredFrom != null) return false;
-  if (newer.receivedAt.getTime() - older.receivedAt.getTime() > pauseMs) return false;
-  const olderKey = authorKey(older);
-  if (olderKey === null) return true;
-  // A server change between two entries does not join two authors: compare with the version's own author.
-  const versionKey = members.map(authorKey).find((key) => key !== null) ?? null;
-  return versionKey === null || versionKey === olderKey;
+/** The groups stored with the log whose seqs lie in [firstSeq, top], newest first, in chunks. */
+async function* storedGroups(store: EventStore, doc: string, firstSeq: number, top: number): AsyncGenerator<RawGroup[]> {
+  const CHUNK = 64;
+  let upper = top;
+  while (upper >= firstSeq) {
+    const starts = await store.groupStarts(doc, { fromSeq: firstSeq, toSeq: upper, limit: CHUNK });
+    const chunk: RawGroup[] = [];
+    for (const start of starts) {
+      chunk.push({ from: start, to: upper });
+      upper = start - 1;
+    }
+    // The oldest group began before the retained log: it shows from the first retained entry.
+    if (starts.length < CHUNK && upper >= firstSeq) {
+      chunk.push({ from: firstSeq, to: upper });
+      upper = firstSeq - 1;
+    }
+    yield chunk;
+  }
+}
+
+/** Groups read back from `top` entry by entry (another pause than the stored one, or a log from before groups were stored). */
+async function* scannedGroups(store: EventStore, doc: string, firstSeq: number, top: number, pauseMs: number): AsyncGenerator<RawGroup[]> {
+  let current: { members: Member[]; key: string | null; trailingUnauthored: number } | null = null;
+  let upper = top;
+  while (upper >= firstSeq) {
+    const batch = await store.summaries(doc, { fromSeq: Math.max(firstSeq, upper - SCAN_BATCH + 1), toSeq: upper, descending: true });
+    if (batch.length === 0) break;
+    const finished: RawGroup[] = [];
+    for (const entry of batch) {
+      const key = authorKey(entry.user, entry.displayName);
+      if (current !== null) {
+        const newer = current.members[current.members.length - 1];
+        if (newer.receivedAt.getTime() - entry.receivedAt.getTime() > pauseMs) {
+          finished.push(rawGroup(current.members));
+          current = null;
+        } else if (key === null) {
+          current.members.push(entry);
+          current.trailingUnauthored += 1;
+          continue;
+        } else if (current.key === null || current.key === key) {
+          current.members.push(entry);
+          current.key = key;
+          current.trailingUnauthored = 0;
+          continue;
+        } else {
+          // Another author: the server changes just after this entry belong to its version.
+          const moved: Member[] = current.members.splice(current.members.length - current.trailingUnauthored);
+          finished.push(rawGroup(current.members));
+          current = { members: [...moved, entry], key, trailingUnauthored: 0 };
+          continue;
+        }
+      }
+      current = { members: [entry], key, trailingUnauthored: key === null ? 1 : 0 };
+    }
+    upper = batch[batch.length - 1].seq - 1;
+    if (finished.length > 0) yield finished;
+  }
+  if (current !== null) yield [rawGroup(current.members)];
+}
+
+function rawGroup(members: Member[]): RawGroup {
+  return { from: members[members.length - 1].seq, to: members[0].seq, members };
+}
+
+/** A group cut after each named seq and before each restore, newest first. */
+function splitAtNames(group: RawGroup, names: Map<number, VersionName>): RawGroup[] {
+  const cuts = new Set<number>();
+  for (const [seq, name] of names) {
+    if (seq >= group.from && seq < group.to) cuts.add(seq + 1);
+    if (name.restoredFrom !== null && seq > group.from && seq <= group.to) cuts.add(seq);
+  }
+  if (cuts.size === 0) return [group];
+  const parts: RawGroup[] = [];
+  let to = group.to;
+  for (const cut of [...cuts].sort((a, b) => b - a)) {
+    parts.push({ from: cut, to, members: group.members?.filter((m) => m.seq >= cut && m.seq <= to) });
+    to = cut - 1;
+  }
+  parts.push({ from: group.from, to, members: group.members?.filter((m) => m.seq <= to) });
+  return parts;
+}
+
+function namedBy(name: VersionName | undefined): VersionAuthor | null {
+  return name === undefined ? null : { user: name.user, displayName: name.displayName ?? null };
+}
+
+function versionOf(part: RawGroup, members: Member[], names: Map<number, VersionName>): Version {
+  const authors = new Map<string, VersionAuthor>();
+  let added = 0;
+  let removed = 0;
+  for (const member of members) {
+    added += member.added;
+    removed += member.removed;
+    const key = authorKey(member.user, member.displayName);
+    if (key !== null && !authors.has(key)) authors.set(key, { user: member.user, displayName: member.displayName });
+  }
+  const newest = members[0];
+  const oldest = members[members.length - 1];
+  return {
+    fromSeq: part.from, toSeq: part.to, startedAt: oldest.receivedAt.toISOString(), endedAt: newest.receivedAt.toISOString(),
+    authors: [...authors.values()], entries: members.length, added, removed,
+    name: names.get(part.to)?.name ?? null, namedBy: namedBy(names.get(part.to)), restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+  };
+}
+
+/** Versions of stored groups from the rows at their ends: the group's running counts and author. */
+async function storedVersions(store: EventStore, doc: string, parts: RawGroup[], names: Map<number, VersionName>): Promise<Version[]> {
+  const ends = new Map((await store.summaries(doc, { seqs: [...new Set(parts.flatMap((p) => [p.from, p.to]))] })).map((e) => [e.seq, e]));
+  const versions: Version[] = [];
+  for (const part of parts) {
+    const first = ends.get(part.from);
+    const last = ends.get(part.to);
+    if (first === undefined || last === undefined || last.group === null || first.group === null) {
+      throw new Error(`${doc}: the entries ${part.from} and ${part.to} of a stored version are missing`);
+    }
+    const whole = first.group.start === part.from;
+    // Within a group every author is the same one: a part that is not the whole group has it when any entry of it has an author.
+    const authored = authorKey(last.group.user, last.group.displayName) !== null &&
+      (whole || (await store.summaries(doc, { fromSeq: part.from, toSeq: part.to, authored: true, limit: 1 })).length > 0);
+    versions.push({
+      fromSeq: part.from, toSeq: part.to, startedAt: first.receivedAt.toISOString(), endedAt: last.receivedAt.toISOString(),
+      authors: authored ? [{ user: last.group.user, displayName: last.group.displayName }] : [],
+      entries: part.to - part.from + 1,
+      added: last.group.added - first.group.added + first.added,
+      removed: last.group.removed - first.group.removed + first.removed,
+      name: names.get(part.to)?.name ?? null, namedBy: namedBy(names.get(part.to)), restoredFrom: names.get(part.from)?.restoredFrom ?? null,
+    });
+  }
+  return versions;
 }
 
 // ---- Authorship ----
@@ -270,33 +368,56 @@ export interface AuthorshipBlock {
   change?: 'inserted' | 'removed';
 }
 
-/** Sorted, non-overlapping [start, end) clock ranges of one client, each with the seq that logged it. */
-type RangeIndex = Map<number, Array<[number, number, number]>>;
+/**
+ * Per client, its clock ranges as flat triples (start, end, seq), sorted by
+ * start and not overlapping: flat arrays, since a long log has a range per
+ * entry and small arrays per range would cost more in garbage than in work.
+ */
+type RangeIndex = Map<number, number[]>;
+
+/** The last client added to and its ranges: consecutive entries are mostly by one client. */
+let lastAdded: { index: RangeIndex; client: number; ranges: number[] } | null = null;
 
 function addRange(index: RangeIndex, client: number, start: number, end: number, seq: number): void {
+  if (lastAdded !== null && lastAdded.index === index && lastAdded.client === client) {
+    lastAdded.ranges.push(start, end, seq);
+    return;
+  }
   let ranges = index.get(client);
   if (ranges === undefined) index.set(client, ranges = []);
-  ranges.push([start, end, seq]);
+  ranges.push(start, end, seq);
+  lastAdded = { index, client, ranges };
 }
 
 function sortIndex(index: RangeIndex): void {
-  for (const ranges of index.values()) ranges.sort((a, b) => a[0] - b[0]);
+  for (const [client, ranges] of index) {
+    let sorted = true;
+    for (let i = 3; i < ranges.length && sorted; i += 3) sorted = ranges[i - 3] <= ranges[i];
+    // Entries come in seq order, and a client's clocks grow with it: sorting is rarely needed.
+    if (sorted) continue;
+    const triples: Array<[number, number, number]> = [];
+    for (let i = 0; i < ranges.length; i += 3) triples.push([ranges[i], ranges[i + 1], ranges[i + 2]]);
+    triples.sort((a, b) => a[0] - b[0]);
+    index.set(client, triples.flat());
+  }
 }
 
 /** The pieces of [start, end) with the seq each was logged in (0 where no entry covers it). */
 function piecesOf(index: RangeIndex, client: number, start: number, end: number): Array<[number, number, number]> {
   const ranges = index.get(client) ?? [];
   let low = 0;
-  let high = ranges.length;
+  let high = ranges.length / 3;
   while (low < high) {
     const mid = (low + high) >> 1;
-    if (ranges[mid][1] <= start) low = mid + 1;
+    if (ranges[mid * 3 + 1] <= start) low = mid + 1;
     else high = mid;
   }
   const pieces: Array<[number, number, number]> = [];
   let at = start;
-  for (let i = low; i < ranges.length && at < end; i++) {
-    const [from, to, seq] = ranges[i];
+  for (let i = low * 3; i < ranges.length && at < end; i += 3) {
+    const from = ranges[i];
+    const to = ranges[i + 1];
+    const seq = ranges[i + 2];
     if (from >= end) break;
     if (from > at) pieces.push([at, from, 0]);
     pieces.push([Math.max(at, from), Math.min(end, to), seq]);
@@ -306,27 +427,73 @@ function piecesOf(index: RangeIndex, client: number, start: number, end: number)
   return pieces;
 }
 
-export async function authorshipAt(store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null): Promise<{
+const NO_AUTHOR: EntryAuthor = { user: null, displayName: null };
+
+/**
+ * Who each Yjs client id that wrote to the retained log is (the author of its
+ * first entry: a client id belongs to one editor), so an editor can colour
+ * the live text by author itself, item by item.
+ */
+export async function clientAuthors(store: EventStore, doc: string, firstRetainedSeq: number | null, lastSeq: number): Promise<Array<{
+  client: number; user: string | null; displayName: string | null;
+}>> {
+  const bySeq: EntryAuthor[] = [];
+  const byClient = new Map<number, EntryAuthor>();
+  if (firstRetainedSeq !== null) {
+    await readAuthorshipIndex(store, doc, firstRetainedSeq, lastSeq, {
+      entry: (seq, author) => { bySeq[seq] = author; },
+      range: (client, _clock, _length, seq) => {
+        if (!byClient.has(client)) byClient.set(client, bySeq[seq]);
+      },
+    });
+  }
+  return [...byClient].map(([client, author]) => ({ client, user: author.user, displayName: author.displayName }));
+}
+
+export async function authorshipAt(
+  store: EventStore, doc: string, at: number, since: number | null, firstRetainedSeq: number | null, lastSeq: number = at,
+): Promise<{
   seq: number; since: number | null; blocks: AuthorshipBlock[]; authors: Array<{ author: string | null; user: string | null; characters: number }>;
 }> {
-  // gc off: deleted items keep their text, which is what "removed since" shows.
-  const ydoc = new Y.Doc({ gc: false });
   const created: RangeIndex = new Map();
-  // Only with `since`: per client, clock → the first entry that deleted it (concurrent deletions may repeat one).
+  // Only with `since`: per client, clock → the first entry that deleted them (concurrent deletions may repeat one).
   const firstDeletion = new Map<number, Map<number, number>>();
-  const authorOf = new Map<number, { user: string | null; displayName: string | null }>();
-  // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
-  const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
-  if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
-  for (let after = start; after < at;) {
-    const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
-    if (entries.length === 0) break;
-    for (const entry of entries) {
-      const decoded = Y.decodeUpdate(entry.update);
-      for (const struct of decoded.structs) {
-        if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
-      }
-      if (since !== null) {
+  // By seq: a dense array, not a Map (a long log has one entry per seq).
+  const authors: EntryAuthor[] = [];
+  const authorOf = { get: (seq: number): EntryAuthor | undefined => authors[seq], set: (seq: number, author: EntryAuthor) => { authors[seq] = author; } };
+  let ydoc: Y.Doc;
+  if (since === null) {
+    // The state at `at`, and who created each of its items from the ids each entry created (stored with it): no replay of the log.
+    // At the last seq (what the live view shows) the latest snapshot and its tail go straight into
+    // the document; elsewhere the state comes encoded. gc off: no clean-up pass over what the tail deleted.
+    ydoc = new Y.Doc({ gc: false });
+    const loaded = lastSeq === at ? await store.load(doc) : null;
+    if (loaded !== null && loaded.seq === at) {
+      Y.transact(ydoc, () => {
+        if (loaded.snapshot !== null) Y.applyUpdate(ydoc, loaded.snapshot.state);
+        for (const update of loaded.tail) Y.applyUpdate(ydoc, update);
+      });
+    } else if (at > 0) {
+      Y.applyUpdate(ydoc, (await store.stateAt(doc, at)).update);
+    }
+    await readAuthorshipIndex(store, doc, firstRetainedSeq ?? at + 1, at, {
+      entry: (seq, author) => authorOf.set(seq, author),
+      range: (client, clock, length, seq) => addRange(created, client, clock, clock + length, seq),
+    });
+  } else {
+    // gc off: deleted items keep their text, which is what "removed since" shows.
+    ydoc = new Y.Doc({ gc: false });
+    // What retention pruned is read from a snapshot: its text shows with no author (seq 0).
+    const start = at === 0 ? 0 : firstRetainedSeq === null ? at : Math.min(firstRetainedSeq - 1, at);
+    if (start > 0) Y.applyUpdate(ydoc, (await store.stateAt(doc, start)).update);
+    for (let after = start; after < at;) {
+      const entries = await store.entries(doc, { afterSeq: after, limit: Math.min(2000, at - after) });
+      if (entries.length === 0) break;
+      for (const entry of entries) {
+        const decoded = Y.decodeUpdate(entry.update);
+        for (const struct of decoded.structs) {
+          if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
+        }
         for (const [client, ranges] of decoded.ds.clients) {
           let clocks = firstDeletion.get(client);
           if (clocks === undefined) firstDeletion.set(client, clocks = new Map());
@@ -334,12 +501,13 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
             for (let clock = range.clock; clock < range.clock + range.len; clock++) if (!clocks.has(clock)) clocks.set(clock, entry.seq);
           }
         }
+        authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
+        Y.applyUpdate(ydoc, entry.update);
+        after = entry.seq;
       }
-      authorOf.set(entry.seq, { user: entry.user, displayName: entry.displayName });
-      Y.applyUpdate(ydoc, entry.update);
-      after = entry.seq;
     }
   }
+  lastAdded = null;
   sortIndex(created);
   const deletedSeq = (client: number, clock: number): number => firstDeletion.get(client)?.get(clock) ?? 0;
   /** [from, to) split where the deleting entry changes (Yjs merges neighbouring deleted items). */
@@ -363,9 +531,21 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
   const textRuns = (text: Y.XmlText | Y.Text): AuthorshipRun[] => {
     const runs: AuthorshipRun[] = [];
     for (let item = text._start; item !== null; item = item.right) {
-      if (!item.content.isCountable()) continue;
+      if (!item.content.isCountable() || (item.deleted && since === null)) continue;
       const content = item.content instanceof Y.ContentString ? item.content.str
         : '\ufffc'.repeat(item.length);
+      if (since === null) {
+        // The common case, without the pieces' arrays: what each logged range of the item wrote.
+        for (const [from, to, seq] of piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length)) {
+          const who = authorOf.get(seq) ?? NO_AUTHOR;
+          const author = who.displayName ?? who.user;
+          const piece = from === item.id.clock && to === item.id.clock + item.length ? content : content.slice(from - item.id.clock, to - item.id.clock);
+          const last = runs[runs.length - 1];
+          if (last !== undefined && last.author === author) last.text += piece;
+          else runs.push({ text: piece, author, user: who.user, seq });
+        }
+        continue;
+      }
       const pieces = piecesOf(created, item.id.client, item.id.clock, item.id.clock + item.length).flatMap(([from, to, seq]) =>
         item.deleted && since !== null
           ? byDeletion(item.id.client, from, to).map(([a, b, deletion]): [number, number, number, number] => [a, b, seq, deletion])
@@ -373,7 +553,7 @@ export async function authorshipAt(store: EventStore, doc: string, at: number, s
       for (const [from, to, seq, deletion] of pieces) {
         const change = changeOf(seq, item.deleted, deletion);
         if (change === 'skip') continue;
-        const who = authorOf.get(seq) ?? { user: null, displayName: null };
+        const who = authorOf.get(seq) ?? NO_AUTHOR;
         const piece = content.slice(from - item.id.clock, to - item.id.clock);
         const author = who.displayName ?? who.user;
         const last = runs[runs.length - 1];

@@ -16,6 +16,7 @@ import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
 import { createChangeFeed } from './change-feed.js';
 import { createContentApi } from './content-api.js';
+import { applyCors } from './cors.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
@@ -49,6 +50,7 @@ export interface CollabServerOptions {
   documentSize?: DocumentSizeGuard;
   /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
   authorizeApi?: ApiOptions['authorize'];
+  /** The token name of a request authorizeApi let through. */
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
@@ -154,7 +156,10 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
       response.end(body);
       return;
     }
-    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(request, response, url, apiOptions);
+    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) {
+      if (applyCors(request, response, config.auth.corsOrigins)) return;
+      return handleApi(request, response, url, apiOptions);
+    }
     if (await serveStatic(request, response, url.pathname, staticMounts)) return;
     sendJson(response, 404, { error: { code: 'NOT_FOUND', message: `nothing at ${url.pathname}` } });
   }

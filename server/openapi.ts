@@ -123,6 +123,13 @@ export const openApiDocument = {
           exists: { type: 'boolean' },
         },
       },
+      VersionAuthor: {
+        type: 'object', required: ['user', 'displayName'],
+        properties: {
+          user: { type: ['string', 'null'], description: 'the token\'s sub; null without authentication' },
+          displayName: { type: ['string', 'null'], description: 'the token\'s name claim, else the displayName the request sent' },
+        },
+      },
       Versions: {
         type: 'object',
         required: ['doc', 'exists', 'seq', 'pauseSeconds', 'units', 'versions', 'nextBefore'],
@@ -137,7 +144,7 @@ export const openApiDocument = {
             type: 'array',
             items: {
               type: 'object',
-              required: ['fromSeq', 'toSeq', 'startedAt', 'endedAt', 'authors', 'entries', 'added', 'removed', 'name', 'restoredFrom'],
+              required: ['fromSeq', 'toSeq', 'startedAt', 'endedAt', 'authors', 'entries', 'added', 'removed', 'name', 'namedBy', 'restoredFrom'],
               properties: {
                 fromSeq: { type: 'integer' }, toSeq: { type: 'integer' },
                 startedAt: { type: 'string', format: 'date-time' }, endedAt: { type: 'string', format: 'date-time' },
@@ -145,6 +152,7 @@ export const openApiDocument = {
                 entries: { type: 'integer' }, added: { type: 'integer' }, removed: { type: 'integer' },
                 name: { type: ['string', 'null'] },
                 restoredFrom: { type: ['integer', 'null'], description: 'set when this version is a restore: the seq it went back to' },
+                namedBy: { oneOf: [{ $ref: '#/components/schemas/VersionAuthor' }, { type: 'null' }], description: 'who named it (for a restore: who restored)' },
               },
             },
           },
@@ -308,7 +316,7 @@ export const openApiDocument = {
             properties: {
               seq: { type: 'integer', minimum: 0 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
-              displayName: { type: 'string', description: 'the name the restoring person goes by; recorded with the entry so the restore shows as theirs' },
+              displayName: { type: 'string', description: 'the name the restoring person goes by, used when the request has no token or its token no name claim (a token\'s name always wins); recorded with the entry so the restore shows as theirs' },
             },
           }),
         },
@@ -345,14 +353,45 @@ export const openApiDocument = {
               seq: { type: 'integer', minimum: 1 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
               name: { type: 'string', minLength: 1, maxLength: 200 },
+              displayName: { type: 'string', description: 'who names it, used when the request has no token or its token no name claim (a token\'s name always wins)' },
             },
           }),
         },
         responses: {
-          200: { description: 'Named', content: json({ type: 'object', required: ['doc', 'seq', 'name'], properties: { doc: { type: 'string' }, seq: { type: 'integer' }, name: { type: 'string' } } }) },
+          200: {
+            description: 'Named',
+            content: json({
+              type: 'object', required: ['doc', 'seq', 'name', 'namedBy'],
+              properties: { doc: { type: 'string' }, seq: { type: 'integer' }, name: { type: 'string' }, namedBy: { $ref: '#/components/schemas/VersionAuthor' } },
+            }),
+          },
           ...documentErrors,
           404: ref('UnknownSeq'),
           413: ref('BodyTooLarge'),
+        },
+      },
+    },
+    '/api/documents/{doc}/authors': {
+      get: {
+        summary: 'Who each Yjs client id that wrote to the retained log is (the author of its first entry), for colouring the live text by author',
+        parameters: [docParam],
+        responses: {
+          200: {
+            description: 'The client ids',
+            content: json({
+              type: 'object', required: ['doc', 'seq', 'clients'],
+              properties: {
+                doc: { type: 'string' }, seq: { type: 'integer' },
+                clients: {
+                  type: 'array',
+                  items: { type: 'object', required: ['client', 'user', 'displayName'], properties: {
+                    client: { type: 'integer' }, user: { type: ['string', 'null'] }, displayName: { type: ['string', 'null'] },
+                  } },
+                },
+              },
+            }),
+          },
+          ...documentErrors,
         },
       },
     },

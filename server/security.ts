@@ -239,6 +239,7 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
     },
   };
 
+  // Names of the tokens of API requests already authorized, for the entries and names they write.
   return {
     verifier,
     extension,

@@ -37,7 +37,7 @@ describe('palimpsest copy', () => {
         instanceId: `host-${k % 3}`, user: k % 2 === 0 ? 'ada' : null, displayName: k % 3 === 0 ? 'Ada L.' : null,
       })));
     }
-    const named = { seq: 700, name: 'before the rewrite', user: 'ada', createdAt: new Date('2026-03-01T10:00:00Z'), restoredFrom: null };
+    const named = { seq: 700, name: 'before the rewrite', user: 'ada', displayName: 'Ada L.', createdAt: new Date('2026-03-01T10:00:00Z'), restoredFrom: null };
     await store.nameVersion('blog', named);
     await store.close();
     // A document whose first entries a retention 'snapshot' compaction dropped.
@@ -93,6 +93,19 @@ describe('palimpsest copy', () => {
     const copied = openEventStore({ data: back });
     t.after(() => copied.close());
     assert.deepEqual(await copied.versionNames('blog'), [named], 'version names survive both copies');
+    // What history reads keep beside each entry (counts, created ids, version groups) is the same in all three stores.
+    const onPostgres = openEventStore({ data: target });
+    t.after(() => onPostgres.close());
+    const original = openEventStore({ data: source, readonly: true });
+    t.after(() => original.close());
+    const facts = async (store: typeof copied, doc: string) => (await store.summaries(doc, { withCreated: true }))
+      .map((s) => [s.seq, s.added, s.removed, Buffer.from(s.created!).toString('hex'), s.group]);
+    for (const doc of ['blog', 'notes']) {
+      const [a, b, c] = await Promise.all([original, onPostgres, copied].map((store) => facts(store, doc)));
+      assert.ok(a.length > 0 && a.every((row) => row[4] !== null), `${doc}: every entry has its facts`);
+      assert.deepEqual(b, a, `${doc}: facts on PostgreSQL`);
+      assert.deepEqual(c, a, `${doc}: facts after the copy back`);
+    }
   });
 
   test('copy without --from or --to, or from a missing file, says what to pass', async (t) => {

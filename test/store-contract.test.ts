@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import * as prng from 'lib0/prng';
 import pg from 'pg';
 import * as Y from 'yjs';
-import { computeRestoreUpdate, openEventStore, StoreError, type OpenedEventStore } from '../persistence/index.js';
+import { computeRestoreUpdate, createdRanges, openEventStore, StoreError, type OpenedEventStore } from '../persistence/index.js';
 import { startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
 import { tempDir } from './helpers/temp.js';
 import { loadTrace, traceUpdates } from './helpers/traces.js';
@@ -114,6 +114,61 @@ for (const [name, backend] of Object.entries(backends)) {
     before(() => backend.setUp?.({ after: (fn) => teardowns.push(fn) }));
     after(async () => {
       for (const teardown of teardowns.reverse()) await teardown();
+    });
+
+    test('each entry keeps its counts, the item ids it created and its version group; imports and pruning keep them right', async (t) => {
+      const store = await open(t, { retention: 'snapshot' });
+      const ada = editor();
+      const bob = editor();
+      const authors = ['Ada', 'Ada', null, 'Bob', 'Bob', 'Ada'];
+      const expected: Array<{ added: number; removed: number; client: number }> = [];
+      for (const [i, author] of authors.entries()) {
+        const { doc, text, updates } = author === 'Bob' ? bob : ada;
+        const before = updates.length;
+        if (i === 4) text.delete(0, 2);
+        else text.insert(text.length, `${i}-${author ?? 'server'} `);
+        const update = updates[before];
+        (author === 'Bob' ? ada : bob).doc.transact(() => Y.applyUpdate((author === 'Bob' ? ada : bob).doc, update));
+        expected.push({ added: i === 4 ? 0 : `${i}-${author ?? 'server'} `.length, removed: i === 4 ? 2 : 0, client: doc.clientID });
+        await store.append('facts', update, { instanceId: 'test', user: null, displayName: author });
+      }
+      const summaries = await store.summaries('facts', { withCreated: true });
+      assert.deepEqual(summaries.map((s) => [s.seq, s.added, s.removed]), expected.map((e, i) => [i + 1, e.added, e.removed]));
+      // The ids each entry created: its author's client, one range as long as what it inserted.
+      assert.deepEqual(summaries.map((s) => {
+        const ranges: number[][] = [];
+        createdRanges(s.created!, (...range) => ranges.push([range[0], range[2]]));
+        return ranges;
+      }), expected.map((e) => (e.added === 0 ? [] : [[e.client, e.added]])));
+      // Groups: the server's entry joins Ada's version, Bob starts one, Ada another; running counts per group.
+      assert.deepEqual(summaries.map((s) => [s.group?.start, s.group?.displayName, s.group?.added, s.group?.removed]), [
+        [1, 'Ada', expected[0].added, 0], [1, 'Ada', expected[0].added + expected[1].added, 0],
+        [1, 'Ada', expected[0].added + expected[1].added + expected[2].added, 0],
+        [4, 'Bob', expected[3].added, 0], [4, 'Bob', expected[3].added, 2], [6, 'Ada', expected[5].added, 0],
+      ]);
+      assert.deepEqual(await store.groupStarts('facts', { fromSeq: 1, toSeq: 6, limit: 10 }), [6, 4, 1]);
+      assert.deepEqual(await store.groupStarts('facts', { fromSeq: 2, toSeq: 5, limit: 1 }), [4]);
+      assert.deepEqual((await store.summaries('facts', { seqs: [5, 2], descending: true })).map((s) => s.seq), [5, 2]);
+      assert.deepEqual((await store.summaries('facts', { fromSeq: 2, toSeq: 4, authored: true, limit: 1 })).map((s) => s.seq), [2]);
+      // Imported entries (palimpsest copy) get the same facts.
+      const entries = await store.entries('facts');
+      await store.importEntries('copied', entries, 6);
+      const copied = await store.summaries('copied', { withCreated: true });
+      const comparable = (list: typeof summaries) => list.map((s) => [s.seq, s.added, s.removed, Buffer.from(s.created!).toString('hex'), s.group]);
+      assert.deepEqual(comparable(copied), comparable(summaries));
+      // Pruning drops entries with their facts; an entry after the pruned start begins a group of its own.
+      await store.compact('facts');
+      const more = ada.updates.length;
+      ada.text.insert(0, 'after ');
+      await store.append('facts', ada.updates[more], { instanceId: 'test', user: null, displayName: 'Ada' });
+      const left = await store.summaries('facts', {});
+      assert.deepEqual(left.map((s) => [s.seq, s.group?.start]), [[7, 7]]);
+      // Authorship blocks: kept once per fromSeq, read back by fromSeq.
+      await store.saveAuthorshipBlock('facts', { fromSeq: 1, toSeq: 1000, data: new Uint8Array([1, 2, 3]) });
+      await store.saveAuthorshipBlock('facts', { fromSeq: 1, toSeq: 1000, data: new Uint8Array([9]) });
+      const blocks = await store.authorshipBlocks('facts', 1);
+      assert.deepEqual(blocks.map((b) => [b.fromSeq, b.toSeq, [...b.data]]), [[1, 1000, [1, 2, 3]]]);
+      assert.deepEqual(await store.authorshipBlocks('facts', 0), []);
     });
 
     test('appends get gap-free seqs from 1 per document, with their metadata', async (t) => {
@@ -520,7 +575,11 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   const db = new Database(path);
   db.exec(`DROP TABLE service_state; DROP TABLE leases; DROP TRIGGER updates_feed; DROP TABLE feed;
     DROP TABLE version_names; ALTER TABLE updates DROP COLUMN display_name;
-    DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id; PRAGMA user_version = 1`);
+    DROP INDEX documents_by_change; ALTER TABLE documents DROP COLUMN change_id;
+    DROP TABLE authorship_blocks; DROP INDEX updates_group_starts;
+    ALTER TABLE updates DROP COLUMN added; ALTER TABLE updates DROP COLUMN removed; ALTER TABLE updates DROP COLUMN created;
+    ALTER TABLE updates DROP COLUMN group_start; ALTER TABLE updates DROP COLUMN group_user; ALTER TABLE updates DROP COLUMN group_name;
+    ALTER TABLE updates DROP COLUMN group_added; ALTER TABLE updates DROP COLUMN group_removed; PRAGMA user_version = 1`);
   db.close();
   assert.throws(() => openEventStore({ path, readonly: true }), (error: StoreError) =>
     error.code === 'STORE_OPEN_FAILED' && error.message.includes(path) && error.message.includes('schema version 1'));
@@ -532,4 +591,7 @@ test('a SQLite file of schema version 1 is migrated on open, and what changes af
   assert.equal(textOf((await store.stateAt('old')).update), 'then: written by version 1');
   // Entries logged before the feed existed are in it, ahead of those logged after.
   assert.deepEqual((await store.feed(null)).entries.map((e) => [e.doc, e.seq]), [['old', 1], ['old', 2]]);
+  // Entries from before their facts were stored get them worked out from the update; the log goes on ungrouped.
+  assert.deepEqual((await store.summaries('old', { withCreated: true })).map((s) => [s.seq, s.added, s.created!.length > 0, s.group]),
+    [[1, 'written by version 1'.length, true, null], [2, 'then: '.length, true, null]]);
 });

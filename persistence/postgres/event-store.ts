@@ -22,9 +22,10 @@ import {
 } from '../coverage.js';
 import { StoreError } from '../errors.js';
 import type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
+  AlreadyDeleted, AppendMeta, AppendOptions, AuthorshipBlockRecord, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  EntrySummary, FeedEntry, FeedPage, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
+import { factsOf, nextGroup, type GroupLink } from '../entry-facts.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { CHANGES_CHANNEL, ChangeListener } from './change-listener.js';
@@ -84,6 +85,67 @@ interface NewEntry {
   bytes: Uint8Array;
 }
 
+/** What entry-facts.ts stores beside an entry, as query parameters. */
+interface FactColumns {
+  added: number[]; removed: number[]; created: Buffer[];
+  groupStart: Array<number | null>; groupUser: Array<string | null>; groupName: Array<string | null>;
+  groupAdded: Array<number | null>; groupRemoved: Array<number | null>;
+}
+
+/**
+ * The facts of entries about to be logged (in seq order per document, inside
+ * the writing transaction): each one's group follows from the entry before
+ * it, read from the log for the first of each document.
+ */
+async function factColumns(client: pg.PoolClient, rows: Array<{
+  doc: string; seq: number; receivedAt: number; user: string | null; displayName: string | null; bytes: Uint8Array;
+}>): Promise<FactColumns> {
+  const columns: FactColumns = { added: [], removed: [], created: [], groupStart: [], groupUser: [], groupName: [], groupAdded: [], groupRemoved: [] };
+  const firsts = new Map<string, number>();
+  for (const row of rows) if (!firsts.has(row.doc)) firsts.set(row.doc, row.seq - 1);
+  const { rows: links } = await client.query<{
+    doc: string; seq: string; received_at: Date; group_start: string | null; group_user: string | null; group_name: string | null;
+    group_added: string | null; group_removed: string | null;
+  }>(
+    `SELECT u.doc, u.seq, u.received_at, u.group_start, u.group_user, u.group_name, u.group_added, u.group_removed
+     FROM updates u JOIN unnest($1::text[], $2::bigint[]) AS wanted (doc, seq) ON u.doc = wanted.doc AND u.seq = wanted.seq`,
+    [[...firsts.keys()], [...firsts.values()]]);
+  const previous = new Map<string, GroupLink>(links.map((l) => [l.doc, {
+    seq: Number(l.seq), receivedAt: l.received_at.getTime(),
+    group: l.group_start === null ? null : {
+      start: Number(l.group_start), user: l.group_user, displayName: l.group_name, added: Number(l.group_added ?? 0), removed: Number(l.group_removed ?? 0),
+    },
+  }]));
+  for (const row of rows) {
+    const facts = factsOf(row.bytes);
+    const group = nextGroup(previous.get(row.doc) ?? null, { ...row, added: facts.added, removed: facts.removed });
+    previous.set(row.doc, { seq: row.seq, receivedAt: row.receivedAt, group });
+    columns.added.push(facts.added);
+    columns.removed.push(facts.removed);
+    columns.created.push(Buffer.from(facts.created.buffer, facts.created.byteOffset, facts.created.byteLength));
+    columns.groupStart.push(group?.start ?? null);
+    columns.groupUser.push(group?.user ?? null);
+    columns.groupName.push(group?.displayName ?? null);
+    columns.groupAdded.push(group?.added ?? null);
+    columns.groupRemoved.push(group?.removed ?? null);
+  }
+  return columns;
+}
+
+const FACT_ARRAYS = '::integer[], $A::integer[], $A::bytea[], $A::bigint[], $A::text[], $A::text[], $A::bigint[], $A::bigint[]';
+
+/** unnest parameters $from … $from+7 for the fact columns, in factValues order. */
+function factParameters(from: number): string {
+  let n = from;
+  return `$${n++}${FACT_ARRAYS.replace(/\$A/g, () => `$${n++}`)}`;
+}
+
+function factValues(columns: FactColumns): unknown[] {
+  return [columns.added, columns.removed, columns.created, columns.groupStart, columns.groupUser, columns.groupName, columns.groupAdded, columns.groupRemoved];
+}
+
+const FACT_COLUMN_NAMES = 'added, removed, created, group_start, group_user, group_name, group_added, group_removed';
+
 const CURSOR_CACHE_LIMIT = 2048;
 const VERIFY_PAGE = 2000;
 
@@ -122,7 +184,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       retention: 'all',
       compactAfterEntries: 500,
       compactAfterBytes: 1024 * 1024,
-      keepSnapshotsEvery: 10_000,
+      keepSnapshotsEvery: 2_000,
       background: false,
       readonly: false,
       busyTimeoutMs: 5000,
@@ -349,12 +411,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       });
       if (rows.length > 0) {
         const changed = docs.filter((doc) => touched.get(doc)!.lastSeq !== seqBefore.get(doc));
+        const facts = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })));
         // One statement: the entries, the documents' last seqs, and the
         // notification other instances receive once this commits.
         await client.query(
           `WITH logged AS (
-             INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $12::text[])
+             INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name, ${FACT_COLUMN_NAMES})
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $12::text[],
+               ${factParameters(13)})
            ), moved AS (
              UPDATE documents SET last_seq = moved.seq, changed_xid = pg_current_xact_id()
              FROM unnest($8::text[], $9::bigint[]) AS moved (doc, seq) WHERE documents.doc = moved.doc
@@ -364,6 +428,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
             rows.map((r) => r.doc), rows.map((r) => r.seq), rows.map((r) => r.receivedAt), rows.map((r) => r.instanceId),
             rows.map((r) => r.user), rows.map((r) => r.bytes.length), rows.map((r) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
             changed, changed.map((doc) => touched.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId, rows.map((r) => r.displayName),
+            ...factValues(facts),
           ]);
       }
       await client.query('COMMIT');
@@ -532,6 +597,66 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     });
   }
 
+  async summaries(doc: string, query: SummaryQuery): Promise<EntrySummary[]> {
+    const withCreated = query.withCreated === true;
+    const parameters: unknown[] = [doc];
+    let where: string;
+    if (query.seqs !== undefined) {
+      parameters.push(query.seqs);
+      where = 'seq = ANY($2::bigint[])';
+    } else {
+      parameters.push(query.fromSeq ?? 0, query.toSeq ?? Number.MAX_SAFE_INTEGER);
+      where = 'seq >= $2 AND seq <= $3';
+    }
+    parameters.push(query.limit ?? null);
+    const missing = withCreated ? 'added IS NULL OR created IS NULL' : 'added IS NULL';
+    return this.reading(async (client) => {
+      const { rows } = await client.query<{
+        seq: string; received_at: Date; user: string | null; display_name: string | null; added: number | null; removed: number | null;
+        created: Buffer | null; group_start: string | null; group_user: string | null; group_name: string | null;
+        group_added: string | null; group_removed: string | null; update_bytes: Buffer | null;
+      }>(
+        `SELECT seq, received_at, "user", display_name, added, removed, ${withCreated ? 'created' : 'NULL::bytea AS created'},
+           group_start, group_user, group_name, group_added, group_removed, CASE WHEN ${missing} THEN update_bytes END AS update_bytes
+         FROM updates WHERE doc = $1 AND ${where}
+         ${query.authored === true ? 'AND ("user" IS NOT NULL OR display_name IS NOT NULL)' : ''}
+         ORDER BY seq ${query.descending === true ? 'DESC' : 'ASC'} LIMIT $${parameters.length}`, parameters);
+      return rows.map((r): EntrySummary => {
+        const facts = r.update_bytes === null ? null : factsOf(r.update_bytes);
+        return {
+          seq: Number(r.seq), receivedAt: r.received_at, user: r.user, displayName: r.display_name,
+          added: r.added ?? facts!.added, removed: r.removed ?? facts!.removed,
+          created: withCreated ? r.created ?? facts!.created : null,
+          group: r.group_start === null ? null : {
+            start: Number(r.group_start), user: r.group_user, displayName: r.group_name,
+            added: Number(r.group_added ?? 0), removed: Number(r.group_removed ?? 0),
+          },
+        };
+      });
+    });
+  }
+
+  async authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]> {
+    return this.reading(async (client) => (await client.query<{ from_seq: string; to_seq: string; data: Buffer }>(
+      'SELECT from_seq, to_seq, data FROM authorship_blocks WHERE doc = $1 AND from_seq <= $2 ORDER BY from_seq', [doc, upToSeq])).rows
+      .map((r) => ({ fromSeq: Number(r.from_seq), toSeq: Number(r.to_seq), data: r.data })));
+  }
+
+  async saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query(
+        `INSERT INTO authorship_blocks (doc, from_seq, to_seq, data) SELECT $1, $2, $3, $4
+         WHERE EXISTS (SELECT 1 FROM documents WHERE doc = $1) ON CONFLICT DO NOTHING`,
+        [doc, block.fromSeq, block.toSeq, Buffer.from(block.data.buffer, block.data.byteOffset, block.data.byteLength)]);
+    });
+  }
+
+  async groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]> {
+    return this.reading(async (client) => (await client.query<{ seq: string }>(
+      `SELECT seq FROM updates WHERE doc = $1 AND group_start = seq AND seq >= $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4`,
+      [doc, query.fromSeq, query.toSeq, query.limit])).rows.map((r) => Number(r.seq)));
+  }
+
   async seqAtTime(doc: string, at: Date): Promise<number> {
     return this.reading(async (client) => {
       const { rows } = await client.query<{ seq: number | null }>(
@@ -547,19 +672,20 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${lastSeq})`);
       }
       await client.query(
-        `INSERT INTO version_names (doc, seq, name, "user", created_at, restored_from) VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO version_names (doc, seq, name, "user", created_at, restored_from, display_name) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (doc, seq) DO UPDATE SET name = excluded.name, "user" = excluded."user", created_at = excluded.created_at,
+           display_name = excluded.display_name,
            restored_from = coalesce(excluded.restored_from, version_names.restored_from)`,
-        [doc, version.seq, version.name, version.user, version.createdAt.toISOString(), version.restoredFrom]);
+        [doc, version.seq, version.name, version.user, version.createdAt.toISOString(), version.restoredFrom, version.displayName ?? null]);
     });
   }
 
   async versionNames(doc: string): Promise<VersionName[]> {
     return this.reading(async (client) => (await client.query<{
-      seq: number; name: string; user: string | null; created_at: Date; restored_from: number | null;
-    }>('SELECT seq, name, "user", created_at, restored_from FROM version_names WHERE doc = $1 ORDER BY seq', [doc])).rows
+      seq: number; name: string; user: string | null; created_at: Date; restored_from: number | null; display_name: string | null;
+    }>('SELECT seq, name, "user", created_at, restored_from, display_name FROM version_names WHERE doc = $1 ORDER BY seq', [doc])).rows
       .map((r) => ({
-        seq: Number(r.seq), name: r.name, user: r.user, createdAt: r.created_at, restoredFrom: r.restored_from === null ? null : Number(r.restored_from),
+        seq: Number(r.seq), name: r.name, user: r.user, displayName: r.display_name, createdAt: r.created_at, restoredFrom: r.restored_from === null ? null : Number(r.restored_from),
       })));
   }
 
@@ -595,12 +721,16 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         seq = entry.seq;
       }
       if (fresh.length > 0) {
+        const facts = await factColumns(client, fresh.map((e) => ({
+          doc, seq: e.seq, receivedAt: e.receivedAt.getTime(), user: e.user, displayName: e.displayName ?? null, bytes: e.update,
+        })));
         await client.query(
-          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name)
-           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $8::text[])`,
+          `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name, ${FACT_COLUMN_NAMES})
+           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $8::text[],
+             ${factParameters(9)})`,
           [doc, fresh.map((e) => e.seq), fresh.map((e) => e.receivedAt.toISOString()), fresh.map((e) => e.instanceId),
             fresh.map((e) => e.user), fresh.map((e) => e.size), fresh.map((e) => Buffer.from(e.update.buffer, e.update.byteOffset, e.update.byteLength)),
-            fresh.map((e) => e.displayName ?? null)]);
+            fresh.map((e) => e.displayName ?? null), ...factValues(facts)]);
       }
       const target = Math.max(seq, lastSeq);
       if (target !== rowSeq) {
@@ -727,7 +857,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       const lastSeq = await lastSeqOf(client, doc);
       if (lastSeq === null) return null;
       const log = (await client.query<{ updated_at: Date | null; first: number | null }>(
-        'SELECT max(received_at) AS updated_at, min(seq) AS first FROM updates WHERE doc = $1', [doc])).rows[0];
+        // The last entry's time (entries get their times in seq order) from the primary key, not a scan of the log.
+        `SELECT (SELECT received_at FROM updates WHERE doc = $1 ORDER BY seq DESC LIMIT 1) AS updated_at,
+                (SELECT min(seq) FROM updates WHERE doc = $1) AS first`, [doc])).rows[0];
       const snapshots = (await client.query<{ seq: number; created_at: Date; size: number }>(
         'SELECT seq, created_at, octet_length(state) AS size FROM snapshots WHERE doc = $1 ORDER BY seq', [doc])).rows;
       return {

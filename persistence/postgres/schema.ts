@@ -90,6 +90,29 @@ const migrations: string[] = [
     expires_at  timestamptz NOT NULL
   );
   `,
+  // 5 (history reads): what entry-facts.ts works out when an entry is
+  // written: its counts, the Yjs item ids it created, and its version group
+  // at the default pause with the group's running counts. NULL on entries
+  // logged before (readers then work them out from update_bytes). The
+  // partial index lists where groups start, so a page of versions reads
+  // one row per version. version_names.display_name: the name of whoever
+  // named a version. authorship_blocks: the created ids and authors of
+  // whole blocks of entries, packed (server/authorship-index.ts), written
+  // by the first authorship read past a block; a cache, rebuilt from the log.
+  `
+  CREATE TABLE authorship_blocks (
+    doc       text COLLATE "C" NOT NULL REFERENCES documents (doc),
+    from_seq  bigint NOT NULL,
+    to_seq    bigint NOT NULL,
+    data      bytea NOT NULL,
+    PRIMARY KEY (doc, from_seq)
+  );
+  ALTER TABLE updates ADD COLUMN added integer, ADD COLUMN removed integer, ADD COLUMN created bytea,
+    ADD COLUMN group_start bigint, ADD COLUMN group_user text, ADD COLUMN group_name text,
+    ADD COLUMN group_added bigint, ADD COLUMN group_removed bigint;
+  CREATE INDEX updates_group_starts ON updates (doc, seq) WHERE group_start = seq;
+  ALTER TABLE version_names ADD COLUMN display_name text;
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

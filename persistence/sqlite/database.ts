@@ -34,15 +34,24 @@ export interface Statements {
   setLastSeq: Statement<[number, number, number]>;
   lastChangeId: Statement<[], number>;
   changedSince: Statement<[number], { name: string; last_seq: number; change_id: number }>;
-  insertUpdate: Statement<[number, number, number, string, string | null, number, Uint8Array, string | null]>;
+  insertUpdate: Statement<[
+    number, number, number, string, string | null, number, Uint8Array, string | null,
+    number, number, Uint8Array, number | null, string | null, string | null, number | null, number | null,
+  ]>;
+  groupLink: Statement<[number, number], {
+    seq: number; received_at: number; group_start: number | null; group_user: string | null; group_name: string | null;
+    group_added: number | null; group_removed: number | null;
+  } | undefined>;
   updatesAfter: Statement<[number, number], { seq: number; update_bytes: Uint8Array }>;
   updatesBetween: Statement<[number, number, number], { seq: number; update_bytes: Uint8Array }>;
   entriesAfter: Statement<[number, number, number], {
     seq: number; received_at: number; instance_id: string; user: string | null; display_name: string | null; size: number; update_bytes: Uint8Array;
   }>;
   seqAtTime: Statement<[number, number], { seq: number | null }>;
-  upsertVersionName: Statement<[number, number, string, string | null, number, number | null]>;
-  versionNames: Statement<[number], { seq: number; name: string; user: string | null; created_at: number; restored_from: number | null }>;
+  upsertVersionName: Statement<[number, number, string, string | null, number, number | null, string | null]>;
+  versionNames: Statement<[number], {
+    seq: number; name: string; user: string | null; created_at: number; restored_from: number | null; display_name: string | null;
+  }>;
   latestSnapshotAtOrBefore: Statement<[number, number], { seq: number; state: Uint8Array; coverage: Uint8Array } | undefined>;
   insertSnapshot: Statement<[number, number, number, Uint8Array, Uint8Array]>;
   snapshotsOf: Statement<[number], { seq: number; created_at: number; size: number }>;
@@ -132,7 +141,12 @@ function prepareStatements(db: SqliteDatabase): Statements {
     lastChangeId: db.prepare('SELECT coalesce(max(change_id), 0) FROM documents').pluck(),
     changedSince: db.prepare('SELECT name, last_seq, change_id FROM documents WHERE change_id > ? ORDER BY change_id'),
     insertUpdate: db.prepare(
-      'INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes, display_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      `INSERT INTO updates (doc_id, seq, received_at, instance_id, user, size, update_bytes, display_name,
+         added, removed, created, group_start, group_user, group_name, group_added, group_removed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    groupLink: db.prepare(
+      `SELECT seq, received_at, group_start, group_user, group_name, group_added, group_removed FROM updates
+       WHERE doc_id = ? AND seq = ?`),
     updatesAfter: db.prepare('SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq'),
     updatesBetween: db.prepare(
       'SELECT seq, update_bytes FROM updates WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq'),
@@ -141,10 +155,11 @@ function prepareStatements(db: SqliteDatabase): Statements {
        WHERE doc_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
     seqAtTime: db.prepare('SELECT max(seq) AS seq FROM updates WHERE doc_id = ? AND received_at <= ?'),
     upsertVersionName: db.prepare(
-      `INSERT INTO version_names (doc_id, seq, name, user, created_at, restored_from) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO version_names (doc_id, seq, name, user, created_at, restored_from, display_name) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (doc_id, seq) DO UPDATE SET name = excluded.name, user = excluded.user, created_at = excluded.created_at,
+         display_name = excluded.display_name,
          restored_from = coalesce(excluded.restored_from, version_names.restored_from)`),
-    versionNames: db.prepare('SELECT seq, name, user, created_at, restored_from FROM version_names WHERE doc_id = ? ORDER BY seq'),
+    versionNames: db.prepare('SELECT seq, name, user, created_at, restored_from, display_name FROM version_names WHERE doc_id = ? ORDER BY seq'),
     latestSnapshotAtOrBefore: db.prepare(
       'SELECT seq, state, coverage FROM snapshots WHERE doc_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1'),
     insertSnapshot: db.prepare(
@@ -160,7 +175,8 @@ function prepareStatements(db: SqliteDatabase): Statements {
     pruneUpdatesUpTo: db.prepare('DELETE FROM updates WHERE doc_id = ? AND seq <= ?'),
     countAfter: db.prepare('SELECT count(*) AS n, sum(size) AS bytes FROM updates WHERE doc_id = ? AND seq > ?'),
     firstRetained: db.prepare('SELECT min(seq) AS seq FROM updates WHERE doc_id = ?'),
-    lastReceived: db.prepare('SELECT max(received_at) AS at FROM updates WHERE doc_id = ?'),
+    // The last entry's time (entries get their times in seq order) from the primary key, not a scan of the log.
+    lastReceived: db.prepare('SELECT received_at AS at FROM updates WHERE doc_id = ? ORDER BY seq DESC LIMIT 1'),
     documentNames: db.prepare('SELECT name FROM documents ORDER BY name'),
   } as Statements;
 }

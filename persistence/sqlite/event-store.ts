@@ -16,9 +16,10 @@ import {
 } from '../coverage.js';
 import { StoreError } from '../errors.js';
 import type {
-  AlreadyDeleted, AppendMeta, AppendOptions, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
-  FeedEntry, FeedPage, LoadedDocument, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
+  AlreadyDeleted, AppendMeta, AppendOptions, AuthorshipBlockRecord, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
+  EntrySummary, FeedEntry, FeedPage, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
+import { factsOf, nextGroup } from '../entry-facts.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
@@ -96,6 +97,37 @@ type WorkerReply =
   | { doc: string; snapshot?: BuiltSnapshot | null; error?: string }
   | { checkpoint: { busy: number; log: number; checkpointed: number } | { error: string } };
 
+/** A summaries row: seq, received_at, user, display_name, added, removed, created, group columns, then update_bytes where a fact is missing. */
+type SummaryRow = [
+  number, number, string | null, string | null, number | null, number | null, Uint8Array | null,
+  number | null, string | null, string | null, number | null, number | null, Uint8Array | null,
+];
+
+function summaryShape(query: SummaryQuery): string {
+  return [query.seqs !== undefined, query.descending === true, query.authored === true, query.withCreated === true].join();
+}
+
+function summarySql(query: SummaryQuery): string {
+  const created = query.withCreated === true ? 'created' : 'NULL';
+  const missing = query.withCreated === true ? 'added IS NULL OR created IS NULL' : 'added IS NULL';
+  return `SELECT seq, received_at, user, display_name, added, removed, ${created},
+            group_start, group_user, group_name, group_added, group_removed, CASE WHEN ${missing} THEN update_bytes END
+          FROM updates WHERE doc_id = ?
+          ${query.seqs !== undefined ? 'AND seq IN (SELECT value FROM json_each(?))' : 'AND seq >= ? AND seq <= ?'}
+          ${query.authored === true ? 'AND (user IS NOT NULL OR display_name IS NOT NULL)' : ''}
+          ORDER BY seq ${query.descending === true ? 'DESC' : 'ASC'} LIMIT ?`;
+}
+
+function summaryOf(r: SummaryRow, withCreated: boolean): EntrySummary {
+  const facts = r[12] === null ? null : factsOf(r[12]);
+  return {
+    seq: r[0], receivedAt: new Date(r[1]), user: r[2], displayName: r[3],
+    added: r[4] ?? facts!.added, removed: r[5] ?? facts!.removed,
+    created: withCreated ? r[6] ?? facts!.created : null,
+    group: r[7] === null ? null : { start: r[7], user: r[8], displayName: r[9], added: r[10] ?? 0, removed: r[11] ?? 0 },
+  };
+}
+
 export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEventStore {
   return new SqliteEventStore(options);
 }
@@ -106,6 +138,12 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
   private readonly cursors = new Map<string, LogCursor>();
   private feedStatement: Statement<[number, number], FeedRow> | null = null;
+  private readonly summaryStatements = new Map<string, Statement>();
+  private blockStatements: {
+    read: Statement<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>;
+    save: Statement<[number, number, number, Uint8Array]>;
+  } | null = null;
+  private groupStartsStatement: Statement<[number, number, number, number], number> | null = null;
   private stateStatements: ReturnType<SqliteEventStore['prepareStateStatements']> | null = null;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
@@ -130,7 +168,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       retention: 'all',
       compactAfterEntries: 500,
       compactAfterBytes: 1024 * 1024,
-      keepSnapshotsEvery: 10_000,
+      keepSnapshotsEvery: 2_000,
       background: false,
       readonly: false,
       busyTimeoutMs: 5000,
@@ -284,13 +322,34 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
-    this.open.statements.insertUpdate.run(
-      cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part, item.meta.displayName ?? null);
+    this.insertEntry(cursor.docId, {
+      seq, receivedAt: Date.now(), instanceId: item.meta.instanceId, user: item.meta.user, displayName: item.meta.displayName ?? null, update: part,
+    });
     cursor.lastSeq = seq;
     foldInto(cursor.coverage, item.update);
     cursor.entriesSinceSnapshot += 1;
     cursor.bytesSinceSnapshot += part.length;
     return { seq, size: part.length };
+  }
+
+  /** Logs one entry with its facts (entry-facts.ts); inside a write transaction. */
+  private insertEntry(docId: number, entry: {
+    seq: number; receivedAt: number; instanceId: string; user: string | null; displayName: string | null; update: Uint8Array;
+  }): void {
+    const { statements } = this.open;
+    const facts = factsOf(entry.update);
+    const previous = statements.groupLink.get(docId, entry.seq - 1);
+    const group = nextGroup(previous === undefined ? null : {
+      seq: previous.seq, receivedAt: previous.received_at,
+      group: previous.group_start === null ? null : {
+        start: previous.group_start, user: previous.group_user, displayName: previous.group_name,
+        added: previous.group_added ?? 0, removed: previous.group_removed ?? 0,
+      },
+    }, { ...entry, added: facts.added, removed: facts.removed });
+    statements.insertUpdate.run(
+      docId, entry.seq, entry.receivedAt, entry.instanceId, entry.user, entry.update.length, entry.update, entry.displayName,
+      facts.added, facts.removed, facts.created,
+      group?.start ?? null, group?.user ?? null, group?.displayName ?? null, group?.added ?? null, group?.removed ?? null);
   }
 
   /**
@@ -414,6 +473,55 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }));
   }
 
+  async summaries(doc: string, query: SummaryQuery): Promise<EntrySummary[]> {
+    const { db, statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    const shape = summaryShape(query);
+    let statement = this.summaryStatements.get(shape);
+    if (statement === undefined) {
+      statement = db.prepare(summarySql(query)).raw();
+      this.summaryStatements.set(shape, statement);
+    }
+    const parameters: unknown[] = [row.id];
+    if (query.seqs !== undefined) parameters.push(JSON.stringify(query.seqs));
+    else parameters.push(query.fromSeq ?? 0, query.toSeq ?? Number.MAX_SAFE_INTEGER);
+    parameters.push(query.limit ?? -1);
+    return (statement.all(...parameters) as SummaryRow[]).map((r) => summaryOf(r, query.withCreated === true));
+  }
+
+  async authorshipBlocks(doc: string, upToSeq: number): Promise<AuthorshipBlockRecord[]> {
+    const { db, statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    this.blockStatements ??= {
+      read: db.prepare<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>(
+        'SELECT from_seq, to_seq, data FROM authorship_blocks WHERE doc_id = ? AND from_seq <= ? ORDER BY from_seq'),
+      save: db.prepare<[number, number, number, Uint8Array]>(
+        'INSERT OR IGNORE INTO authorship_blocks (doc_id, from_seq, to_seq, data) VALUES (?, ?, ?, ?)'),
+    };
+    return this.blockStatements.read.all(row.id, upToSeq).map((r) => ({ fromSeq: r.from_seq, toSeq: r.to_seq, data: r.data }));
+  }
+
+  async saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void> {
+    const { db, statements } = this.open;
+    await this.authorshipBlocks(doc, 0);
+    db.transaction(() => {
+      const row = statements.documentByName.get(doc);
+      if (row === undefined) return;
+      this.blockStatements!.save.run(row.id, block.fromSeq, block.toSeq, block.data);
+    }).immediate();
+  }
+
+  async groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]> {
+    const { db, statements } = this.open;
+    const row = statements.documentByName.get(doc);
+    if (row === undefined) return [];
+    this.groupStartsStatement ??= db.prepare<[number, number, number, number], number>(
+      `SELECT seq FROM updates WHERE doc_id = ? AND group_start = seq AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT ?`).pluck();
+    return this.groupStartsStatement.all(row.id, query.fromSeq, query.toSeq, query.limit);
+  }
+
   async seqAtTime(doc: string, at: Date): Promise<number> {
     const { statements } = this.open;
     const row = statements.documentByName.get(doc);
@@ -428,7 +536,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       if (row === undefined || version.seq < 1 || version.seq > row.last_seq) {
         throw new StoreError('UNKNOWN_SEQ', `${doc} has no seq ${version.seq} (its last seq is ${row?.last_seq ?? 0})`);
       }
-      statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom);
+      statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom, version.displayName ?? null);
     }).immediate();
   }
 
@@ -437,7 +545,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
     return statements.versionNames.all(row.id).map((r) => ({
-      seq: r.seq, name: r.name, user: r.user, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
+      seq: r.seq, name: r.name, user: r.user, displayName: r.display_name, createdAt: new Date(r.created_at), restoredFrom: r.restored_from,
     }));
   }
 
@@ -534,7 +642,10 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         if (entry.seq !== seq + 1 && !(logEmpty && seq === row.last_seq)) {
           throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
         }
-        statements.insertUpdate.run(docId, entry.seq, entry.receivedAt.getTime(), entry.instanceId, entry.user, entry.size, entry.update, entry.displayName ?? null);
+        this.insertEntry(docId, {
+          seq: entry.seq, receivedAt: entry.receivedAt.getTime(), instanceId: entry.instanceId, user: entry.user,
+          displayName: entry.displayName ?? null, update: entry.update,
+        });
         seq = entry.seq;
       }
       const target = Math.max(seq, lastSeq);

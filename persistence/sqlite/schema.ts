@@ -96,6 +96,34 @@ const migrations: string[] = [
     expires_at  INTEGER NOT NULL
   );
   `,
+  // 6 (history reads): what entry-facts.ts works out when an entry is
+  // written: its counts, the Yjs item ids it created, and its version group
+  // at the default pause with the group's running counts. NULL on entries
+  // logged before (readers then work them out from update_bytes). The
+  // partial index lists where groups start, so a page of versions reads
+  // one row per version. version_names.display_name: the name of whoever
+  // named a version. authorship_blocks: the created ids and authors of
+  // whole blocks of entries, packed (server/authorship-index.ts), written
+  // by the first authorship read past a block; a cache, rebuilt from the log.
+  `
+  CREATE TABLE authorship_blocks (
+    doc_id    INTEGER NOT NULL REFERENCES documents(id),
+    from_seq  INTEGER NOT NULL,
+    to_seq    INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (doc_id, from_seq)
+  );
+  ALTER TABLE updates ADD COLUMN added INTEGER;
+  ALTER TABLE updates ADD COLUMN removed INTEGER;
+  ALTER TABLE updates ADD COLUMN created BLOB;
+  ALTER TABLE updates ADD COLUMN group_start INTEGER;
+  ALTER TABLE updates ADD COLUMN group_user TEXT;
+  ALTER TABLE updates ADD COLUMN group_name TEXT;
+  ALTER TABLE updates ADD COLUMN group_added INTEGER;
+  ALTER TABLE updates ADD COLUMN group_removed INTEGER;
+  CREATE INDEX updates_group_starts ON updates (doc_id, seq) WHERE group_start = seq;
+  ALTER TABLE version_names ADD COLUMN display_name TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

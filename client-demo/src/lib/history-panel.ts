@@ -27,6 +27,10 @@ export interface HistoryPanelOptions {
   /** The name this editor goes by: a restore is recorded as theirs. */
   userName: string;
   ydoc: Y.Doc;
+  /** Who is connected now (their awareness `user.name` by client id): their text is named before the server has logged it. */
+  awareness?: { getStates(): Map<number, Record<string, unknown>> } | null | undefined;
+  /** Colours the live text by author (client id → name; null: off); returns the names now shown. */
+  colourByAuthor?(names: Map<number, string> | null): string[];
   /** Hides (true) or shows the editing surface while a preview is on screen. */
   showPreview(view: HTMLElement | null): void;
 }
@@ -77,10 +81,13 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
   const authorshipToggle = h('button', { type: 'button', class: 'pal-history__tool', 'data-testid': 'authorship-toggle', 'aria-pressed': 'false' }, 'Colour by author');
   const close = h('button', { type: 'button', class: 'pal-history__tool', 'aria-label': 'Close history' }, '×');
   const status = h('p', { class: 'pal-history__status', role: 'status' });
+  // The names and colours of the authors whose text is coloured in the live editor.
+  const legend = h('ul', { class: 'pal-history__legend', 'data-testid': 'authorship-legend', 'aria-label': 'Authors', hidden: true });
+
   const list = h('ol', { class: 'pal-history__list', 'aria-label': 'Versions, newest first' });
   const element = h('aside', { class: 'pal-history', id: 'pal-history', 'data-testid': 'history-panel', hidden: true, 'aria-label': 'History' },
     h('div', { class: 'pal-history__head' }, h('h2', { class: 'pal-history__title' }, 'History'), authorshipToggle, close),
-    status, list);
+    legend, status, list);
 
   // The view that stands in for the editing surface: a version preview or the authorship colours.
   const view = h('section', { class: 'pal-history-view', 'aria-live': 'polite' });
@@ -156,7 +163,7 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
 
   async function select(version: Version, index: number): Promise<void> {
     selected = version;
-    authorshipOn = false;
+    stopColours();
     authorshipToggle.setAttribute('aria-pressed', 'false');
     renderList();
     const previous = versions[index + 1];
@@ -228,7 +235,58 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
     }
   }
 
+  // Colour by author on the live text: client ids named by the server (who logged what) and by the people connected now.
+  let serverNames = new Map<number, string>();
+  let namesFetchedAt = 0;
+  let legendTimer: ReturnType<typeof setTimeout> | null = null;
+
+  function clientNames(): Map<number, string> {
+    const names = new Map(serverNames);
+    for (const [client, state] of options.awareness?.getStates() ?? []) {
+      const user = state['user'] as { name?: unknown } | undefined;
+      if (!names.has(client) && typeof user?.name === 'string') names.set(client, user.name);
+    }
+    names.set(options.ydoc.clientID, options.userName);
+    return names;
+  }
+
+  function applyColours(): void {
+    if (!authorshipOn || options.colourByAuthor === undefined) return;
+    const shown = options.colourByAuthor(clientNames());
+    legend.replaceChildren(...shown.map((name) => h('li', { 'data-author': name },
+      h('span', { class: 'pal-history__dot', style: `background-color: ${colourForName(name)}`, 'aria-hidden': 'true' }), name)));
+    legend.hidden = shown.length === 0;
+    // Text by a client nobody has named yet: ask the server again (at most every few seconds).
+    if (shown.includes('Unknown') && Date.now() - namesFetchedAt > 3000) void fetchNames();
+  }
+
+  async function fetchNames(): Promise<void> {
+    namesFetchedAt = Date.now();
+    try {
+      const answer = await request<{ clients: Array<{ client: number; user: string | null; displayName: string | null }> }>('/authors');
+      serverNames = new Map(answer.clients.map((c) => [c.client, authorName(c)]));
+    } catch (error) {
+      status.textContent = `Could not load the authors: ${(error as Error).message}`;
+    }
+    applyColours();
+  }
+
+  function stopColours(): void {
+    authorshipOn = false;
+    options.colourByAuthor?.(null);
+    legend.hidden = true;
+  }
+
   async function showAuthorship(): Promise<void> {
+    if (options.colourByAuthor !== undefined) {
+      // The live text itself is coloured; a preview on screen gives way to it.
+      selected = null;
+      renderList();
+      options.showPreview(null);
+      legend.hidden = false;
+      await fetchNames();
+      return;
+    }
     selected = null;
     renderList();
     view.replaceChildren(h('p', { class: 'pal-history__status' }, 'Loading…'));
@@ -236,7 +294,7 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
     try {
       const authorship = await request<Authorship>('/authorship');
       if (!authorshipOn) return;
-      const legend = h('ul', { class: 'pal-history-view__authors', 'data-testid': 'authorship-legend', 'aria-label': 'Authors' },
+      const runsLegend = h('ul', { class: 'pal-history-view__authors', 'data-testid': 'authorship-legend', 'aria-label': 'Authors' },
         ...authorship.authors.map((entry) => {
           const name = entry.author ?? 'Unknown';
           return h('li', { 'data-author': name },
@@ -245,7 +303,7 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
         }));
       view.replaceChildren(
         h('div', { class: 'pal-history-view__bar' }, h('strong', {}, 'Who wrote what'), backButton()),
-        legend,
+        runsLegend,
         h('div', { class: 'pal-history-view__preview', 'data-testid': 'authorship-view' }, renderRuns(authorship, 'authors')));
     } catch (error) {
       view.replaceChildren(h('p', { class: 'pal-history__status', role: 'alert' }, `Could not load authorship: ${(error as Error).message}`), backButton());
@@ -254,7 +312,7 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
 
   function showLive(): void {
     selected = null;
-    authorshipOn = false;
+    stopColours();
     authorshipToggle.setAttribute('aria-pressed', 'false');
     options.showPreview(null);
     renderList();
@@ -290,6 +348,12 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
   let pendingSince = 0;
   const ydocOnUpdate = (): void => {
     if (!open) return;
+    if (authorshipOn && legendTimer === null) {
+      legendTimer = setTimeout(() => {
+        legendTimer = null;
+        applyColours();
+      }, 300);
+    }
     if (refreshTimer === null) pendingSince = Date.now();
     else if (Date.now() - pendingSince > 3000) return;
     else clearTimeout(refreshTimer);
@@ -309,6 +373,7 @@ export function createHistoryPanel(options: HistoryPanelOptions): HistoryPanel {
     destroy() {
       destroyed = true;
       if (refreshTimer !== null) clearTimeout(refreshTimer);
+      if (legendTimer !== null) clearTimeout(legendTimer);
       options.ydoc.off('update', ydocOnUpdate);
       element.remove();
       view.remove();

@@ -9,6 +9,7 @@ import Collaboration from '@tiptap/extension-collaboration';
 import CollaborationCaret from '@tiptap/extension-collaboration-caret';
 import { IndexeddbPersistence } from 'y-indexeddb';
 import * as Y from 'yjs';
+import { authorColours, coloursShown, setClientNames } from './author-colours.ts';
 import { CaretInEmptyBlock } from './caret-in-empty-block.ts';
 import { CaretLabelsInside } from './caret-labels.ts';
 import { type Connection, defaultServerUrl, openConnection } from './connection.ts';
@@ -142,6 +143,7 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
       CaretInEmptyBlock,
       CollaborationCaret.configure({ provider, user, render: renderCaret }),
       CaretLabelsInside,
+      authorColours(ydoc.getXmlFragment(FRAGMENT_NAME)),
     ],
     editorProps: {
       // data-testid="editor" sits on the contenteditable itself (.ProseMirror),
@@ -168,6 +170,11 @@ export function mountEditor(element: HTMLElement, options: MountOptions): Mounte
     token: options.token,
     userName: name,
     ydoc,
+    awareness: provider.awareness,
+    colourByAuthor(names) {
+      setClientNames(editor, names);
+      return coloursShown(editor);
+    },
     // A preview stands in for the editing surface; the editor keeps syncing underneath.
     showPreview(view) {
       surface.hidden = view !== null;
