@@ -150,30 +150,51 @@ export async function runStockClientDelivery(options: DeliveryOptions): Promise<
 }
 
 export interface IdleMemoryResult {
+  /** Idle connections added per step (and steps taken). */
   connections: number;
+  steps: number;
+  /** Medians over the steps of (growth over the step) / connections. */
   rssKiBPerConnection: number;
   heapKiBPerConnection: number;
+  /** Each step's RSS per connection, to show the spread. */
+  rssKiBPerStep: number[];
 }
 
 /**
- * Server RSS and heap (after a full GC; the server child must run with
- * --expose-gc) with `connections` idle synced clients, minus the same with
- * one client per document (so loaded documents are not counted), per
- * connection.
+ * What the server's RSS and heap grow by per idle synced connection. One
+ * client per document is opened first (so loaded documents are not counted);
+ * then `steps` times `connections` more clients, each step measured after a
+ * full GC (the server child must run with --expose-gc), and the median of the
+ * steps' growth per connection is reported. The server's young generation
+ * should be pinned (--min-semi-space-size = --max-semi-space-size): V8 grows
+ * it with the allocation rate, up to tens of MiB per process, and when it
+ * does so within one step that step's RSS would show it as per-connection memory.
  */
 export async function runIdleMemory(
-  server: BenchServer, kind: StockClientKind, connections: number, documents: number, prefix: string,
+  server: BenchServer, kind: StockClientKind, connections: number, steps: number, documents: number, prefix: string,
 ): Promise<IdleMemoryResult> {
-  const first = await openClients(server.url, kind, documents, documents, prefix);
-  await sleep(1000);
-  const before = await server.usage(true);
-  const rest = await openClients(server.url, kind, connections, documents, prefix);
-  await sleep(1000);
-  const after = await server.usage(true);
-  for (const client of [...first, ...rest]) client.destroy();
-  return {
-    connections,
-    rssKiBPerConnection: (after.rssBytes - before.rssBytes) / connections / 1024,
-    heapKiBPerConnection: (after.heapUsedBytes - before.heapUsedBytes) / connections / 1024,
-  };
+  const opened = await openClients(server.url, kind, documents, documents, prefix);
+  try {
+    await sleep(1000);
+    let previous = await server.usage(true);
+    const rss: number[] = [];
+    const heap: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      opened.push(...await openClients(server.url, kind, connections, documents, prefix));
+      await sleep(1000);
+      const usage = await server.usage(true);
+      rss.push((usage.rssBytes - previous.rssBytes) / connections / 1024);
+      heap.push((usage.heapUsedBytes - previous.heapUsedBytes) / connections / 1024);
+      previous = usage;
+    }
+    return { connections, steps, rssKiBPerConnection: median(rss), heapKiBPerConnection: median(heap), rssKiBPerStep: rss };
+  } finally {
+    for (const client of opened) client.destroy();
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }

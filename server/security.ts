@@ -40,7 +40,7 @@ export interface Security {
   admit(request: IncomingMessage, ws: WebSocket): CloseCode | null;
   context(request: IncomingMessage, ws: WebSocket): ConnectionContext;
   /** How long (ms) the socket must not be read after this frame (0: go on). */
-  onFrame(ws: WebSocket, request: IncomingMessage): number;
+  onFrame(ws: WebSocket): number;
   authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<string | null>;
   /** Throws an ApiError when `request` may not read /metrics. */
   authorizeMetrics(request: IncomingMessage): Promise<void>;
