@@ -14,13 +14,15 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Hocuspocus, WebSocketLike } from '@hocuspocus/server';
+import * as decoding from 'lib0/decoding';
 import type { Logger } from 'pino';
+import { applyAwarenessUpdate } from 'y-protocols/awareness';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
 import type { ConnectionContext } from './context.js';
 import { DurableAcks } from './durable-acks.js';
 import { documentNameProblem } from './document-name.js';
-import { inspectFrame, isBarePong } from './frames.js';
+import { inspectFrame, isBarePong, MessageType } from './frames.js';
 import type { Metrics } from './metrics.js';
 import { YWebsocketBridge } from './y-websocket-bridge.js';
 
@@ -49,6 +51,13 @@ export interface TransportOptions {
   maxUnconfirmedUpdates?: number;
   /** Bytes queued to a client that does not read them past which it is closed (1013); default 64 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Apply y-websocket clients' awareness frames to the document directly (see
+   * applyAwareness). Only when no hook of the Hocuspocus instance handles
+   * messages or awareness (beforeHandleMessage, afterHandleMessage,
+   * beforeHandleAwareness): those would not see these frames. Default false.
+   */
+  directAwareness?: boolean;
 }
 
 export interface Transport {
@@ -72,6 +81,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const sockets = new Set<WebSocket>();
   let closing = false;
+  const directAwareness = options.directAwareness ?? false;
 
   // One keep-alive timer for every socket rather than a timer each (a timer,
   // its closure and its context per socket are memory an idle connection
@@ -193,7 +203,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       if (!opened && (++framesBeforeOpen === OPENING_FRAMES || (bytesBeforeOpen += frame.length) >= OPENING_BYTES)) flow.opening(true);
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
-      if (bridge.repeatsKnownAwareness(frame)) {
+      if (bridge.repeatsKnownAwareness(frame) || (directAwareness && applyAwareness(documentName, acks, frame))) {
         // Still a sign of life for Hocuspocus' idle timeout, as it would have been.
         client.lastMessageReceivedAt = Date.now();
         return;
@@ -202,6 +212,31 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     }, (code, reason) => client.handleClose({ code, reason }));
     const token = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token') ?? '';
     client.handleMessage(bridge.authFrame(token));
+  }
+
+  /**
+   * Applies a y-websocket client's awareness frame to its document's awareness
+   * as Hocuspocus would, with the connection as origin (so Hocuspocus still
+   * knows whose states to remove when it closes), but without the scratch
+   * Y.Doc and Awareness Hocuspocus builds for every awareness frame to hand
+   * to beforeHandleAwareness hooks: that round trip (a Y.Doc draws a UUID
+   * from ~30 crypto.getRandomValues calls) was most of the server's work in
+   * the burst of renewals clients started together make every 15 s. It also
+   * leaves out what the round trip adds and drops: the scratch's own client
+   * entry, and the removal (null state) entries, which y-protocols applies
+   * here as the y-websocket reference server does. False when the socket's
+   * connection to the document is not established yet: Hocuspocus then takes
+   * the frame (and queues it).
+   */
+  function applyAwareness(documentName: string, socket: WebSocketLike, frame: Uint8Array): boolean {
+    if (frame[0] !== MessageType.Awareness) return false;
+    const document = hocuspocus.documents.get(documentName);
+    const connection = document?.getConnections().find((candidate) => candidate.webSocket === socket);
+    if (document === undefined || connection === undefined) return false;
+    const decoder = decoding.createDecoder(frame);
+    decoding.readVarUint(decoder);
+    applyAwarenessUpdate(document.awareness, decoding.readVarUint8Array(decoder), { source: 'connection', connection });
+    return true;
   }
 
   function wireSocket(
