@@ -52,7 +52,7 @@ export interface TransportOptions {
   /** Bytes queued to a client that does not read them past which it is closed (1013); default 64 MiB. */
   maxBufferedBytes?: number;
   /**
-   * Apply y-websocket clients' awareness frames to the document directly (see
+   * Apply clients' awareness frames to the document directly (see
    * applyAwareness). Only when no hook of the Hocuspocus instance handles
    * messages or awareness (beforeHandleMessage, afterHandleMessage,
    * beforeHandleAwareness): those would not see these frames. Default false.
@@ -157,6 +157,10 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     wireSocket(ws, request, 'hocuspocus', flow, (frame) => {
       if (isBarePong(frame)) return;
       inspectFrame(frame);
+      if (directAwareness && applyAwareness(acks, frame)) {
+        client.lastMessageReceivedAt = Date.now();
+        return;
+      }
       client.handleMessage(frame);
     }, (code, reason) => client.handleClose({ code, reason }));
   }
@@ -203,7 +207,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       if (!opened && (++framesBeforeOpen === OPENING_FRAMES || (bytesBeforeOpen += frame.length) >= OPENING_BYTES)) flow.opening(true);
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
-      if (bridge.repeatsKnownAwareness(frame) || (directAwareness && applyAwareness(documentName, acks, frame))) {
+      if (bridge.repeatsKnownAwareness(frame) || (directAwareness && frame[0] === MessageType.Awareness && applyAwareness(acks, framed))) {
         // Still a sign of life for Hocuspocus' idle timeout, as it would have been.
         client.lastMessageReceivedAt = Date.now();
         return;
@@ -215,26 +219,30 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   }
 
   /**
-   * Applies a y-websocket client's awareness frame to its document's awareness
-   * as Hocuspocus would, with the connection as origin (so Hocuspocus still
+   * Applies an awareness frame (Hocuspocus framing; the bridge's for a
+   * y-websocket client) to its document's awareness as Hocuspocus would, with
+   * the socket's connection to the document as origin (so Hocuspocus still
    * knows whose states to remove when it closes), but without the scratch
-   * Y.Doc and Awareness Hocuspocus builds for every awareness frame to hand
-   * to beforeHandleAwareness hooks: that round trip (a Y.Doc draws a UUID
-   * from ~30 crypto.getRandomValues calls) was most of the server's work in
-   * the burst of renewals clients started together make every 15 s. It also
-   * leaves out what the round trip adds and drops: the scratch's own client
-   * entry, and the removal (null state) entries, which y-protocols applies
-   * here as the y-websocket reference server does. False when the socket's
-   * connection to the document is not established yet: Hocuspocus then takes
-   * the frame (and queues it).
+   * Y.Doc and Awareness Hocuspocus builds for every awareness frame to hand to
+   * beforeHandleAwareness hooks: that round trip (a Y.Doc draws a UUID from ~30
+   * crypto.getRandomValues calls) was the largest part of the server's work in
+   * the burst of renewals that clients started together make every 15 s. It
+   * also leaves out what the round trip adds and drops: an entry for the
+   * scratch's own client, and removal (null state) entries, which y-protocols
+   * applies here as the y-websocket reference server does. False (Hocuspocus
+   * takes the frame) for any other frame, and while the connection is not
+   * established (Hocuspocus queues what comes before).
    */
-  function applyAwareness(documentName: string, socket: WebSocketLike, frame: Uint8Array): boolean {
-    if (frame[0] !== MessageType.Awareness) return false;
-    const document = hocuspocus.documents.get(documentName);
-    const connection = document?.getConnections().find((candidate) => candidate.webSocket === socket);
-    if (document === undefined || connection === undefined) return false;
+  function applyAwareness(socket: WebSocketLike, frame: Uint8Array): boolean {
     const decoder = decoding.createDecoder(frame);
-    decoding.readVarUint(decoder);
+    const address = decoding.readVarString(decoder);
+    if (decoding.readVarUint(decoder) !== MessageType.Awareness) return false;
+    const separator = address.indexOf('\0');
+    const documentName = separator === -1 ? address : address.slice(0, separator);
+    const sessionId = separator === -1 ? null : address.slice(separator + 1);
+    const document = hocuspocus.documents.get(documentName);
+    const connection = document?.getConnections().find((candidate) => candidate.webSocket === socket && candidate.sessionId === sessionId);
+    if (document === undefined || connection === undefined) return false;
     applyAwarenessUpdate(document.awareness, decoding.readVarUint8Array(decoder), { source: 'connection', connection });
     return true;
   }

@@ -72,15 +72,15 @@ test("y-websocket clients see each other's awareness; the peers' states they sen
   assert.equal(server.total() - before, 1, 'only the change itself reached Hocuspocus');
 });
 
-test('with no message hooks, y-websocket awareness is applied directly: providers and y-websocket peers see it, and a dropped socket takes its state with it', async (t) => {
+test('with no message hooks, awareness is applied directly: providers and y-websocket peers see it, and a dropped socket takes its states with it', async (t) => {
   const server = await serverCountingAwareness(t, { countAwareness: false });
   const documentName = 'transport/direct-awareness';
   const first = yWebsocketClient(t, server.url, documentName, { disableBc: true });
   const second = yWebsocketClient(t, server.url, documentName, { disableBc: true });
+  const provider = hocuspocusClient(t, server.url, documentName);
   // No state until it is synced, so that its first awareness frame comes after Hocuspocus has
   // opened its connection and takes the direct path (an earlier one would wait in Hocuspocus).
   second.provider.awareness.setLocalState(null);
-  const provider = hocuspocusClient(t, server.url, documentName);
   await waitFor(() => first.settled() && second.settled() && provider.settled(), { message: 'clients synced' });
   const statesOf = (client: typeof provider | typeof first) => client.provider.awareness!.getStates();
   const viewers = [first, second, provider];
