@@ -17,7 +17,9 @@
 // on stdout; then each line "usage" on stdin is answered with one JSON line
 // {"benchChild":"usage", cpuUserMs, cpuSystemMs, rssBytes, heapUsedBytes, loopDelayP99Ms,
 // loopDelayMaxMs} (the event-loop delays since the previous report); "usage gc"
-// first collects garbage (when node runs with --expose-gc). stdin closing or
+// first collects garbage (when node runs with --expose-gc). "heapsnapshot <file>"
+// writes a heap snapshot (v8.writeHeapSnapshot) and answers
+// {"benchChild":"heapsnapshot","file":…} once it is complete. stdin closing or
 // SIGTERM stops the server and exits.
 
 import { readFileSync } from 'node:fs';
@@ -26,6 +28,7 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { writeHeapSnapshot } from 'node:v8';
 import { Server } from '@hocuspocus/server';
 import { WebSocketServer, type WebSocket } from 'ws';
 import * as Y from 'yjs';
@@ -114,6 +117,10 @@ report({ event: 'listening', port: started.port });
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {
   const words = line.trim().split(' ');
+  if (words[0] === 'heapsnapshot' && words.length === 2) {
+    report({ event: 'heapsnapshot', file: writeHeapSnapshot(words[1]) });
+    return;
+  }
   if (words[0] !== 'usage') return;
   if (words[1] === 'gc' && typeof globalThis.gc === 'function') {
     globalThis.gc();
@@ -123,6 +130,7 @@ lines.on('line', (line) => {
   const memory = process.memoryUsage();
   report({
     event: 'usage', cpuUserMs: usage.user / 1000, cpuSystemMs: usage.system / 1000, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed,
+    heapTotalBytes: memory.heapTotal, externalBytes: memory.external,
     loopDelayP99Ms: loopDelay.percentile(99) / 1e6, loopDelayMaxMs: loopDelay.max / 1e6,
   });
   loopDelay.reset();

@@ -13,6 +13,9 @@ export interface ServerUsage {
   cpuSystemMs: number;
   rssBytes: number;
   heapUsedBytes: number;
+  /** V8 heap pages held (used or not) and memory outside the heap that JS objects own (Buffers). */
+  heapTotalBytes: number;
+  externalBytes: number;
   /** The server's event-loop delay since the previous usage() call (p99 and max, ms). */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
@@ -25,6 +28,8 @@ export interface BenchServer {
   pid: number;
   /** With `collectGarbage`, a child started with --expose-gc collects garbage first. */
   usage(collectGarbage?: boolean): Promise<ServerUsage>;
+  /** Writes a heap snapshot of the server to `file` (a path without spaces); resolves when it is complete. */
+  heapSnapshot(file: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -69,8 +74,15 @@ export async function startBenchServer(args: string[], nodeFlags: string[] = [])
       return {
         cpuUserMs: message.cpuUserMs as number, cpuSystemMs: message.cpuSystemMs as number,
         rssBytes: message.rssBytes as number, heapUsedBytes: message.heapUsedBytes as number,
+        heapTotalBytes: message.heapTotalBytes as number, externalBytes: message.externalBytes as number,
         loopDelayP99Ms: message.loopDelayP99Ms as number, loopDelayMaxMs: message.loopDelayMaxMs as number,
       };
+    },
+    async heapSnapshot(file) {
+      if (file.includes(' ')) throw new Error(`heap snapshot path must not contain spaces: ${file}`);
+      const reply = next('heapsnapshot');
+      child.stdin?.write(`heapsnapshot ${file}\n`);
+      await reply;
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -36,11 +36,14 @@ export interface DeliveryOptions {
 export interface DeliveryResult {
   sent: number;
   deliveryMs: Percentiles;
+  /** Deliveries the window's edits called for (edits × the other clients of their document). */
+  expectedDeliveries: number;
   /** Clients whose connection closed during the run. */
   closedEarly: number;
 }
 
 interface StockClient {
+  documentName: string;
   doc: Y.Doc;
   text: Y.Text;
   synced: Promise<void>;
@@ -56,7 +59,7 @@ function openClient(url: string, kind: StockClientKind, documentName: string): S
     // No BroadcastChannel: clients of one document in this process would otherwise skip the server.
     const provider = new WebsocketProvider(`${url}/yjs`, documentName, doc, { WebSocketPolyfill: WebSocket as never, disableBc: true });
     const client: StockClient = {
-      doc, text: doc.getText('default'), closed: false,
+      documentName, doc, text: doc.getText('default'), closed: false,
       synced: new Promise((resolve) => provider.once('sync', () => resolve())),
       // The awareness keeps an interval (and this process) alive until it is destroyed too.
       destroy: () => {
@@ -69,7 +72,7 @@ function openClient(url: string, kind: StockClientKind, documentName: string): S
   }
   const provider = new HocuspocusProvider({ url, name: documentName, document: doc, WebSocketPolyfill: WebSocket as never, quiet: true } as never);
   const client: StockClient = {
-    doc, text: doc.getText('default'), closed: false,
+    documentName, doc, text: doc.getText('default'), closed: false,
     synced: new Promise((resolve) => provider.on('synced', () => resolve())),
     destroy: () => provider.destroy(),
   };
@@ -122,7 +125,10 @@ export async function runStockClientDelivery(options: DeliveryOptions): Promise<
     });
   }
 
+  const clientsOf = new Map<string, number>();
+  for (const client of clients) clientsOf.set(client.documentName, (clientsOf.get(client.documentName) ?? 0) + 1);
   let sent = 0;
+  let expectedDeliveries = 0;
   const edit = () => {
     const client = clients[Math.floor(Math.random() * clients.length)];
     const clock = Y.getState(client.doc.store, client.doc.clientID);
@@ -132,48 +138,76 @@ export async function runStockClientDelivery(options: DeliveryOptions): Promise<
       if (record === undefined) sends.set(client.doc.clientID, record = { clocks: [], times: [] });
       record.clocks.push(clock);
       record.times.push(now);
+      expectedDeliveries += clientsOf.get(client.documentName)! - 1;
     }
     client.text.insert(client.text.length, 'ab');
     sent += 1;
   };
-  const timer = setInterval(edit, 1000 / options.updatesPerSecond);
+  // The edits due by now, not one per tick: a timer this process is too busy
+  // to run on time would otherwise lower the load the server is offered.
+  const started = performance.now();
+  const timer = setInterval(() => {
+    const due = Math.floor((performance.now() - started) * options.updatesPerSecond / 1000);
+    while (sent < due) edit();
+  }, Math.max(1, Math.min(10, 1000 / options.updatesPerSecond)));
   await sleep(options.warmupMs);
   windowStart = performance.now();
   await sleep(options.durationMs);
   windowEnd = performance.now();
   clearInterval(timer);
   // Let the window's last edits arrive (a delivery slower than this counts as lost, and shows as a short count).
-  await sleep(2000);
+  await sleep(5000);
   const closedEarly = clients.filter((c) => c.closed).length;
   for (const client of clients) client.destroy();
-  return { sent, deliveryMs: percentiles(samples), closedEarly };
+  return { sent, deliveryMs: percentiles(samples), expectedDeliveries, closedEarly };
 }
 
 export interface IdleMemoryResult {
+  /** Idle connections added per step (and steps taken). */
   connections: number;
+  steps: number;
+  /** Medians over the steps of (growth over the step) / connections. */
   rssKiBPerConnection: number;
   heapKiBPerConnection: number;
+  /** Each step's RSS per connection, to show the spread. */
+  rssKiBPerStep: number[];
 }
 
 /**
- * Server RSS and heap (after a full GC; the server child must run with
- * --expose-gc) with `connections` idle synced clients, minus the same with
- * one client per document (so loaded documents are not counted), per
- * connection.
+ * What the server's RSS and heap grow by per idle synced connection. One
+ * client per document is opened first (so loaded documents are not counted);
+ * then `steps` times `connections` more clients, each step measured after a
+ * full GC (the server child must run with --expose-gc), and the median of the
+ * steps' growth per connection is reported. The server's young generation
+ * should be pinned (--min-semi-space-size = --max-semi-space-size): V8 grows
+ * it with the allocation rate, up to tens of MiB per process, and when it
+ * does so within one step that step's RSS would show it as per-connection memory.
  */
 export async function runIdleMemory(
-  server: BenchServer, kind: StockClientKind, connections: number, documents: number, prefix: string,
+  server: BenchServer, kind: StockClientKind, connections: number, steps: number, documents: number, prefix: string,
 ): Promise<IdleMemoryResult> {
-  const first = await openClients(server.url, kind, documents, documents, prefix);
-  await sleep(1000);
-  const before = await server.usage(true);
-  const rest = await openClients(server.url, kind, connections, documents, prefix);
-  await sleep(1000);
-  const after = await server.usage(true);
-  for (const client of [...first, ...rest]) client.destroy();
-  return {
-    connections,
-    rssKiBPerConnection: (after.rssBytes - before.rssBytes) / connections / 1024,
-    heapKiBPerConnection: (after.heapUsedBytes - before.heapUsedBytes) / connections / 1024,
-  };
+  const opened = await openClients(server.url, kind, documents, documents, prefix);
+  try {
+    await sleep(1000);
+    let previous = await server.usage(true);
+    const rss: number[] = [];
+    const heap: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      opened.push(...await openClients(server.url, kind, connections, documents, prefix));
+      await sleep(1000);
+      const usage = await server.usage(true);
+      rss.push((usage.rssBytes - previous.rssBytes) / connections / 1024);
+      heap.push((usage.heapUsedBytes - previous.heapUsedBytes) / connections / 1024);
+      previous = usage;
+    }
+    return { connections, steps, rssKiBPerConnection: median(rss), heapKiBPerConnection: median(heap), rssKiBPerStep: rss };
+  } finally {
+    for (const client of opened) client.destroy();
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }

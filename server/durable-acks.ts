@@ -44,7 +44,8 @@ interface AddressQueue {
 }
 
 export class DurableAcks implements WebSocketLike {
-  private readonly queues = new Map<string, AddressQueue>();
+  /** Created with the first update and dropped when all are acknowledged: an idle socket holds none. */
+  private queues: Map<string, AddressQueue> | null = null;
   private waiting = 0;
   private failed = false;
 
@@ -64,6 +65,7 @@ export class DurableAcks implements WebSocketLike {
    * waits for `commit` (null: nothing to wait for, e.g. a read-only refusal).
    */
   expect(address: string, commit: Promise<unknown> | null): void {
+    this.queues ??= new Map();
     let queue = this.queues.get(address);
     if (queue === undefined) {
       queue = { entries: [], acked: 0 };
@@ -81,7 +83,7 @@ export class DurableAcks implements WebSocketLike {
       this.setWaiting(this.waiting - 1);
       if (this.failed) return;
       this.failed = true;
-      this.queues.clear();
+      this.queues = null;
       this.options.onFailure(error);
     });
   }
@@ -98,7 +100,7 @@ export class DurableAcks implements WebSocketLike {
     if (type === MessageType.SyncStatus) {
       // After a failed append nothing more may look acknowledged.
       if (this.failed) return;
-      const queue = this.queues.get(address);
+      const queue = this.queues?.get(address);
       if (queue !== undefined && queue.acked < queue.entries.length) {
         queue.entries[queue.acked++].ack = frame;
         this.release(address);
@@ -106,7 +108,7 @@ export class DurableAcks implements WebSocketLike {
       }
     } else if (type === MessageType.Close) {
       // The document's connection ends (Hocuspocus closed it): nothing of it is waited for any more.
-      this.queues.delete(address);
+      this.forget(address);
     }
     this.inner.send(data);
     if (type === MessageType.Auth && decoding.readVarUint(decoder) === AUTH_PERMISSION_DENIED && decoding.hasContent(decoder) &&
@@ -123,7 +125,7 @@ export class DurableAcks implements WebSocketLike {
 
   /** Sends, in order, the acks at the head of `address`'s queue whose updates are durable. */
   private release(address: string): void {
-    const queue = this.queues.get(address);
+    const queue = this.queues?.get(address);
     if (queue === undefined) return;
     let released = 0;
     while (released < queue.acked && queue.entries[released].durable && !this.failed) {
@@ -134,7 +136,11 @@ export class DurableAcks implements WebSocketLike {
       queue.entries.splice(0, released);
       queue.acked -= released;
     }
-    if (queue.entries.length === 0) this.queues.delete(address);
+    if (queue.entries.length === 0) this.forget(address);
+  }
+
+  private forget(address: string): void {
+    if (this.queues?.delete(address) === true && this.queues.size === 0) this.queues = null;
   }
 
   private setWaiting(waiting: number): void {

@@ -93,15 +93,17 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     store, instanceId: config.instanceId, logger, metrics,
     catchUpIntervalMs: storePushes ? 10_000 : config.redis === null ? 0 : 2000,
   });
+  const extensions: Extension[] = [durableLog, ...(options.extensions ?? [])];
+  // Awareness frames may skip Hocuspocus' message handling when no hook would see them there
+  // (the instance below has no hooks of its own; it appends its no-op defaults to the list it gets).
+  const directAwareness = !extensions.some((extension) => extension.beforeHandleAwareness !== undefined ||
+    extension.beforeHandleMessage !== undefined || extension.afterHandleMessage !== undefined);
   const hocuspocus = new Hocuspocus({
     name: config.instanceId,
     quiet: true,
     timeout: config.limits.timeoutMs,
     unloadImmediately: true,
-    extensions: [
-      durableLog,
-      ...(options.extensions ?? []),
-    ],
+    extensions: [...extensions],
   });
 
   const readinessChecks: ReadinessCheck[] = [
@@ -171,6 +173,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     admit: options.admit,
     context: options.context,
     onFrame: options.onFrame,
+    directAwareness,
   });
 
   return {

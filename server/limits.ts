@@ -37,19 +37,21 @@ export class AddressLimiter {
 
   constructor(private readonly max: number) {}
 
-  /** Takes a slot for `address`; returns the release function, or null when the address is at its limit. */
-  acquire(address: string): (() => void) | null {
+  /**
+   * Takes a slot for `address`; false when the address is at its limit. Each
+   * slot taken is given back with one release() (no closure per connection).
+   */
+  acquire(address: string): boolean {
     const count = this.open.get(address) ?? 0;
-    if (this.max > 0 && count >= this.max) return null;
+    if (this.max > 0 && count >= this.max) return false;
     this.open.set(address, count + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(address) ?? 1) - 1;
-      if (left === 0) this.open.delete(address);
-      else this.open.set(address, left);
-    };
+    return true;
+  }
+
+  release(address: string): void {
+    const left = (this.open.get(address) ?? 1) - 1;
+    if (left === 0) this.open.delete(address);
+    else this.open.set(address, left);
   }
 
   get addresses(): number {

@@ -40,7 +40,7 @@ export interface Security {
   admit(request: IncomingMessage, ws: WebSocket): CloseCode | null;
   context(request: IncomingMessage, ws: WebSocket): ConnectionContext;
   /** How long (ms) the socket must not be read after this frame (0: go on). */
-  onFrame(ws: WebSocket, request: IncomingMessage): number;
+  onFrame(ws: WebSocket): number;
   authorizeApi(request: IncomingMessage, doc: string | null, access: 'read' | 'write'): Promise<ConnectionUser | null>;
   /** The document size limit (--max-document-bytes) as the WebSocket path applies it; the REST writes ask it too. */
   readonly documentSize: DocumentSizeGuard;
@@ -57,9 +57,28 @@ const EXTENSION_PRIORITY = 200;
 /** How long before a token expires the server asks the client for a fresh one. */
 const TOKEN_REFRESH_LEAD_MS = 30_000;
 
-interface SocketState extends SocketSession {
-  clientAddress: string;
-  bucket: TokenBucket | null;
+/**
+ * One socket's state, shared by every document on it. A class rather than an
+ * object of closures, and the socket's timers and listeners are functions
+ * shared by all sockets: an idle connection holds only its fields.
+ */
+class SocketState implements SocketSession {
+  openDocuments = 0;
+  authenticated = false;
+  /** Until a document on the socket authenticates; cleared and dropped then. */
+  deadline: NodeJS.Timeout | null = null;
+
+  constructor(readonly ws: WebSocket, readonly clientAddress: string, readonly bucket: TokenBucket | null) {}
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);
+  }
+
+  onAuthenticated(): void {
+    this.authenticated = true;
+    if (this.deadline !== null) clearTimeout(this.deadline);
+    this.deadline = null;
+  }
 }
 
 /** Reads the JWKS file (if any) and builds the security layer; a bad key file is a ConfigError. */
@@ -175,7 +194,8 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
       }
       if (session !== undefined) {
         session.openDocuments += 1;
-        session.authenticated = true;
+        if (session instanceof SocketState) session.onAuthenticated();
+        else session.authenticated = true;
       }
       return additions;
     },
@@ -239,7 +259,23 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
     },
   };
 
-  // Names of the tokens of API requests already authorized, for the entries and names they write.
+  function authenticationDeadlinePassed(state: SocketState) {
+    state.deadline = null;
+    if (state.authenticated || state.ws.readyState !== state.ws.OPEN) return;
+    countRefusal(CloseCodes.ConnectionTimeout.reason, `no document authenticated within ${limits.authTimeoutMs} ms (--auth-timeout-ms)`,
+      { address: state.clientAddress });
+    state.ws.close(CloseCodes.ConnectionTimeout.code, CloseCodes.ConnectionTimeout.reason);
+  }
+
+  function socketOnClose(this: WebSocket) {
+    const state = sockets.get(this);
+    if (state === undefined) return;
+    sockets.delete(this);
+    if (state.deadline !== null) clearTimeout(state.deadline);
+    state.deadline = null;
+    addressLimiter.release(state.clientAddress);
+  }
+
   return {
     verifier,
     extension,
@@ -252,36 +288,20 @@ function buildSecurity(options: SecurityOptions, verifier: TokenVerifier | null)
         countRefusal(CloseCodes.Forbidden.reason, `origin ${origin} is not in --allowed-origins`, { address: clientAddress, origin });
         return CloseCodes.Forbidden;
       }
-      const release = addressLimiter.acquire(clientAddress);
-      if (release === null) {
+      if (!addressLimiter.acquire(clientAddress)) {
         // Its own reason in palimpsest_refusals_total, so a NAT address at the limit shows up as such.
         countRefusal('too-many-connections-per-address',
           `more than ${limits.maxConnectionsPerAddress} connections from one address (--max-connections-per-address)`, { address: clientAddress });
         return CloseCodes.Overloaded;
       }
-      const state: SocketState = {
-        clientAddress,
-        openDocuments: 0,
-        authenticated: false,
-        bucket: limits.maxMessagesPerSecond > 0 ? new TokenBucket(limits.maxMessagesPerSecond, limits.messageBurst) : null,
-        close(code, reason) {
-          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
-        },
-      };
+      const state = new SocketState(ws, clientAddress,
+        limits.maxMessagesPerSecond > 0 ? new TokenBucket(limits.maxMessagesPerSecond, limits.messageBurst) : null);
       sockets.set(ws, state);
       // Hocuspocus' own pre-authentication deadline is its idle timeout and is
       // checked only every `timeout` ms; this one is shorter and exact.
-      const deadline = setTimeout(() => {
-        if (state.authenticated || ws.readyState !== ws.OPEN) return;
-        countRefusal(CloseCodes.ConnectionTimeout.reason, `no document authenticated within ${limits.authTimeoutMs} ms (--auth-timeout-ms)`,
-          { address: clientAddress });
-        ws.close(CloseCodes.ConnectionTimeout.code, CloseCodes.ConnectionTimeout.reason);
-      }, limits.authTimeoutMs);
-      deadline.unref();
-      ws.once('close', () => {
-        clearTimeout(deadline);
-        release();
-      });
+      state.deadline = setTimeout(authenticationDeadlinePassed, limits.authTimeoutMs, state);
+      state.deadline.unref();
+      ws.on('close', socketOnClose);
       return null;
     },
 

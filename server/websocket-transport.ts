@@ -14,13 +14,15 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Hocuspocus, WebSocketLike } from '@hocuspocus/server';
+import * as decoding from 'lib0/decoding';
 import type { Logger } from 'pino';
+import { applyAwarenessUpdate } from 'y-protocols/awareness';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
 import type { ConnectionContext } from './context.js';
 import { DurableAcks } from './durable-acks.js';
 import { documentNameProblem } from './document-name.js';
-import { inspectFrame, isBarePong } from './frames.js';
+import { inspectFrame, isBarePong, MessageType } from './frames.js';
 import type { Metrics } from './metrics.js';
 import { YWebsocketBridge } from './y-websocket-bridge.js';
 
@@ -42,12 +44,20 @@ export interface TransportOptions {
   /**
    * Called for every frame before it is handled: returns how long (ms) the
    * socket must not be read after it (0: go on), or throws a ConnectionRefusal to close it.
+   * (It gets no upgrade request: a socket does not keep its request once open.)
    */
-  onFrame?: (socket: WebSocket, request: IncomingMessage) => number;
+  onFrame?: (socket: WebSocket) => number;
   /** Updates of one socket waiting for their commit past which the socket is not read (default 1,000). */
   maxUnconfirmedUpdates?: number;
   /** Bytes queued to a client that does not read them past which it is closed (1013); default 64 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Apply clients' awareness frames to the document directly (see
+   * applyAwareness). Only when no hook of the Hocuspocus instance handles
+   * messages or awareness (beforeHandleMessage, afterHandleMessage,
+   * beforeHandleAwareness): those would not see these frames. Default false.
+   */
+  directAwareness?: boolean;
 }
 
 export interface Transport {
@@ -71,6 +81,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const sockets = new Set<WebSocket>();
   let closing = false;
+  const directAwareness = options.directAwareness ?? false;
 
   // One keep-alive timer for every socket rather than a timer each (a timer,
   // its closure and its context per socket are memory an idle connection
@@ -84,8 +95,11 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   let joiningSlice = 0;
   let visitedSlice = 0;
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-  /** Each socket's flow control: a paused socket cannot read its pong, so it is not judged by it. */
-  const flows = new WeakMap<WebSocket, FlowControl>();
+  /**
+   * What the shared socket handlers need of each socket (its flow control: a
+   * paused socket cannot read its pong, so it is not judged by it).
+   */
+  const links = new WeakMap<WebSocket, SocketLink>();
   const keepAlive = setInterval(() => {
     for (const ws of keepAliveSlices[visitedSlice]) {
       if (ws.bufferedAmount > maxBufferedBytes) {
@@ -94,7 +108,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
           `${ws.bufferedAmount} bytes queued to a client that does not read them (limit ${maxBufferedBytes})`));
         continue;
       }
-      if (flows.get(ws)?.paused === true) {
+      if (links.get(ws)?.flow.paused === true) {
         awaitingPong.delete(ws);
         continue;
       }
@@ -114,7 +128,8 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       socket.destroy();
       return;
     }
-    socket.on('error', (error) => logger.debug({ err: error.message }, 'socket error during upgrade'));
+    // A shared handler: a closure here would keep the request (and its headers) as long as the socket.
+    socket.on('error', socketOnUpgradeError);
     wss.handleUpgrade(request, socket, head, (ws) => {
       const refusal = options.admit?.(request, ws) ?? null;
       if (refusal !== null) {
@@ -142,6 +157,10 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     wireSocket(ws, request, 'hocuspocus', flow, (frame) => {
       if (isBarePong(frame)) return;
       inspectFrame(frame);
+      if (directAwareness && applyAwareness(acks, frame)) {
+        client.lastMessageReceivedAt = Date.now();
+        return;
+      }
       client.handleMessage(frame);
     }, (code, reason) => client.handleClose({ code, reason }));
   }
@@ -188,7 +207,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       if (!opened && (++framesBeforeOpen === OPENING_FRAMES || (bytesBeforeOpen += frame.length) >= OPENING_BYTES)) flow.opening(true);
       const framed = bridge.frameFromClient(frame);
       inspectFrame(framed);
-      if (bridge.repeatsKnownAwareness(frame)) {
+      if (bridge.repeatsKnownAwareness(frame) || (directAwareness && frame[0] === MessageType.Awareness && applyAwareness(acks, framed))) {
         // Still a sign of life for Hocuspocus' idle timeout, as it would have been.
         client.lastMessageReceivedAt = Date.now();
         return;
@@ -199,51 +218,99 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     client.handleMessage(bridge.authFrame(token));
   }
 
+  /**
+   * Applies an awareness frame (Hocuspocus framing; the bridge's for a
+   * y-websocket client) to its document's awareness as Hocuspocus would, with
+   * the socket's connection to the document as origin (so Hocuspocus still
+   * knows whose states to remove when it closes), but without the scratch
+   * Y.Doc and Awareness Hocuspocus builds for every awareness frame to hand to
+   * beforeHandleAwareness hooks: that round trip (a Y.Doc draws a UUID from ~30
+   * crypto.getRandomValues calls) was the largest part of the server's work in
+   * the burst of renewals that clients started together make every 15 s. It
+   * also leaves out what the round trip adds and drops: an entry for the
+   * scratch's own client, and removal (null state) entries, which y-protocols
+   * applies here as the y-websocket reference server does. False (Hocuspocus
+   * takes the frame) for any other frame, and while the connection is not
+   * established (Hocuspocus queues what comes before).
+   */
+  function applyAwareness(socket: WebSocketLike, frame: Uint8Array): boolean {
+    const decoder = decoding.createDecoder(frame);
+    const address = decoding.readVarString(decoder);
+    if (decoding.readVarUint(decoder) !== MessageType.Awareness) return false;
+    const separator = address.indexOf('\0');
+    const documentName = separator === -1 ? address : address.slice(0, separator);
+    const sessionId = separator === -1 ? null : address.slice(separator + 1);
+    const document = hocuspocus.documents.get(documentName);
+    const connection = document?.getConnections().find((candidate) => candidate.webSocket === socket && candidate.sessionId === sessionId);
+    if (document === undefined || connection === undefined) return false;
+    applyAwarenessUpdate(document.awareness, decoding.readVarUint8Array(decoder), { source: 'connection', connection });
+    return true;
+  }
+
   function wireSocket(
-    ws: WebSocket, request: IncomingMessage, protocol: string, flow: FlowControl,
-    onMessage: (frame: Uint8Array) => void, onClose: (code: number, reason: string) => void,
+    ws: WebSocket, request: IncomingMessage, protocol: SocketLink['protocol'], flow: FlowControl,
+    onMessage: SocketLink['onMessage'], onClose: SocketLink['onClose'],
   ) {
-    flows.set(ws, flow);
+    links.set(ws, { flow, protocol, address: request.socket.remoteAddress ?? 'unknown', onMessage, onClose });
     keepAliveSlices[joiningSlice].add(ws);
     joiningSlice = (joiningSlice + 1) % KEEP_ALIVE_SLICES;
     ws.on('pong', socketOnPong);
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (ws.readyState !== ws.OPEN) return;
-      try {
-        if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
-        const waitMs = options.onFrame?.(ws, request) ?? 0;
-        onMessage(copyFrame(data));
-        if (waitMs > 0) {
-          metrics.throttled.inc({ reason: 'rate' });
-          flow.holdFor(waitMs);
-        }
-      } catch (error) {
-        if (error instanceof ConnectionRefusal) {
-          refuse(ws, error);
-          return;
-        }
-        // Not the client's fault: say so, and keep the stack for us.
-        logger.error({ err: (error as Error).message, stack: (error as Error).stack, protocol }, 'internal error while handling a frame');
-        refuse(ws, new ConnectionRefusal(CloseCodes.InternalError, (error as Error).message));
-      }
-    });
-    ws.on('error', (error: Error & { code?: string }) => {
-      // ws reports oversize frames (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) here and closes with 1009.
-      const reason = error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCodes.MessageTooBig.reason : 'socket-error';
-      metrics.refusals.inc({ reason });
-      logger.warn({ err: error.message, code: error.code, protocol, address: request.socket.remoteAddress }, 'websocket error');
-    });
-    ws.on('close', (code: number, reason: Buffer) => {
-      for (const slice of keepAliveSlices) slice.delete(ws);
-      awaitingPong.delete(ws);
-      flow.dispose();
-      sockets.delete(ws);
-      metrics.connections.dec({ protocol });
-      onClose(code, reason.toString());
-    });
+    ws.on('message', socketOnMessage);
+    ws.on('error', socketOnError);
+    ws.on('close', socketOnClose);
   }
 
-  /** Shared by every socket (`this` is the socket), so that none holds a closure of its own for it. */
+  // The socket handlers are shared by every socket (`this` is the socket) and
+  // find its state in `links`: handlers of its own, with their closures and
+  // contexts, are memory an idle connection need not hold, and they would keep
+  // the upgrade request (headers and all) alive as long as the socket.
+
+  function socketOnMessage(this: WebSocket, data: RawData, isBinary: boolean) {
+    const link = links.get(this);
+    if (link === undefined || this.readyState !== this.OPEN) return;
+    try {
+      if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
+      const waitMs = options.onFrame?.(this) ?? 0;
+      link.onMessage(copyFrame(data));
+      if (waitMs > 0) {
+        metrics.throttled.inc({ reason: 'rate' });
+        link.flow.holdFor(waitMs);
+      }
+    } catch (error) {
+      if (error instanceof ConnectionRefusal) {
+        refuse(this, error);
+        return;
+      }
+      // Not the client's fault: say so, and keep the stack for us.
+      logger.error({ err: (error as Error).message, stack: (error as Error).stack, protocol: link.protocol }, 'internal error while handling a frame');
+      refuse(this, new ConnectionRefusal(CloseCodes.InternalError, (error as Error).message));
+    }
+  }
+
+  function socketOnError(this: WebSocket, error: Error & { code?: string }) {
+    // ws reports oversize frames (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) here and closes with 1009.
+    const reason = error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCodes.MessageTooBig.reason : 'socket-error';
+    metrics.refusals.inc({ reason });
+    const link = links.get(this);
+    logger.warn({ err: error.message, code: error.code, protocol: link?.protocol, address: link?.address }, 'websocket error');
+  }
+
+  function socketOnClose(this: WebSocket, code: number, reason: Buffer) {
+    for (const slice of keepAliveSlices) slice.delete(this);
+    awaitingPong.delete(this);
+    sockets.delete(this);
+    const link = links.get(this);
+    if (link === undefined) return;
+    links.delete(this);
+    link.flow.dispose();
+    metrics.connections.dec({ protocol: link.protocol });
+    link.onClose(code, reason.toString());
+  }
+
+  function socketOnUpgradeError(error: Error) {
+    logger.debug({ err: error.message }, 'socket error during upgrade');
+  }
+
   function socketOnPong(this: WebSocket) {
     awaitingPong.delete(this);
   }
@@ -271,6 +338,20 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   };
 }
 
+/** Why a socket is not read (bits: several may hold at once). */
+const Hold = { Rate: 1, Backlog: 2, Opening: 4 } as const;
+type Hold = typeof Hold[keyof typeof Hold];
+
+/** One open socket as the shared socket handlers see it. */
+interface SocketLink {
+  flow: FlowControl;
+  protocol: 'hocuspocus' | 'y-websocket';
+  /** The peer's address, for logs. */
+  address: string;
+  onMessage(frame: Uint8Array): void;
+  onClose(code: number, reason: string): void;
+}
+
 /**
  * Stops reading a socket while any reason holds: the sender's rate budget is
  * in debt (for the time it takes to repay), too many of its updates wait for
@@ -282,7 +363,8 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
  */
 class FlowControl {
   private rateTimer: NodeJS.Timeout | null = null;
-  private readonly holds = new Set<'rate' | 'backlog' | 'opening'>();
+  /** The reasons that hold, as bits of Hold (a number rather than a Set: one per socket). */
+  private holds = 0;
   private rateUntil = 0;
   paused = false;
 
@@ -295,18 +377,18 @@ class FlowControl {
     this.rateUntil = until;
     this.rateTimer = setTimeout(() => {
       this.rateTimer = null;
-      this.set('rate', false);
+      this.set(Hold.Rate, false);
     }, Math.ceil(ms));
-    this.set('rate', true);
+    this.set(Hold.Rate, true);
   }
 
   backlog(waiting: number): void {
-    if (waiting >= this.maxUnconfirmed) this.set('backlog', true);
-    else if (waiting <= this.maxUnconfirmed / 2) this.set('backlog', false);
+    if (waiting >= this.maxUnconfirmed) this.set(Hold.Backlog, true);
+    else if (waiting <= this.maxUnconfirmed / 2) this.set(Hold.Backlog, false);
   }
 
   opening(open: boolean): void {
-    this.set('opening', open);
+    this.set(Hold.Opening, open);
   }
 
   dispose(): void {
@@ -314,10 +396,9 @@ class FlowControl {
     this.rateTimer = null;
   }
 
-  private set(reason: 'rate' | 'backlog' | 'opening', on: boolean): void {
-    if (on) this.holds.add(reason);
-    else this.holds.delete(reason);
-    const hold = this.holds.size > 0;
+  private set(reason: Hold, on: boolean): void {
+    this.holds = on ? this.holds | reason : this.holds & ~reason;
+    const hold = this.holds !== 0;
     if (hold === this.paused || this.ws.readyState !== this.ws.OPEN) return;
     this.paused = hold;
     if (hold) this.ws.pause();

@@ -32,8 +32,6 @@ const HOCUSPOCUS_CONNECTION_TIMEOUT = 4408;
 const AuthPermissionDenied = 1;
 
 export class YWebsocketBridge implements WebSocketLike {
-  private readonly prefix: Uint8Array;
-
   private opened = false;
 
   /**
@@ -43,22 +41,21 @@ export class YWebsocketBridge implements WebSocketLike {
   constructor(
     private readonly ws: WebSocket, readonly documentName: string, private readonly awarenessOf: () => Awareness | undefined,
     private readonly onOpened: () => void = () => undefined,
-  ) {
-    const encoder = encoding.createEncoder();
-    encoding.writeVarString(encoder, documentName);
-    this.prefix = encoding.toUint8Array(encoder);
-  }
+  ) {}
 
   get readyState(): number {
     return this.ws.readyState;
   }
 
-  /** A y-websocket frame as the Hocuspocus frame it stands for. */
+  /**
+   * A y-websocket frame as the Hocuspocus frame it stands for. (The encoded
+   * name is not kept between frames: an idle connection need not hold it.)
+   */
   frameFromClient(frame: Uint8Array): Uint8Array {
-    const framed = new Uint8Array(this.prefix.length + frame.length);
-    framed.set(this.prefix, 0);
-    framed.set(frame, this.prefix.length);
-    return framed;
+    const encoder = encoding.createEncoder();
+    encoding.writeVarString(encoder, this.documentName);
+    encoding.writeUint8Array(encoder, frame);
+    return encoding.toUint8Array(encoder);
   }
 
   /**

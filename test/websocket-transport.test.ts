@@ -14,13 +14,17 @@ import { loadServeConfig } from '../server/config.js';
 import { MessageType } from '../server/frames.js';
 import { createCollabServer } from '../server/index.js';
 import { createLogger } from '../server/logger.js';
-import { yWebsocketClient, type TestClient } from './helpers/clients.js';
+import { hocuspocusClient, yWebsocketClient, type TestClient } from './helpers/clients.js';
 import { startServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
 import { waitFor } from './helpers/wait.js';
 
-/** A real server in this process, with an extension that counts the awareness frames reaching Hocuspocus per document connection. */
-async function serverCountingAwareness(t: TestContext) {
+/**
+ * A real server in this process, with an extension that counts the awareness
+ * frames reaching Hocuspocus per document connection. (A message hook turns
+ * the transport's direct awareness path off; `countAwareness: false` leaves it on.)
+ */
+async function serverCountingAwareness(t: TestContext, { countAwareness = true } = {}) {
   const config = loadServeConfig(['--port', '0', '--data', join(tempDir(t), 'transport.db'), '--log-level', 'silent'], {}, { staticDir: null });
   const store = openEventStore({ path: config.store.data, synchronous: 'normal' });
   const awarenessFrames = new Map<string, number>();
@@ -31,7 +35,9 @@ async function serverCountingAwareness(t: TestContext) {
       if (update[1 + update[0]] === MessageType.Awareness) awarenessFrames.set(socketId, (awarenessFrames.get(socketId) ?? 0) + 1);
     },
   };
-  const server = createCollabServer({ config, store, logger: createLogger({ level: 'silent', instanceId: 'test' }), extensions: [counter] });
+  const server = createCollabServer({
+    config, store, logger: createLogger({ level: 'silent', instanceId: 'test' }), extensions: countAwareness ? [counter] : [],
+  });
   const { port } = await server.listen();
   t.after(async () => {
     await server.close();
@@ -64,6 +70,40 @@ test("y-websocket clients see each other's awareness; the peers' states they sen
   await waitFor(() => mover.doc.getText('t').length === 'edit-0'.length * others.length, { message: 'the peers\' edits reach the mover' });
   t.diagnostic(`awareness frames: ${before} before, ${server.total()} after`);
   assert.equal(server.total() - before, 1, 'only the change itself reached Hocuspocus');
+});
+
+test('with no message hooks, awareness is applied directly: providers and y-websocket peers see it, and a dropped socket takes its states with it', async (t) => {
+  const server = await serverCountingAwareness(t, { countAwareness: false });
+  const documentName = 'transport/direct-awareness';
+  const first = yWebsocketClient(t, server.url, documentName, { disableBc: true });
+  const second = yWebsocketClient(t, server.url, documentName, { disableBc: true });
+  const provider = hocuspocusClient(t, server.url, documentName);
+  // No state until it is synced, so that its first awareness frame comes after Hocuspocus has
+  // opened its connection and takes the direct path (an earlier one would wait in Hocuspocus).
+  second.provider.awareness.setLocalState(null);
+  await waitFor(() => first.settled() && second.settled() && provider.settled(), { message: 'clients synced' });
+  const statesOf = (client: typeof provider | typeof first) => client.provider.awareness!.getStates();
+  const viewers = [first, second, provider];
+
+  // Clock 0 is ignored by a server (see above); these changes have clocks >= 1.
+  first.provider.awareness.setLocalStateField('name', 'first');
+  second.provider.awareness.setLocalState({ name: 'second' });
+  provider.provider.setAwarenessField('name', 'provider');
+  const ids = { first: first.doc.clientID, second: second.doc.clientID, provider: provider.doc.clientID };
+  await waitFor(() => viewers.every((viewer) => Object.entries(ids).every(([name, id]) => statesOf(viewer).get(id)?.name === name)),
+    { message: 'every client sees every state' });
+
+  first.provider.awareness.setLocalStateField('name', 'first, moved');
+  await waitFor(() => [second, provider].every((viewer) => statesOf(viewer).get(ids.first)?.name === 'first, moved'),
+    { message: 'a change reaches both kinds of peer' });
+
+  // The socket drops without a goodbye: the server removes the states that came over it, which
+  // it knows only if the direct path applied them as coming from this socket's connection.
+  second.provider.shouldConnect = false;
+  (second.provider.ws as unknown as WebSocket).terminate();
+  await waitFor(() => [first, provider].every((viewer) => !statesOf(viewer).has(ids.second)),
+    { message: "the dropped client's state is removed at its peers" });
+  assert.equal(statesOf(provider).get(ids.first)?.name, 'first, moved');
 });
 
 test('a peer that stops answering pings is dropped within two keep-alive intervals; one that answers stays', async (t) => {
