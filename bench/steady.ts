@@ -8,7 +8,8 @@
 //     is small (as a browser's provider is slowed by a server that reads
 //     slowly), the rest waits in the sender. Measured: updates written, update
 //     deliveries per second at the other clients, delivery latency (write →
-//     arrival), and, after a drain, deliveries that never arrived.
+//     arrival), and deliveries that never arrived: still missing once none
+//     has arrived for 5 s after sending stopped.
 
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
@@ -20,6 +21,8 @@ const MessageType = { Sync: 0, Auth: 2, SyncReply: 4 } as const;
 const SyncStep = { Step1: 0, Step2: 1, Update: 2 } as const;
 /** A sender writes more only while its socket holds less than this unsent. */
 const SEND_BUFFER_LIMIT = 64 * 1024;
+/** After sending stops: deliveries still missing once none has arrived for this long count as lost. */
+const DRAIN_IDLE_MS = 5000;
 
 export interface OverloadResult {
   offeredPerSecond: number;
@@ -173,6 +176,7 @@ export async function runOverload(options: {
   let sending = true;
   let sentInWindow = 0;
   const tick = () => {
+    if (!sending) return;
     const now = performance.now();
     const due = Math.min(count, Math.floor((now - started) / 1000 * perClient) + 1);
     for (const sender of senders) {
@@ -188,7 +192,7 @@ export async function runOverload(options: {
         }));
       }
     }
-    if (sending) setTimeout(tick, 2);
+    setTimeout(tick, 2);
   };
   tick();
   await sleep(options.warmupMs);
@@ -217,9 +221,15 @@ export async function runOverload(options: {
   };
   let expected = 0;
   for (const sender of senders) expected += sender.times.length * peers(sender).length;
-  const drainDeadline = performance.now() + 30_000;
-  while (missing() > 0 && performance.now() < drainDeadline && senders.some((s) => !s.closed)) await sleep(100);
-  const lost = missing();
+  // Drained: everything arrived, or nothing more arrived for DRAIN_IDLE_MS (then what is missing is lost).
+  let lost = missing();
+  let progressAt = performance.now();
+  while (lost > 0 && performance.now() - progressAt < DRAIN_IDLE_MS && senders.some((s) => !s.closed)) {
+    await sleep(250);
+    const now = missing();
+    if (now < lost) progressAt = performance.now();
+    lost = now;
+  }
   stopping = true;
   for (const sender of senders) sender.socket.terminate();
 
