@@ -37,8 +37,6 @@ export interface ApiOptions {
   webhooks?: WebhookRoutes;
   /** Writing content over HTTP (content-api.ts); without it those routes answer 404. */
   content?: ContentRoutes;
-  /** Resolves once everything applied to a live document is in the log (the durable log's durable()). */
-  durable?: (document: Y.Doc) => Promise<void>;
 }
 
 /** What content-api.ts answers; authorization (write) is checked here first. */
@@ -116,10 +114,6 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
 
   const doc = decodeDocumentName(segments[1]);
   const action = segments.slice(2).join('/');
-  // Commits run off the event loop: what this instance's clients already see of a
-  // loaded document is in the log before a read of its history or state.
-  const live = options.hocuspocus.documents.get(doc);
-  if (method === 'GET' && live !== undefined && options.durable !== undefined) await options.durable(live);
   const historyTools: HistoryRouteTools = { store, authorize: options.authorize, ApiError, allow, readJson, sendJson };
   if (await handleHistoryRoute(request, response, url, doc, action, historyTools)) return;
   switch (action) {

@@ -110,7 +110,6 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     changes: changeFeed,
     webhooks: webhooks ?? undefined,
     content: createContentApi({ store, hocuspocus, instanceId: config.instanceId, logger, maxUpdateBytes: config.limits.maxMessageBytes }),
-    durable: (document) => durableLog.durable(document),
   };
 
   const httpServer = createServer((request, response) => {

@@ -6,15 +6,6 @@
 // Appends are grouped: every append that arrives in one event-loop turn is
 // written by one IMMEDIATE transaction (one fsync), and each caller's promise
 // settles when that transaction has committed.
-//
-// In the server (`background`), the transactions run on a writer thread
-// (writer-worker.ts) with its own connection, so a commit and its fsync never
-// hold the event loop: the main thread decides each entry (coverage check,
-// seq) from its cursors and sends the batch; the appends that arrive while it
-// commits form the next batch. One batch at a time, so entries commit in the
-// order their appends were made, and a batch is decided only once the one
-// before it has committed (or failed, when its documents' cursors are read
-// again from the file).
 
 import { Worker } from 'node:worker_threads';
 import type { Statement } from 'better-sqlite3';
@@ -32,7 +23,6 @@ import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
 import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
-import type { WriterBatch, WriterReply, WriterRequest, WriterRow, WriterWorkerData } from './writer-worker.js';
 import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './database.js';
 
 interface FeedRow {
@@ -100,8 +90,6 @@ const CHECKPOINT_AFTER_PAGES = 1000;
 const RESET_WAL_AFTER_FRAMES = 1000;
 /** With checkpoints on the worker, SQLite still checkpoints at commit past this many pages, should the worker fail. */
 const INLINE_CHECKPOINT_BACKSTOP_PAGES = 10000;
-/** Times a batch is decided again because another process appended meanwhile, before its appends fail. */
-const MAX_CONFLICT_RETRIES = 100;
 
 type WorkerReply =
   | { ready: true }
@@ -126,15 +114,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private lastProbeAt = 0;
   private readonly writeBatch: (batch: PendingAppend[], touched: Map<string, BatchCursor>) => Array<AppendResult | MalformedUpdateError>;
   private worker: Worker | null = null;
-  /** The writer thread (server only); null: appends commit on this thread's connection. */
-  private writer: Worker | null = null;
-  /** The batch the writer is committing, and the number of times it met another process' appends. */
-  private inFlight: { batch: PendingAppend[]; touched: Map<string, BatchCursor>; results: Array<AppendResult | MalformedUpdateError> } | null = null;
-  private conflictRetries = 0;
-  /** Woken when no batch is in flight and none is pending (close). */
-  private drainWaiters: Array<() => void> = [];
-  /** A snapshot the writer is writing: what to do with its result. */
-  private snapshotWritten: ((outcome: { result: CompactionResult } | { error: string }) => void) | null = null;
   private readonly compactionQueue = new Set<string>();
   private compactionRunning: string | null = null;
   private compactionStartedAt = 0;
@@ -164,7 +143,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       this.open.db.pragma(`wal_autocheckpoint = ${INLINE_CHECKPOINT_BACKSTOP_PAGES}`);
       // Started now: it takes a few hundred milliseconds to boot, and the WAL must not wait for that under load.
       this.compactionWorker();
-      this.startWriter();
     }
     const write = this.open.db.transaction((batch: PendingAppend[], touched: Map<string, BatchCursor>) => this.writeInTransaction(batch, touched));
     this.writeBatch = (batch, touched) => write.immediate(batch, touched);
@@ -233,62 +211,25 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     setImmediate(() => this.flush());
   }
 
-  private startWriter(): void {
-    const workerData: WriterWorkerData = {
-      path: this.open.path, synchronous: this.options.synchronous, busyTimeoutMs: this.options.busyTimeoutMs,
-      autocheckpointPages: INLINE_CHECKPOINT_BACKSTOP_PAGES,
-    };
-    const writer = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData });
-    writer.on('message', (message: WriterReply) => {
-      if ('batch' in message) this.batchWritten(message.batch);
-      else if ('snapshot' in message) {
-        const done = this.snapshotWritten;
-        this.snapshotWritten = null;
-        done?.(message.snapshot);
-      }
-    });
-    writer.on('error', (error) => {
-      // The thread is gone (it could not open the file, or crashed): what it was writing
-      // fails, and from now on appends commit on this thread's connection.
-      if (this.writer !== writer) return;
-      this.writer = null;
-      const failure = { error: `the writer thread failed: ${reason(error)}` };
-      if (this.inFlight !== null) this.batchWritten(failure);
-      const done = this.snapshotWritten;
-      this.snapshotWritten = null;
-      done?.(failure);
-    });
-    writer.unref();
-    this.writer = writer;
-  }
-
-  /** Writes every pending append in one transaction (on the writer thread when there is one). */
+  /** Writes every pending append in one transaction. */
   private flush(): void {
     this.flushScheduled = false;
-    if (this.inFlight !== null) return; // the next batch goes once this one has committed
     const batch = this.pending;
     this.pending = [];
-    if (batch.length === 0) {
-      this.wakeDrainWaiters();
-      return;
-    }
-    if (this.writer !== null) {
-      this.sendToWriter(batch, this.writer);
-      return;
-    }
+    if (batch.length === 0) return;
     const touched = new Map<string, BatchCursor>();
     let results: Array<AppendResult | MalformedUpdateError>;
     try {
       results = this.writeBatch(batch, touched);
     } catch (error) {
-      this.writeFailed(batch, touched, error);
+      // The cursors of touched documents were advanced in place: forget them,
+      // so the next write rebuilds them from the file as it is.
+      for (const doc of touched.keys()) this.cursors.delete(doc);
+      this.lastWriteFailed = true;
+      const failure = new StoreError('STORE_WRITE_FAILED', `could not write to ${this.open.path}: ${reason(error)}`, { cause: error });
+      for (const item of batch) item.reject(failure);
       return;
     }
-    this.committed(batch, touched, results);
-  }
-
-  /** After the batch's transaction committed: cursors, WAL estimate, callers, compactions. */
-  private committed(batch: PendingAppend[], touched: Map<string, BatchCursor>, results: Array<AppendResult | MalformedUpdateError>): void {
     this.lastWriteFailed = false;
     // Each document's log ends in its own index page; plus the table, the documents row and the bytes themselves.
     let bytes = 0;
@@ -307,107 +248,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         this.scheduleCompaction(doc);
       }
     }
-    this.wakeDrainWaiters();
-  }
-
-  /**
-   * Decides the batch's entries from this thread's cursors and sends them to
-   * the writer. Other processes' appends are not looked for here: the writer
-   * finds them (a document whose log no longer ends where its cursor says)
-   * and writes nothing, and the batch is decided again from the file.
-   */
-  private sendToWriter(batch: PendingAppend[], writer: Worker): void {
-    const touched = new Map<string, BatchCursor>();
-    const rows: WriterRow[] = [];
-    let results: Array<AppendResult | MalformedUpdateError>;
-    try {
-      results = batch.map((item) => {
-        let entry = touched.get(item.doc);
-        if (entry === undefined) {
-          const cursor = this.cursorFromFile(item.doc);
-          entry = { cursor, seqBefore: cursor.lastSeq };
-          touched.set(item.doc, entry);
-        }
-        return this.appendOne(item, entry.cursor, (seq, part) => rows.push({
-          doc: item.doc, seq, receivedAt: Date.now(), instanceId: item.meta.instanceId, user: item.meta.user, size: part.length,
-          update: part, displayName: item.meta.displayName ?? null,
-        }));
-      });
-    } catch (error) {
-      this.writeFailed(batch, touched, error);
-      return;
-    }
-    const documents: WriterBatch['documents'] = [];
-    for (const [name, { cursor, seqBefore }] of touched) {
-      if (cursor.lastSeq !== seqBefore) documents.push({ name, docId: cursor.docId, seqBefore, lastSeq: cursor.lastSeq });
-    }
-    if (documents.length === 0) {
-      // Everything was already in the log: nothing to commit.
-      this.committed(batch, touched, results);
-      this.scheduleFlush();
-      return;
-    }
-    this.inFlight = { batch, touched, results };
-    writer.ref(); // a batch in flight keeps the process alive
-    writer.postMessage({ batch: { documents, rows } } satisfies WriterRequest);
-  }
-
-  /** The writer's answer for the batch in flight. */
-  private batchWritten(outcome: { docIds: Array<[string, number]> } | { conflict: string[] } | { error: string }): void {
-    const inFlight = this.inFlight;
-    if (inFlight === null) return;
-    this.inFlight = null;
-    this.writer?.unref();
-    const { batch, touched, results } = inFlight;
-    if ('docIds' in outcome) {
-      this.conflictRetries = 0;
-      for (const [name, id] of outcome.docIds) {
-        const entry = touched.get(name);
-        if (entry !== undefined) entry.cursor.docId = id;
-      }
-      this.committed(batch, touched, results);
-    } else if ('conflict' in outcome && this.conflictRetries < MAX_CONFLICT_RETRIES) {
-      // Another process appended to some of these documents: decide the batch again from the file.
-      this.conflictRetries += 1;
-      for (const doc of touched.keys()) this.cursors.delete(doc);
-      this.pending = [...batch, ...this.pending];
-    } else {
-      this.conflictRetries = 0;
-      const message = 'conflict' in outcome ? `other processes kept appending to ${outcome.conflict.join(', ')}` : outcome.error;
-      this.writeFailed(batch, touched, new Error(message));
-    }
-    // The next batch is decided in a later turn, after the callers of this one have run
-    // (a failed append marks its document for repair before the next batch is decided).
-    this.scheduleFlush();
-  }
-
-  private writeFailed(batch: PendingAppend[], touched: Map<string, BatchCursor>, error: unknown): void {
-    // The cursors of touched documents were advanced in place: forget them,
-    // so the next write rebuilds them from the file as it is.
-    for (const doc of touched.keys()) this.cursors.delete(doc);
-    this.lastWriteFailed = true;
-    const failure = new StoreError('STORE_WRITE_FAILED', `could not write to ${this.open.path}: ${reason(error)}`, { cause: error });
-    for (const item of batch) item.reject(failure);
-    this.wakeDrainWaiters();
-  }
-
-  /** The cached cursor, or one read from the file (a document without a row yet has docId -1). */
-  private cursorFromFile(doc: string): LogCursor {
-    const cached = this.cursors.get(doc);
-    if (cached !== undefined) return cached;
-    const { db, statements } = this.open;
-    return db.transaction(() => {
-      const row = statements.documentByName.get(doc);
-      if (row === undefined) {
-        return { docId: -1, lastSeq: 0, coverage: emptyCoverage(), entriesSinceSnapshot: 0, bytesSinceSnapshot: 0, checkedAt: -1 };
-      }
-      return this.buildCursor(row.id, row.last_seq, -1);
-    })();
-  }
-
-  private wakeDrainWaiters(): void {
-    if (this.inFlight !== null || this.pending.length > 0) return;
-    for (const wake of this.drainWaiters.splice(0)) wake();
   }
 
   /** The body of the batch's IMMEDIATE transaction: no other connection can write meanwhile. */
@@ -423,8 +263,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         entry = { cursor, seqBefore: cursor.lastSeq };
         touched.set(item.doc, entry);
       }
-      return this.appendOne(item, entry.cursor, (seq, part) => this.open.statements.insertUpdate.run(
-        entry.cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part, item.meta.displayName ?? null));
+      return this.appendOne(item, entry.cursor);
     });
     let changeId: number | null = null;
     for (const { cursor, seqBefore } of touched.values()) {
@@ -435,7 +274,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     return results;
   }
 
-  private appendOne(item: PendingAppend, cursor: LogCursor, insert: (seq: number, part: Uint8Array) => void): AppendResult | MalformedUpdateError {
+  private appendOne(item: PendingAppend, cursor: LogCursor): AppendResult | MalformedUpdateError {
     let part: Uint8Array | null;
     try {
       part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
@@ -445,7 +284,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
-    insert(seq, part);
+    this.open.statements.insertUpdate.run(
+      cursor.docId, seq, Date.now(), item.meta.instanceId, item.meta.user, part.length, part, item.meta.displayName ?? null);
     cursor.lastSeq = seq;
     foldInto(cursor.coverage, item.update);
     cursor.entriesSinceSnapshot += 1;
@@ -813,19 +653,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private finishCompaction(message: { doc: string; snapshot?: BuiltSnapshot | null; error?: string }): void {
     let result: CompactionResult | null = null;
     let error = message.error;
-    const { snapshot } = message;
-    if (snapshot && !this.closed && this.writer !== null) {
-      // The writer thread writes it, so this thread never waits for that connection's write lock.
-      this.snapshotWritten = (outcome) => {
-        if ('result' in outcome && !this.closed) {
-          this.wrotePages(Math.ceil((snapshot.state.length + snapshot.coverage.length) / PAGE_SIZE) + 2);
-          this.afterCompaction(message.doc, outcome.result);
-        }
-        this.compactionFinished(message.doc, 'result' in outcome ? outcome.result : null, 'error' in outcome ? outcome.error : undefined);
-      };
-      this.writer.postMessage({ snapshot, policy: this.policy() } satisfies WriterRequest);
-      return;
-    }
     if (message.snapshot && !this.closed) {
       try {
         result = writeSnapshot(this.open, message.snapshot, this.policy());
@@ -835,12 +662,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         error = reason(writeError);
       }
     }
-    this.compactionFinished(message.doc, result, error);
-  }
-
-  private compactionFinished(doc: string, result: CompactionResult | null, error: string | undefined): void {
     const durationMs = performance.now() - this.compactionStartedAt;
-    this.options.onCompaction?.(error === undefined ? { doc, result, durationMs } : { doc, error, durationMs });
+    this.options.onCompaction?.(error === undefined ? { doc: message.doc, result, durationMs } : { doc: message.doc, error, durationMs });
     this.compactionRunning = null;
     this.runNextCompaction();
   }
@@ -868,10 +691,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private afterCheckpoint(result: { log: number; checkpointed: number } | { error: string }): void {
     this.checkpointRunning = false;
     if ('error' in result || result.log < RESET_WAL_AFTER_FRAMES || this.closed) return;
-    if (this.writer !== null) {
-      this.writer.postMessage({ checkpoint: true } satisfies WriterRequest);
-      return;
-    }
     try {
       this.open.db.pragma('wal_checkpoint(PASSIVE)');
     } catch {
@@ -930,23 +749,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.writer !== null) {
-      // Every append made before close commits first.
-      if (this.inFlight !== null || this.pending.length > 0) {
-        await new Promise<void>((resolve) => {
-          this.drainWaiters.push(resolve);
-          this.scheduleFlush();
-        });
-      }
-      const writer = this.writer;
-      this.writer = null;
-      if (writer !== null) {
-        const exited = new Promise<void>((resolve) => writer.once('exit', () => resolve()));
-        writer.ref();
-        writer.postMessage({ close: true } satisfies WriterRequest);
-        await exited;
-      }
-    }
     if (this.pending.length > 0) this.flush();
     this.compactionQueue.clear();
     if (this.worker !== null) {
