@@ -9,7 +9,7 @@
 //     slowly), the rest waits in the sender. Measured: updates written, update
 //     deliveries per second at the other clients, delivery latency (write →
 //     arrival), and deliveries that never arrived: still missing once none
-//     has arrived for 5 s after sending stopped.
+//     has arrived for 30 s after sending stopped.
 
 import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
@@ -22,7 +22,7 @@ const SyncStep = { Step1: 0, Step2: 1, Update: 2 } as const;
 /** A sender writes more only while its socket holds less than this unsent. */
 const SEND_BUFFER_LIMIT = 64 * 1024;
 /** After sending stops: deliveries still missing once none has arrived for this long count as lost. */
-const DRAIN_IDLE_MS = 5000;
+const DRAIN_IDLE_MS = 30_000;
 
 export interface OverloadResult {
   offeredPerSecond: number;
