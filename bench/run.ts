@@ -8,6 +8,8 @@
 //   burst  - bench/burst.ts: one connection writing 20,000 updates at once
 //            (updates/s until the last is acknowledged), and other clients'
 //            delivery latency while one connection floods;
+//   steady - bench/steady.ts: 50 documents x 4 clients at 1,000 and 2,000
+//            updates/s in all, and the same shape offered 16,000 updates/s;
 //   yws    - stock clients: delivery latency of y-websocket clients vs
 //            @hocuspocus/provider clients (Palimpsest, stock Hocuspocus, the
 //            y-websocket reference server), and server memory per idle connection;
@@ -36,6 +38,7 @@ import { runFeedBench, type FeedRow } from './feed.js';
 import { runHistoryBench, type HistoryBenchResult } from './history.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
+import { runOverload, type OverloadResult } from './steady.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
 import { runWebhookBench, type WebhookRow } from './webhooks.js';
 
@@ -49,6 +52,8 @@ Sections (default: all that can run):
   cold    cold load of a long history vs one full-state blob; trace replay rate
   burst   one connection writing 20,000 updates at once (both client framings), and
           other clients' delivery latency while one connection floods
+  steady  50 documents x 4 clients: delivery latency at 1,000 and 2,000 updates/s in all,
+          and the same shape offered 16,000 updates/s (throughput, latency, losses)
   yws     stock clients (y-websocket, @hocuspocus/provider): delivery latency
           over a window that covers their awareness renewal (20 s), and server
           memory per idle connection; Palimpsest vs stock Hocuspocus vs the y-websocket reference
@@ -161,7 +166,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'yws', 'feed', 'webhooks', 'history', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'steady', 'yws', 'feed', 'webhooks', 'history', 'redis'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -712,6 +717,76 @@ function webhookGoals(rows: WebhookRow[]): GoalLine[] {
   }];
 }
 
+// ---------------------------------------------------------------- steady
+
+const STEADY_CLIENTS = 200;
+const STEADY_DOCUMENTS = 50;
+const STEADY_RATES = [1000, 2000];
+const OVERLOAD_RATE = 16_000;
+
+interface SteadyRow { server: string; offered: number; result: TypingLoadResult }
+interface OverloadRow { server: string; result: OverloadResult }
+
+async function runSteadySection(dir: string, nodeFlags: string[]): Promise<{ steady: SteadyRow[]; overload: OverloadRow[] }> {
+  const steady: SteadyRow[] = [];
+  const overload: OverloadRow[] = [];
+  for (const variant of [serverVariants[0], serverVariants[1]]) {
+    const server = await startBenchServer(variant.args(dir, 98), nodeFlags);
+    try {
+      for (const rate of STEADY_RATES) {
+        progress(`steady: ${variant.name}, ${STEADY_DOCUMENTS} documents x ${STEADY_CLIENTS / STEADY_DOCUMENTS} clients, ${rate} updates/s`);
+        steady.push({ server: variant.name, offered: rate, result: await runTypingLoad({
+          url: server.url, clients: STEADY_CLIENTS, documents: STEADY_DOCUMENTS, documentPrefix: `steady-${rate}-`, mode: 'open',
+          updatesPerSecond: rate / STEADY_CLIENTS, warmupMs: settings.warmupMs, durationMs: settings.durationMs,
+        }) });
+      }
+      progress(`steady: ${variant.name}, the same shape offered ${OVERLOAD_RATE} updates/s`);
+      overload.push({ server: variant.name, result: await runOverload({
+        url: server.url, clients: STEADY_CLIENTS, documents: STEADY_DOCUMENTS, updatesPerSecond: OVERLOAD_RATE,
+        warmupMs: settings.warmupMs, durationMs: settings.durationMs, documentPrefix: 'overload-',
+      }) });
+    } finally {
+      await server.stop();
+    }
+  }
+  return { steady, overload };
+}
+
+function steadyTables(steady: SteadyRow[], overload: OverloadRow[]): string {
+  return [
+    table(`Steady load: ${STEADY_DOCUMENTS} documents x ${STEADY_CLIENTS / STEADY_DOCUMENTS} clients, open loop (default flags)`,
+      ['server', 'offered/s', 'acked/s', 'ack p99 ms', 'delivery p50 ms', 'delivery p99 ms', 'refused', 'closed'],
+      steady.map(({ server, offered, result: r }) => [server, offered, r.ackedPerSecond, r.ackMs.p99, r.deliveryMs.p50, r.deliveryMs.p99,
+        r.refused, r.closedEarly])),
+    table(`Past the ceiling: the same shape offered ${format(OVERLOAD_RATE)} updates/s (pre-generated updates; senders write while their socket takes it)`,
+      ['server', 'written/s', 'deliveries/s', 'delivery p50 ms', 'delivery p99 ms', 'deliveries expected', 'lost', 'left unsent', 'closed'],
+      overload.map(({ server, result: r }) => [server, r.sentPerSecond, r.deliveredPerSecond, r.deliveryMs.p50, r.deliveryMs.p99,
+        r.expected, r.lost, r.unsent, r.closedEarly])),
+  ].join('\n');
+}
+
+function steadyGoals(steady: SteadyRow[], overload: OverloadRow[]): GoalLine[] {
+  const goals: GoalLine[] = [];
+  for (const rate of STEADY_RATES) {
+    const base = steady.find((r) => r.server === serverVariants[0].name && r.offered === rate);
+    const durable = steady.find((r) => r.server === serverVariants[1].name && r.offered === rate);
+    if (base === undefined || durable === undefined) continue;
+    const ratio = durable.result.deliveryMs.p99 / base.result.deliveryMs.p99;
+    goals.push({ goal: `steady ${format(rate)} updates/s, durable: delivery p99 within 1.5x of Hocuspocus without persistence`, met: ratio <= 1.5,
+      detail: `${format(durable.result.deliveryMs.p99)} vs ${format(base.result.deliveryMs.p99)} ms (${format(ratio)}x)` });
+  }
+  const base = overload.find((r) => r.server === serverVariants[0].name);
+  const durable = overload.find((r) => r.server === serverVariants[1].name);
+  if (base !== undefined && durable !== undefined) {
+    goals.push({ goal: `offered ${format(OVERLOAD_RATE)} updates/s, durable: nothing lost`, met: durable.result.lost === 0 && durable.result.closedEarly === 0,
+      detail: `${durable.result.lost} of ${format(durable.result.expected)} deliveries lost, ${durable.result.closedEarly} sockets closed` });
+    const ratio = durable.result.deliveryMs.p99 / base.result.deliveryMs.p99;
+    goals.push({ goal: `offered ${format(OVERLOAD_RATE)} updates/s, durable: delivery p99 no worse than Hocuspocus without persistence`,
+      met: ratio <= 1, detail: `${format(durable.result.deliveryMs.p99)} vs ${format(base.result.deliveryMs.p99)} ms (${format(ratio)}x)` });
+  }
+  return goals;
+}
+
 // ---------------------------------------------------------------- main
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
@@ -767,6 +842,12 @@ try {
     report.burst = { bursts, floods };
     goals.push(...burstGoals(bursts, floods));
     out.push(burstTables(bursts, floods));
+  }
+  if (sections.has('steady')) {
+    const { steady, overload } = await runSteadySection(dir, nodeFlags);
+    report.steady = { steady, overload };
+    goals.push(...steadyGoals(steady, overload));
+    out.push(steadyTables(steady, overload));
   }
   if (sections.has('yws')) {
     const rows = await runYwsSection(dir, nodeFlags);
