@@ -136,14 +136,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     } catch (error) {
       throw new StoreError('STORE_OPEN_FAILED', `--data: ${reason(error)}`, { cause: error });
     }
+    // A connection that breaks (PostgreSQL restarted, network cut) is dropped
+    // by the pool; the store reports itself unhealthy until a probe gets
+    // through again.
     this.pool = createPool({
       url: options.url, max: this.options.poolSize, lockTimeoutMs: this.options.busyTimeoutMs, applicationName: 'palimpsest',
-    });
-    // An idle connection that breaks (PostgreSQL restarted, network cut) is
-    // dropped by the pool; the store reports itself unhealthy until a probe
-    // gets through again.
-    this.pool.on('error', () => {
-      this.connectionLost = true;
+      onConnectionLost: () => {
+        this.connectionLost = true;
+      },
     });
     this.changeListener = new ChangeListener(options.url, this.storeId);
     this.ready = this.openSchema();
