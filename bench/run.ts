@@ -12,7 +12,10 @@
 //            @hocuspocus/provider clients (Palimpsest, stock Hocuspocus, the
 //            y-websocket reference server), and server memory per idle connection;
 //   redis  - bench/redis-latency.js, when that module is built and
-//            redis-server is on the PATH (or --redis is given).
+//            redis-server is on the PATH (or --redis is given);
+//   postgres - bench/postgres.ts: the same loads on a PostgreSQL the bench
+//            starts itself, cross-instance delivery and the NOTIFY path
+//            (skipped, with the reason, without initdb/pg_ctl/postgres).
 // Every server runs in its own child process (bench/server-child.ts), on
 // loopback only. See bench/README.md.
 
@@ -25,6 +28,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
+import { runPostgresBench, type PostgresBenchResult } from './postgres.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
@@ -44,6 +48,10 @@ Sections (default: all that can run):
           memory per idle connection; Palimpsest vs stock Hocuspocus vs the y-websocket reference
           server (@y/websocket-server, when installed)
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
+  postgres  Palimpsest on a PostgreSQL started in a temporary folder vs SQLite vs
+          Hocuspocus (typing load, saturation), cross-instance delivery on
+          PostgreSQL + Redis, and the NOTIFY path between two instances
+          (skipped with the reason when initdb/pg_ctl/postgres are missing)
 
 Options:
   --only <list>         comma-separated sections, e.g. --only ack,cold
@@ -134,7 +142,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'yws', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'yws', 'redis', 'postgres'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -590,6 +598,29 @@ function burstGoals(bursts: BurstResult[], floods: FloodImpact[]): GoalLine[] {
   return goals;
 }
 
+// ---------------------------------------------------------------- postgres section
+
+function postgresTables(result: Exclude<PostgresBenchResult, { skipped: string }>): string {
+  const tables = [
+    table(`Durable appending on PostgreSQL vs SQLite vs no persistence: ${settings.clients} clients on ${settings.documents} documents; ` +
+      `typing = ${settings.rate} updates/s per client, saturation = next update on ack; ${settings.durationMs / 1000} s windows, one round`,
+    ['server', 'load', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'delivery p50 ms', 'delivery p99 ms', 'server CPU %', 'server loop delay max ms'],
+    result.ack.map((r) => [r.server, r.load, r.ackedPerSecond, r.ackP50Ms, r.ackP99Ms, r.deliveryP50Ms, r.deliveryP99Ms, r.serverCpuPercent, r.loopDelayMaxMs])),
+  ];
+  if (Array.isArray(result.crossInstance)) {
+    tables.push(table('Cross-instance delivery on PostgreSQL + Redis (bench/redis-latency)', ['scenario', 'metric', 'value', 'unit'],
+      result.crossInstance.map((r) => [r.scenario, r.metric, r.value, r.unit])));
+  } else {
+    tables.push(`Cross-instance delivery on PostgreSQL + Redis skipped: ${result.crossInstance.skipped}\n`);
+  }
+  const n = result.notify;
+  tables.push(table(`NOTIFY path: two instances on PostgreSQL without Redis, ${format(n.updates)} updates over 10 documents`,
+    ['from', 'to', 'p50 ms', 'p99 ms', 'max ms'],
+    [['writer\'s ack (entry committed)', 'client of the other instance', n.ackToOtherMs.p50, n.ackToOtherMs.p99, n.ackToOtherMs.max],
+      ['writer\'s send', 'client of the other instance', n.sendToOtherMs.p50, n.sendToOtherMs.p99, n.sendToOtherMs.max]]));
+  return tables.join('\n');
+}
+
 // ---------------------------------------------------------------- main
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
@@ -654,6 +685,20 @@ try {
       report.redis = { error: (error as Error).message };
       out.push(`Redis section skipped: ${(error as Error).message}\n`);
       progress(`redis: ${(error as Error).message}`);
+    }
+  }
+  if (sections.has('postgres')) {
+    const result = await runPostgresBench({
+      quick, dir, progress, nodeFlags, clients: settings.clients, documents: settings.documents, rate: settings.rate,
+      warmupMs: settings.warmupMs, durationMs: settings.durationMs,
+    });
+    report.postgres = result;
+    if ('skipped' in result) {
+      out.push(`PostgreSQL section skipped: ${result.skipped}\n`);
+      progress(`postgres: skipped, ${result.skipped}`);
+    } else {
+      goals.push(...result.goals);
+      out.push(postgresTables(result));
     }
   }
 } catch (error) {
