@@ -85,6 +85,13 @@ interface NewEntry {
 }
 
 const CURSOR_CACHE_LIMIT = 2048;
+/**
+ * An append transaction unanswered for this long (or twice the lock wait, if
+ * longer) makes the store unhealthy while it waits: a silent network path
+ * fails no statement until the query timeout, and /readyz must not say ready
+ * meanwhile.
+ */
+const SILENT_WRITE_MS = 10_000;
 const VERIFY_PAGE = 2000;
 
 type WorkerReply = { ready: true } | { doc: string; result?: CompactionResult | null; error?: string };
@@ -109,6 +116,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   private connectionLost = false;
   private probing = false;
   private lastProbeAt = 0;
+  /** When the append transaction in flight started; null when none is. */
+  private writeStartedAt: number | null = null;
   private readonly changeListener: ChangeListener;
   private worker: Worker | null = null;
   private workerReady = false;
@@ -190,7 +199,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    */
   healthy(): boolean {
     if (this.closed) return false;
-    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost;
+    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost || this.writeSilentMs() !== null;
     if (unhealthy && !this.probing && Date.now() - this.lastProbeAt >= 1000) {
       this.lastProbeAt = Date.now();
       void this.probe();
@@ -202,9 +211,17 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     if (this.closed) return 'the event store is closed';
     if (!this.healthy()) {
       if (this.connectionLost || this.changeListener.lost) return `lost the connection to PostgreSQL at ${this.where.host}`;
+      const silentMs = this.writeSilentMs();
+      if (silentMs !== null) return `no answer from PostgreSQL at ${this.where.host} to a write for ${Math.round(silentMs / 1000)} s`;
       return `the last write to PostgreSQL at ${this.where.host} failed`;
     }
     return null;
+  }
+
+  private writeSilentMs(): number | null {
+    if (this.writeStartedAt === null) return null;
+    const waited = Date.now() - this.writeStartedAt;
+    return waited >= Math.max(SILENT_WRITE_MS, 2 * this.options.busyTimeoutMs) ? waited : null;
   }
 
   private async probe(): Promise<void> {
@@ -309,7 +326,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     // Rows are locked in one order (byte order, as the "C" collation sorts)
     // by every instance, so two batches touching the same documents cannot deadlock.
     const docs = [...new Set(batch.map((item) => item.doc))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const client = await this.pool.connect();
+    this.writeStartedAt = Date.now();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      this.writeStartedAt = null;
+      throw error;
+    }
     let failure: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -373,6 +397,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
+      this.writeStartedAt = null;
       // A connection that failed mid-transaction is not reused.
       client.release(failure);
     }

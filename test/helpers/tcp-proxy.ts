@@ -2,14 +2,17 @@
 // connect to the proxy's port, each connection is piped to the target.
 // cut() breaks the path: every open connection is destroyed (both sides), and
 // new ones are refused (closed at once) or held (accepted, then never
-// answered, as a black hole would). heal() forwards again; connections held
-// meanwhile are dropped, since their clients have given up on them or will.
+// answered, as a black hole would); or, in 'stall' mode, open connections
+// stay open but carry nothing either way (a silent cut: no reset reaches
+// anyone) and new ones are held. heal() forwards again: stalled connections
+// resume with what was sent meanwhile (as TCP retransmits after a partition),
+// connections held meanwhile are dropped (their clients gave up on them).
 // Teardown is registered on the test context that started it.
 
 import { createConnection, createServer, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 
-export type CutMode = 'refuse' | 'hold';
+export type CutMode = 'refuse' | 'hold' | 'stall';
 
 export interface TcpProxy {
   port: number;
@@ -37,7 +40,7 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
       client.destroy();
       return;
     }
-    if (cutMode === 'hold') {
+    if (cutMode === 'hold' || cutMode === 'stall') {
       holding.add(client);
       client.pause();
       client.on('close', () => holding.delete(client));
@@ -54,8 +57,10 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
     };
     client.on('close', drop);
     upstream.on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (cutMode === null) {
+      client.pipe(upstream);
+      upstream.pipe(client);
+    }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -85,13 +90,28 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
     cut(mode) {
       cutMode = mode;
       for (const { client, upstream } of [...pairs]) {
-        client.destroy();
-        upstream.destroy();
+        if (mode === 'stall') {
+          // Nothing read, so nothing forwarded; what arrives stays in the socket buffers.
+          client.unpipe(upstream);
+          upstream.unpipe(client);
+          client.pause();
+          upstream.pause();
+        } else {
+          client.destroy();
+          upstream.destroy();
+        }
       }
     },
     heal() {
+      const stalled = cutMode === 'stall';
       cutMode = null;
       dropHeld();
+      if (stalled) {
+        for (const { client, upstream } of pairs) {
+          client.pipe(upstream);
+          upstream.pipe(client);
+        }
+      }
     },
   };
 }
