@@ -55,7 +55,8 @@ Sections (default: all that can run):
 
 Options:
   --only <list>         comma-separated sections, e.g. --only ack,cold
-  --quick               shorter windows, one round, fewer repetitions (about 1.5 minutes)
+  --quick               shorter windows, one round, fewer repetitions (about 1.5 minutes,
+                        plus under 2 for the postgres section)
   --json                print one JSON document on stdout instead of tables
   --clients <n>         WebSocket clients (default 100)
   --docs <n>            documents the clients are spread over (default 10)
