@@ -8,7 +8,10 @@
 //     announces its state vector, its awareness and a query for the peers'
 //     awareness, so instances re-converge without waiting for a new edit;
 //   - a slow periodic anti-entropy announces state vectors again as a
-//     backstop for anything Redis pub/sub dropped silently.
+//     backstop for anything Redis pub/sub dropped silently: each document
+//     that changed since its last announcement, once per interval, at its
+//     own moment in it (announcing every document in one go stalled the
+//     event loop for hundreds of milliseconds with a few hundred documents).
 // Updates from Redis are applied without a connection, so they never pass the
 // durable log's beforeSync and are never logged twice.
 //
@@ -40,7 +43,7 @@ export interface RedisFanoutOptions {
   metrics: Metrics;
   /** Channel namespace; instances that should see each other share it. */
   prefix?: string;
-  /** Interval of the anti-entropy announcement of every loaded document; 0 turns it off. */
+  /** Interval of the anti-entropy announcement of every loaded document that changed; 0 turns it off. */
   antiEntropyMs?: number;
   /** Ceiling of the reconnect backoff. */
   maxReconnectDelayMs?: number;
@@ -63,6 +66,8 @@ export interface RedisFanout {
 
 const defaultPrefix = 'palimpsest';
 const defaultAntiEntropyMs = 30_000;
+/** How often the anti-entropy pass looks for documents whose moment has come. */
+const antiEntropyTickMs = 1_000;
 const defaultMaxReconnectDelayMs = 1_000;
 
 export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
@@ -107,7 +112,7 @@ export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
 
   const antiEntropyMs = options.antiEntropyMs ?? defaultAntiEntropyMs;
   const antiEntropy = antiEntropyMs > 0
-    ? setInterval(() => { if (link.up) void extension.announceAll(); }, antiEntropyMs).unref()
+    ? setInterval(() => { if (link.up) void extension.announceDue(antiEntropyMs); }, Math.min(antiEntropyTickMs, antiEntropyMs)).unref()
     : null;
 
   log.info({ identifier, prefix, url: redactRedisUrl(url) }, 'redis fan-out configured');
@@ -300,6 +305,7 @@ class ResilientRedisExtension extends RedisExtension {
    * link returns.
    */
   override async onChange(data: onChangePayload): Promise<void> {
+    this.announcements(data.document).changed = true;
     if (!this.link.up) return;
     if ((data.transactionOrigin as { source?: string } | null)?.source !== 'connection') {
       await super.onChange(data);
@@ -361,6 +367,41 @@ class ResilientRedisExtension extends RedisExtension {
     } catch (error) {
       this.log.warn({ err: (error as Error).message, reason }, 'resync after the redis link returned failed; the anti-entropy pass retries');
     }
+  }
+
+  /** Per document: when the anti-entropy pass last announced it, and whether it changed since. */
+  private readonly announced = new WeakMap<Document, { at: number; changed: boolean }>();
+
+  private announcements(document: Document, intervalMs = defaultAntiEntropyMs): { at: number; changed: boolean } {
+    let state = this.announced.get(document);
+    if (state === undefined) {
+      // A random moment in the interval: documents loaded together are not announced together.
+      state = { at: Date.now() - Math.random() * intervalMs, changed: true };
+      this.announced.set(document, state);
+    }
+    return state;
+  }
+
+  /**
+   * The anti-entropy pass: announces each document whose interval has run
+   * since its last announcement, if it changed meanwhile. One that did not
+   * change holds nothing a peer could have missed from this instance: an
+   * update a peer lacks came through a change here, and the peer's own pass
+   * covers what this instance lacks.
+   */
+  async announceDue(intervalMs: number): Promise<void> {
+    if (this.instance === undefined) return;
+    const now = Date.now();
+    const due: Document[] = [];
+    for (const document of this.instance.documents.values()) {
+      const state = this.announcements(document, intervalMs);
+      if (now - state.at < intervalMs) continue;
+      state.at = now;
+      if (!state.changed) continue;
+      state.changed = false;
+      due.push(document);
+    }
+    if (due.length > 0) await this.announceAll('anti-entropy', due);
   }
 
   /**
