@@ -153,7 +153,7 @@ async function runAck(options: PostgresBenchOptions, postgres: PostgresProcess):
  * the second; no Redis, so the reader's instance hears of each entry only
  * through NOTIFY and reads it from the log. Each update sets a unique token.
  */
-async function runNotify(options: PostgresBenchOptions, data: string): Promise<NotifyResult> {
+export async function runNotify(options: PostgresBenchOptions, data: string): Promise<NotifyResult> {
   const documents = 10;
   const updatesPerSecond = 20;
   const durationMs = options.quick ? 3000 : 10_000;

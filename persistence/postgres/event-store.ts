@@ -455,8 +455,15 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
   }
 
-  /** Runs `read` in one consistent view of the database (REPEATABLE READ, read only). */
-  private async reading<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `read` in one consistent view of the database (REPEATABLE READ, read
+   * only). A `read` of one statement passes `oneStatement`: a statement sees
+   * one snapshot anyway, and the BEGIN and COMMIT round trips are saved (they
+   * are on the path by which an entry logged elsewhere reaches this
+   * instance's clients).
+   */
+  private async reading<T>(read: (client: pg.PoolClient) => Promise<T>, options: { oneStatement?: boolean } = {}): Promise<T> {
+    const transaction = options.oneStatement !== true;
     if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
     await this.ready;
     let client: pg.PoolClient;
@@ -468,13 +475,13 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
     let failure: Error | undefined;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      if (transaction) await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const result = await read(client);
-      await client.query('COMMIT');
+      if (transaction) await client.query('COMMIT');
       return result;
     } catch (error) {
       failure = error as Error;
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (transaction) await client.query('ROLLBACK').catch(() => undefined);
       if (error instanceof StoreError) throw error;
       if (isConnectionError(error)) this.connectionLost = true;
       throw new StoreError('STORE_UNAVAILABLE', `could not read from PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
@@ -554,7 +561,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       return rows.map((r) => ({
         seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
       }));
-    });
+    }, { oneStatement: true });
   }
 
   async seqAtTime(doc: string, at: Date): Promise<number> {
@@ -666,6 +673,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    * at or above the cursor, so the next call sees them, committed by then or not.
    */
   async changesSince(cursor: string | null): Promise<ChangesSince> {
+    const known = cursor !== null && /^\d+$/.test(cursor);
     return this.reading(async (client) => {
       if (cursor === null || !/^\d+$/.test(cursor)) {
         const now = await client.query<{ cursor: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor');
@@ -678,7 +686,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         cursor: rows[0].cursor,
         changes: rows.filter((r) => r.doc !== null).map((r) => ({ doc: r.doc!, seq: r.last_seq! })),
       };
-    });
+    }, { oneStatement: known });
   }
 
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
