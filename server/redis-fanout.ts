@@ -21,6 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis as RedisExtension } from '@hocuspocus/extension-redis';
 import {
+  MessageType,
   OutgoingMessage,
   type Document,
   type Extension,
@@ -30,6 +31,7 @@ import {
   type onChangePayload,
 } from '@hocuspocus/server';
 import { Redis as RedisClient, type RedisOptions } from 'ioredis';
+import * as decoding from 'lib0/decoding';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import type { ReadinessCheck } from './index.js';
@@ -145,6 +147,23 @@ function createLinkMetrics(metrics: Metrics) {
       registers,
     }),
   };
+}
+
+/**
+ * The document a peer's message asks for our state of (a sync step 1, as
+ * Sync or SyncReply), or null for any other message. Frames are
+ * `<identifier length><identifier>` then a Hocuspocus message.
+ */
+function syncStep1Document(frame: Buffer): string | null {
+  try {
+    const decoder = decoding.createDecoder(frame.subarray(1 + frame[0]));
+    const documentName = decoding.readVarString(decoder);
+    const type = decoding.readVarUint(decoder);
+    if (type !== MessageType.Sync && type !== MessageType.SyncReply) return null;
+    return decoding.readVarUint(decoder) === 0 ? documentName : null;
+  } catch {
+    return null; // not decodable here: the extension's handler reports it
+  }
 }
 
 /** The URL as logs may show it: the password replaced by `***`. */
@@ -266,10 +285,30 @@ class ResilientRedisExtension extends RedisExtension {
     });
   }
 
-  private handleIncomingMessageSafely(channel: Buffer, message: Buffer): Promise<void> {
+  private async handleIncomingMessageSafely(channel: Buffer, message: Buffer): Promise<void> {
     // handleIncomingMessage is private in the extension's types; it is the
     // handler the constructor registered and we re-registered above.
     const handler = (this as unknown as { handleIncomingMessage: (c: Buffer, m: Buffer) => Promise<void> }).handleIncomingMessage;
+    const asksForState = this.durable === undefined ? null : syncStep1Document(message);
+    const document = asksForState === null ? undefined : this.instance?.documents.get(asksForState);
+    if (document !== undefined && this.durable !== undefined) {
+      // A peer's sync step 1 is answered with everything this document holds
+      // that the peer lacks: wait until that is all logged, so that no other
+      // instance holds an update this one may yet fail to log. Appends that
+      // start meanwhile are waited for too; the answer is then computed in
+      // the same turn (applying a step 1 does not wait on anything).
+      for (let chain = this.durable(document); ;) {
+        try {
+          await chain;
+        } catch (error) {
+          this.log.debug({ doc: asksForState, err: (error as Error).message }, 'state not sent to a peer: an append failed; the anti-entropy pass sends it once logged');
+          return;
+        }
+        const next = this.durable(document);
+        if (next === chain) break;
+        chain = next;
+      }
+    }
     return handler(channel, message);
   }
 

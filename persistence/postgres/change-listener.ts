@@ -50,7 +50,7 @@ export class ChangeListener {
 
   private async listen(): Promise<void> {
     if (this.closed || this.watchers.size === 0) return;
-    const client = new pg.Client({ connectionString: this.url, keepAlive: true, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
+    const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
     this.client = client;
     const lost = () => {
       if (this.client !== client) return;

@@ -27,7 +27,10 @@ export function createPool(options: PoolOptions): pg.Pool {
     // Without these a vanished host would hang a connect or a query for ever.
     connectionTimeoutMillis: 10_000,
     query_timeout: 60_000,
+    // TCP keepalive probes after 10 s of silence (the OS default waits two
+    // hours): an idle connection across a dead path is found and dropped.
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 30_000,
     lock_timeout: options.lockTimeoutMs,
     application_name: options.applicationName,
