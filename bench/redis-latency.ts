@@ -43,6 +43,15 @@ export interface RedisLatencyOptions {
   documents?: number;
   updatesPerSecond?: number;
   durationMs?: number;
+  /**
+   * The store both instances of the redis-on scenario use (a SQLite path or a
+   * postgres:// URL); default a new SQLite file in `dir`.
+   */
+  data?: string;
+  /** Label of the redis-on scenario (default "redis on, 2 instances"). */
+  scenario?: string;
+  /** Skip the one-instance scenario without Redis. */
+  onlyRedisOn?: boolean;
 }
 
 const MessageType = { Sync: 0, Auth: 2 } as const;
@@ -63,20 +72,21 @@ export async function runRedisLatency(options: RedisLatencyOptions = {}): Promis
     const redis = await startRedisServer();
     try {
       progress(`redis: two instances, ${documents * perDocument} connections, ${updatesPerSecond} updates/s for ${durationMs / 1000} s`);
-      const data = join(dir, `redis-on-${Date.now()}.db`);
+      const data = options.data ?? join(dir, `redis-on-${Date.now()}.db`);
       const instances = [
         await startBenchServer(['palimpsest', '--data', data, '--', '--redis', redis.url, '--instance-id', 'bench-a', ...loadFlags]),
         await startBenchServer(['palimpsest', '--data', data, '--', '--redis', redis.url, '--instance-id', 'bench-b', ...loadFlags]),
       ];
       try {
         const result = await runLoad({ instances, documents, perDocument, updatesPerSecond, durationMs, progress, redisPid: redis.pid });
-        rows.push(...resultRows('redis on, 2 instances', result));
+        rows.push(...resultRows(options.scenario ?? 'redis on, 2 instances', result));
       } finally {
         await Promise.all(instances.map((instance) => instance.stop()));
       }
     } finally {
       redis.stop();
     }
+    if (options.onlyRedisOn === true) return rows;
     progress('redis: one instance, no redis');
     const single = await startBenchServer(['palimpsest', '--data', join(dir, `redis-off-${Date.now()}.db`), '--', ...loadFlags]);
     try {
@@ -223,7 +233,7 @@ async function runLoad(options: {
 }
 
 /** Opens a socket on `documentName`, authenticates and waits for the server's sync step 2. */
-function openSynced(url: string, documentName: string): Promise<WebSocket> {
+export function openSynced(url: string, documentName: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, { perMessageDeflate: false });
     socket.binaryType = 'nodebuffer';
@@ -254,7 +264,7 @@ function authFrame(documentName: string): Uint8Array {
   return encoding.toUint8Array(encoder);
 }
 
-function syncFrame(documentName: string, step: 0 | 1 | 2, body: Uint8Array): Uint8Array {
+export function syncFrame(documentName: string, step: 0 | 1 | 2, body: Uint8Array): Uint8Array {
   const encoder = encoding.createEncoder();
   encoding.writeVarString(encoder, documentName);
   encoding.writeVarUint(encoder, MessageType.Sync);
@@ -297,7 +307,7 @@ function processCpuMs(pid: number): number | null {
   }
 }
 
-function percentile(samples: number[], p: number): number {
+export function percentile(samples: number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }

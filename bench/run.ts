@@ -21,7 +21,10 @@
 //   history - bench/history.ts: version list, preview and authorship reads
 //            over a 100,000-entry log, each on a freshly started server;
 //   redis  - bench/redis-latency.js, when that module is built and
-//            redis-server is on the PATH (or --redis is given).
+//            redis-server is on the PATH (or --redis is given);
+//   postgres - bench/postgres.ts: the same loads on a PostgreSQL the bench
+//            starts itself, cross-instance delivery and the NOTIFY path
+//            (skipped, with the reason, without initdb/pg_ctl/postgres).
 // Every server runs in its own child process (bench/server-child.ts), on
 // loopback only. See bench/README.md.
 
@@ -36,6 +39,7 @@ import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImp
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
 import { runFeedBench, type FeedRow } from './feed.js';
 import { runHistoryBench, type HistoryBenchResult } from './history.js';
+import { runPostgresBench, type PostgresBenchResult } from './postgres.js';
 import { startBenchServer, type BenchServer } from './server-process.js';
 import { runIdleMemory, runStockClientDelivery, type StockClientKind } from './stock-clients.js';
 import { runOverload, type OverloadResult } from './steady.js';
@@ -65,10 +69,15 @@ Sections (default: all that can run):
   history version list (first page), preview of a version (state at a seq)
           and authorship over the trace as a 100,000-entry log, on fresh servers
   redis   bench/redis-latency (runs by default when redis-server is on the PATH)
+  postgres  Palimpsest on a PostgreSQL started in a temporary folder vs SQLite vs
+          Hocuspocus (typing load, saturation), cross-instance delivery on
+          PostgreSQL + Redis, and the NOTIFY path between two instances
+          (skipped with the reason when initdb/pg_ctl/postgres are missing)
 
 Options:
   --only <list>         comma-separated sections, e.g. --only ack,cold
-  --quick               shorter windows, one round, fewer repetitions (about 2 minutes)
+  --quick               shorter windows, one round, fewer repetitions (about 2 minutes,
+                        plus under 2 for the postgres section)
   --json                print one JSON document on stdout instead of tables
   --clients <n>         WebSocket clients (default 100)
   --docs <n>            documents the clients are spread over (default 10)
@@ -166,7 +175,7 @@ const hasRedisServer = (() => {
     return false;
   }
 })();
-const allSections = ['ack', 'cold', 'burst', 'steady', 'yws', 'feed', 'webhooks', 'history', 'redis'];
+const allSections = ['ack', 'cold', 'burst', 'steady', 'yws', 'feed', 'webhooks', 'history', 'redis', 'postgres'];
 const sections = new Set(values.only === undefined ? allSections : values.only.split(',').map((s) => s.trim()));
 for (const section of sections) {
   if (!allSections.includes(section)) {
@@ -787,6 +796,29 @@ function steadyGoals(steady: SteadyRow[], overload: OverloadRow[]): GoalLine[] {
   return goals;
 }
 
+// ---------------------------------------------------------------- postgres section
+
+function postgresTables(result: Exclude<PostgresBenchResult, { skipped: string }>): string {
+  const tables = [
+    table(`Durable appending on PostgreSQL vs SQLite vs no persistence: ${settings.clients} clients on ${settings.documents} documents; ` +
+      `typing = ${settings.rate} updates/s per client, saturation = next update on ack; ${settings.durationMs / 1000} s windows, one round`,
+    ['server', 'load', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'delivery p50 ms', 'delivery p99 ms', 'server CPU %', 'server loop delay max ms'],
+    result.ack.map((r) => [r.server, r.load, r.ackedPerSecond, r.ackP50Ms, r.ackP99Ms, r.deliveryP50Ms, r.deliveryP99Ms, r.serverCpuPercent, r.loopDelayMaxMs])),
+  ];
+  if (Array.isArray(result.crossInstance)) {
+    tables.push(table('Cross-instance delivery on PostgreSQL + Redis (bench/redis-latency)', ['scenario', 'metric', 'value', 'unit'],
+      result.crossInstance.map((r) => [r.scenario, r.metric, r.value, r.unit])));
+  } else {
+    tables.push(`Cross-instance delivery on PostgreSQL + Redis skipped: ${result.crossInstance.skipped}\n`);
+  }
+  const n = result.notify;
+  tables.push(table(`NOTIFY path: two instances on PostgreSQL without Redis, ${format(n.updates)} updates over 10 documents`,
+    ['from', 'to', 'p50 ms', 'p99 ms', 'max ms'],
+    [['writer\'s ack (entry committed)', 'client of the other instance', n.ackToOtherMs.p50, n.ackToOtherMs.p99, n.ackToOtherMs.max],
+      ['writer\'s send', 'client of the other instance', n.sendToOtherMs.p50, n.sendToOtherMs.p99, n.sendToOtherMs.max]]));
+  return tables.join('\n');
+}
+
 // ---------------------------------------------------------------- main
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'palimpsest-bench-'));
@@ -885,6 +917,20 @@ try {
       report.redis = { error: (error as Error).message };
       out.push(`Redis section skipped: ${(error as Error).message}\n`);
       progress(`redis: ${(error as Error).message}`);
+    }
+  }
+  if (sections.has('postgres')) {
+    const result = await runPostgresBench({
+      quick, dir, progress, nodeFlags, clients: settings.clients, documents: settings.documents, rate: settings.rate,
+      warmupMs: settings.warmupMs, durationMs: settings.durationMs,
+    });
+    report.postgres = result;
+    if ('skipped' in result) {
+      out.push(`PostgreSQL section skipped: ${result.skipped}\n`);
+      progress(`postgres: skipped, ${result.skipped}`);
+    } else {
+      goals.push(...result.goals);
+      out.push(postgresTables(result));
     }
   }
 } catch (error) {

@@ -72,6 +72,7 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
    * the repair, so this never rejects.
    */
   const durableChain = new WeakMap<Y.Doc, Promise<void>>();
+  const nothingPending = Promise.resolve();
   /** Live documents that may hold what the log lacks, and the repair under way. */
   const taintedDocuments = new WeakSet<Y.Doc>();
   const repairs = new WeakMap<Y.Doc, { failures: number; done: Promise<void> }>();
@@ -303,7 +304,8 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
     },
 
     durable(document: Y.Doc): Promise<void> {
-      return durableChain.get(document) ?? Promise.resolve();
+      // The same promise while nothing new is appended: callers compare them to see whether more came.
+      return durableChain.get(document) ?? nothingPending;
     },
   };
 

@@ -4,15 +4,25 @@
 // to other work). Its own notifications are ignored. When that connection
 // breaks it reconnects every second, and tells the watchers once it is back,
 // since notifications sent meanwhile are lost.
+// A listening connection only ever reads, so a path that goes silent (a
+// network cut that sends no reset, a host that vanished) would leave it
+// waiting for ever: a heartbeat query every few seconds that gets no answer
+// in time counts as a broken connection.
 
+import type { Socket } from 'node:net';
 import pg from 'pg';
 
 export const CHANGES_CHANNEL = 'palimpsest_changes';
+
+const HEARTBEAT_MS = 2000;
+/** A heartbeat unanswered for this long means the connection is gone. */
+const HEARTBEAT_ANSWER_MS = 4000;
 
 export class ChangeListener {
   private client: pg.Client | null = null;
   private connected = false;
   private retry: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
   private readonly watchers = new Set<() => void>();
   private closed = false;
 
@@ -40,12 +50,15 @@ export class ChangeListener {
 
   private async listen(): Promise<void> {
     if (this.closed || this.watchers.size === 0) return;
-    const client = new pg.Client({ connectionString: this.url, keepAlive: true, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
+    const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
     this.client = client;
     const lost = () => {
       if (this.client !== client) return;
       this.client = null;
       this.connected = false;
+      this.stopHeartbeat();
+      // A silent socket would keep a polite end() waiting: close it outright.
+      (client as unknown as { connection?: { stream?: Socket } }).connection?.stream?.destroy();
       void client.end().catch(() => undefined); // already broken: nothing to report
       if (!this.closed && this.watchers.size > 0) {
         this.retry = setTimeout(() => {
@@ -68,11 +81,30 @@ export class ChangeListener {
     }
     if (this.client !== client) return;
     this.connected = true;
+    let beatSentAt: number | null = null;
+    this.heartbeat = setInterval(() => {
+      if (beatSentAt !== null) {
+        if (Date.now() - beatSentAt >= HEARTBEAT_ANSWER_MS) lost();
+        return;
+      }
+      const sentAt = Date.now();
+      beatSentAt = sentAt;
+      client.query('SELECT 1').then(() => {
+        if (beatSentAt === sentAt) beatSentAt = null;
+      }, () => lost());
+    }, HEARTBEAT_MS);
+    this.heartbeat.unref();
     // Whatever was committed while nobody listened.
     this.tell();
   }
 
+  private stopHeartbeat(): void {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
   private stop(): void {
+    this.stopHeartbeat();
     if (this.retry !== null) clearTimeout(this.retry);
     this.retry = null;
     const client = this.client;

@@ -18,9 +18,11 @@ export interface PostgresCompactionWorkerData {
 export type PostgresWorkerRequest = { doc: string } | { close: true };
 
 const config = workerData as PostgresCompactionWorkerData;
-const pool = createPool({ url: config.url, max: 1, lockTimeoutMs: config.lockTimeoutMs, applicationName: 'palimpsest-compaction' });
-// A lost connection surfaces on the next compaction; an idle one must not crash the thread.
-pool.on('error', () => undefined);
+// A lost connection fails the compaction running on it (reported to the
+// store), or surfaces on the next one: nothing more to do when it breaks.
+const pool = createPool({
+  url: config.url, max: 1, lockTimeoutMs: config.lockTimeoutMs, applicationName: 'palimpsest-compaction', onConnectionLost: () => undefined,
+});
 // Busy documents are compacted again and again: keep their last state here.
 const cache = new CompactionCache(16 * 1024 * 1024);
 

@@ -11,18 +11,26 @@ export interface PoolOptions {
   /** How long a statement waits for a lock another session holds before failing. */
   lockTimeoutMs: number;
   applicationName: string;
+  /**
+   * Told when a connection breaks, whether idle in the pool or checked out.
+   * The statement running on it fails on its own; this is for health.
+   */
+  onConnectionLost(error: Error): void;
 }
 
 const INT8_OID = 20;
 
 export function createPool(options: PoolOptions): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: options.url,
     max: options.max,
     // Without these a vanished host would hang a connect or a query for ever.
     connectionTimeoutMillis: 10_000,
     query_timeout: 60_000,
+    // TCP keepalive probes after 10 s of silence (the OS default waits two
+    // hours): an idle connection across a dead path is found and dropped.
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 30_000,
     lock_timeout: options.lockTimeoutMs,
     application_name: options.applicationName,
@@ -31,6 +39,15 @@ export function createPool(options: PoolOptions): pg.Pool {
         oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // The pool listens for errors only on idle connections: a socket that
+  // breaks while its connection is checked out (a network cut mid-transaction)
+  // emits 'error' with no listener, which would end the process. Every
+  // connection gets a listener of its own for its whole life.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => options.onConnectionLost(error));
+  });
+  pool.on('error', (error) => options.onConnectionLost(error));
+  return pool;
 }
 
 /** "cannot connect to PostgreSQL at host:port (database x): <cause>" — no stack, no password. */

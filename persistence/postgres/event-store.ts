@@ -147,6 +147,13 @@ function factValues(columns: FactColumns): unknown[] {
 const FACT_COLUMN_NAMES = 'added, removed, created, group_start, group_user, group_name, group_added, group_removed';
 
 const CURSOR_CACHE_LIMIT = 2048;
+/**
+ * An append transaction unanswered for this long (or twice the lock wait, if
+ * longer) makes the store unhealthy while it waits: a silent network path
+ * fails no statement until the query timeout, and /readyz must not say ready
+ * meanwhile.
+ */
+const SILENT_WRITE_MS = 10_000;
 const VERIFY_PAGE = 2000;
 
 type WorkerReply = { ready: true } | { doc: string; result?: CompactionResult | null; error?: string };
@@ -171,6 +178,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   private connectionLost = false;
   private probing = false;
   private lastProbeAt = 0;
+  /** When the append transaction in flight started; null when none is. */
+  private writeStartedAt: number | null = null;
   private readonly changeListener: ChangeListener;
   private worker: Worker | null = null;
   private workerReady = false;
@@ -198,14 +207,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     } catch (error) {
       throw new StoreError('STORE_OPEN_FAILED', `--data: ${reason(error)}`, { cause: error });
     }
+    // A connection that breaks (PostgreSQL restarted, network cut) is dropped
+    // by the pool; the store reports itself unhealthy until a probe gets
+    // through again.
     this.pool = createPool({
       url: options.url, max: this.options.poolSize, lockTimeoutMs: this.options.busyTimeoutMs, applicationName: 'palimpsest',
-    });
-    // An idle connection that breaks (PostgreSQL restarted, network cut) is
-    // dropped by the pool; the store reports itself unhealthy until a probe
-    // gets through again.
-    this.pool.on('error', () => {
-      this.connectionLost = true;
+      onConnectionLost: () => {
+        this.connectionLost = true;
+      },
     });
     this.changeListener = new ChangeListener(options.url, this.storeId);
     this.ready = this.openSchema();
@@ -252,7 +261,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    */
   healthy(): boolean {
     if (this.closed) return false;
-    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost;
+    const unhealthy = this.lastWriteFailed || this.connectionLost || this.changeListener.lost || this.writeSilentMs() !== null;
     if (unhealthy && !this.probing && Date.now() - this.lastProbeAt >= 1000) {
       this.lastProbeAt = Date.now();
       void this.probe();
@@ -264,9 +273,17 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     if (this.closed) return 'the event store is closed';
     if (!this.healthy()) {
       if (this.connectionLost || this.changeListener.lost) return `lost the connection to PostgreSQL at ${this.where.host}`;
+      const silentMs = this.writeSilentMs();
+      if (silentMs !== null) return `no answer from PostgreSQL at ${this.where.host} to a write for ${Math.round(silentMs / 1000)} s`;
       return `the last write to PostgreSQL at ${this.where.host} failed`;
     }
     return null;
+  }
+
+  private writeSilentMs(): number | null {
+    if (this.writeStartedAt === null) return null;
+    const waited = Date.now() - this.writeStartedAt;
+    return waited >= Math.max(SILENT_WRITE_MS, 2 * this.options.busyTimeoutMs) ? waited : null;
   }
 
   private async probe(): Promise<void> {
@@ -371,7 +388,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     // Rows are locked in one order (byte order, as the "C" collation sorts)
     // by every instance, so two batches touching the same documents cannot deadlock.
     const docs = [...new Set(batch.map((item) => item.doc))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const client = await this.pool.connect();
+    this.writeStartedAt = Date.now();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      this.writeStartedAt = null;
+      throw error;
+    }
     let failure: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -438,6 +462,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
+      this.writeStartedAt = null;
       // A connection that failed mid-transaction is not reused.
       client.release(failure);
     }
@@ -495,8 +520,15 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
   }
 
-  /** Runs `read` in one consistent view of the database (REPEATABLE READ, read only). */
-  private async reading<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `read` in one consistent view of the database (REPEATABLE READ, read
+   * only). A `read` of one statement passes `oneStatement`: a statement sees
+   * one snapshot anyway, and the BEGIN and COMMIT round trips are saved (they
+   * are on the path by which an entry logged elsewhere reaches this
+   * instance's clients).
+   */
+  private async reading<T>(read: (client: pg.PoolClient) => Promise<T>, options: { oneStatement?: boolean } = {}): Promise<T> {
+    const transaction = options.oneStatement !== true;
     if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
     await this.ready;
     let client: pg.PoolClient;
@@ -508,13 +540,13 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
     let failure: Error | undefined;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      if (transaction) await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const result = await read(client);
-      await client.query('COMMIT');
+      if (transaction) await client.query('COMMIT');
       return result;
     } catch (error) {
       failure = error as Error;
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (transaction) await client.query('ROLLBACK').catch(() => undefined);
       if (error instanceof StoreError) throw error;
       if (isConnectionError(error)) this.connectionLost = true;
       throw new StoreError('STORE_UNAVAILABLE', `could not read from PostgreSQL at ${this.where.host}: ${reason(error)}`, { cause: error });
@@ -594,7 +626,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       return rows.map((r) => ({
         seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
       }));
-    });
+    }, { oneStatement: true });
   }
 
   async summaries(doc: string, query: SummaryQuery): Promise<EntrySummary[]> {
@@ -771,6 +803,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    * at or above the cursor, so the next call sees them, committed by then or not.
    */
   async changesSince(cursor: string | null): Promise<ChangesSince> {
+    const known = cursor !== null && /^\d+$/.test(cursor);
     return this.reading(async (client) => {
       if (cursor === null || !/^\d+$/.test(cursor)) {
         const now = await client.query<{ cursor: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS cursor');
@@ -783,7 +816,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         cursor: rows[0].cursor,
         changes: rows.filter((r) => r.doc !== null).map((r) => ({ doc: r.doc!, seq: r.last_seq! })),
       };
-    });
+    }, { oneStatement: known });
   }
 
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {

@@ -17,6 +17,8 @@ export interface ServerProcess {
   child: ChildProcess;
   /** Every JSON log line so far. */
   logs: Array<Record<string, unknown>>;
+  /** Everything written to stderr so far. */
+  stderr(): string;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -50,6 +52,7 @@ export async function startServerProcess(
     http: `http://127.0.0.1:${port}`,
     child,
     logs,
+    stderr: () => stderr,
     async kill(signal = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
