@@ -321,7 +321,17 @@ function optionalInteger(url: URL, name: string): number | null {
   return Number(value);
 }
 
+/**
+ * A JSON body, which must be sent as application/json (415 otherwise): a
+ * browser sends that type across origins only after a CORS preflight, which
+ * cors.ts refuses unless the origin is listed, so no page on another site can
+ * make a body this server acts on.
+ */
 async function readJson(request: IncomingMessage): Promise<unknown> {
+  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the body as JSON with Content-Type: application/json (got "${type || 'none'}")`);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {

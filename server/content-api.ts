@@ -11,8 +11,14 @@
 // editors see it at once, other instances through Redis or catch-up), and
 // answered with { doc, seq } once committed. Bad input is refused before
 // anything is logged. The conversions (content-formats.ts) run on a worker
-// thread started on the first content request, one job at a time; a job that
-// runs past CONVERSION_TIMEOUT_MS is stopped (the worker with it) and refused.
+// thread started on the first content request, one job at a time. A job has
+// conversionTimeoutMs from the moment it is queued (time spent waiting behind
+// other jobs counts, so no caller waits longer than that for one conversion):
+// one still waiting then is refused without running, one running then is
+// stopped (the worker with it) and refused. At most maxQueued jobs (16)
+// wait; past that a request is refused at once with 503 CONVERSION_QUEUE_FULL
+// and Retry-After, so a burst of requests holds neither minutes of waiting nor
+// the document states they carry.
 
 import type { IncomingMessage } from 'node:http';
 import { Worker } from 'node:worker_threads';
@@ -41,6 +47,15 @@ export interface ContentApiOptions {
   maxBodyBytes: number;
   /** The same guard the WebSocket path asks (--max-document-bytes). */
   documentSize: DocumentSizeGuard;
+  /** Conversion limits; defaults CONVERSION_TIMEOUT_MS and MAX_QUEUED_CONVERSIONS. */
+  conversion?: ConversionLimits;
+}
+
+export interface ConversionLimits {
+  /** The longest one conversion may take, waiting in the queue included (ms). */
+  timeoutMs?: number;
+  /** How many conversions may wait for the worker (besides the one it runs). */
+  maxQueued?: number;
 }
 
 /**
@@ -50,6 +65,8 @@ export interface ContentApiOptions {
  * takes the next job, so one huge body cannot hold the others up for long.
  */
 export const CONVERSION_TIMEOUT_MS = 10_000;
+/** Conversions that may wait behind the running one: at most 16 x 10 s of work queued. */
+export const MAX_QUEUED_CONVERSIONS = 16;
 const FORMATS: readonly ContentFormat[] = ['json', 'html', 'markdown', 'text'];
 /** The media types a body may be sent as, and the format each is read as. */
 const INPUT_MEDIA_TYPES: Record<string, Exclude<ContentFormat, 'text'>> = {
@@ -68,7 +85,8 @@ const HTML_ANSWER_HEADERS = { 'content-security-policy': "default-src 'none'; sa
 
 export function createContentApi(options: ContentApiOptions): ContentRoutes & { close(): Promise<void> } {
   const { store, hocuspocus, logger } = options;
-  const converter = createConverter(logger);
+  const timeoutMs = options.conversion?.timeoutMs ?? CONVERSION_TIMEOUT_MS;
+  const converter = createConverter(logger, timeoutMs, options.conversion?.maxQueued ?? MAX_QUEUED_CONVERSIONS);
 
   /**
    * Logs the update `change` computes from the live document's state, as
@@ -132,7 +150,7 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes & { 
       if (!exists && at !== undefined && at > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${at}`);
       const state = await store.stateAt(doc, at);
       const content = await converter.run<RenderedField>({ op: 'render', state: state.update, field, format },
-        () => new ApiError(503, 'CONVERSION_TIMEOUT', `converting the document to ${format} took longer than ${CONVERSION_TIMEOUT_MS / 1000} s; read it as a Yjs update from /state instead`));
+        () => new ApiError(503, 'CONVERSION_TIMEOUT', `converting the document to ${format} took longer than ${timeoutMs / 1000} s; read it as a Yjs update from /state instead`));
       if (content.kind === 'other') {
         throw new ApiError(409, 'FIELD_TYPE_MISMATCH', `field "${field}" holds a Y.Map or Y.Array, which no content format shows`);
       }
@@ -160,7 +178,7 @@ export function createContentApi(options: ContentApiOptions): ContentRoutes & { 
         'send Markdown as text/markdown, HTML as text/html or ProseMirror JSON as application/json');
       const body = decodeUtf8(await readBody(request, options.maxBodyBytes));
       const tooSlow = () => new ApiError(413, 'CONVERSION_TIMEOUT',
-        `converting this body took longer than ${CONVERSION_TIMEOUT_MS / 1000} s; send it in smaller pieces (mode=append); nothing was written`);
+        `converting this body took longer than ${timeoutMs / 1000} s (waiting for the converter included); send it in smaller pieces (mode=append); nothing was written`);
       // Parsed and checked against the schema before the document is touched.
       const content = await converter.run<JSONContent>({ op: 'parse', body, format: INPUT_MEDIA_TYPES[mediaType] }, tooSlow);
       const seq = await write(doc, caller, 'api-content', async (live) =>
@@ -213,15 +231,21 @@ async function readBody(request: IncomingMessage, limit: number): Promise<Uint8A
 const CONTENT_ERROR_STATUS: Record<string, number> = { MALFORMED_CONTENT: 400, SCHEMA_MISMATCH: 422, FIELD_TYPE_MISMATCH: 409 };
 
 interface ContentConverter {
-  /** Runs `job` on the worker after the jobs before it; `onTimeout` builds the error answered when it runs too long. */
+  /**
+   * Runs `job` on the worker after the jobs before it; `onTimeout` builds the
+   * error answered when it has not finished timeoutMs after this call.
+   * Throws 503 CONVERSION_QUEUE_FULL at once when maxQueued jobs already wait.
+   */
   run<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T>;
   close(): Promise<void>;
 }
 
 /** The worker thread of content-worker.ts, started on the first job and again after a time-out or a crash. */
-function createConverter(logger: Logger): ContentConverter {
+function createConverter(logger: Logger, timeoutMs: number, maxQueued: number): ContentConverter {
   let current: { worker: Worker; ready: Promise<void> } | null = null;
   let queue: Promise<unknown> = Promise.resolve();
+  /** Jobs queued and not yet sent to the worker. */
+  let waiting = 0;
   let nextId = 0;
 
   function start(): { worker: Worker; ready: Promise<void> } {
@@ -245,7 +269,11 @@ function createConverter(logger: Logger): ContentConverter {
     return { worker, ready };
   }
 
-  async function dispatch<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T> {
+  async function dispatch<T>(job: ContentJob, onTimeout: () => ApiError, deadline: number): Promise<T> {
+    if (performance.now() >= deadline) {
+      logger.warn({ op: job.op, timeoutMs }, 'content conversion waited too long in the queue; not run');
+      throw onTimeout();
+    }
     current ??= start();
     const { worker, ready } = current;
     await ready;
@@ -273,11 +301,11 @@ function createConverter(logger: Logger): ContentConverter {
       };
       const timer = setTimeout(() => {
         finish();
-        logger.warn({ op: job.op, timeoutMs: CONVERSION_TIMEOUT_MS }, 'content conversion took too long; worker stopped');
+        logger.warn({ op: job.op, timeoutMs }, 'content conversion took too long; worker stopped');
         if (current?.worker === worker) current = null;
         void worker.terminate();
         reject(onTimeout());
-      }, CONVERSION_TIMEOUT_MS);
+      }, Math.max(0, deadline - performance.now()));
       worker.on('message', onMessage);
       worker.once('exit', onExit);
       worker.postMessage({ id, job });
@@ -286,7 +314,18 @@ function createConverter(logger: Logger): ContentConverter {
 
   return {
     run<T>(job: ContentJob, onTimeout: () => ApiError): Promise<T> {
-      const result = queue.then(() => dispatch<T>(job, onTimeout));
+      if (waiting >= maxQueued) {
+        const retryAfter = Math.max(1, Math.ceil(timeoutMs / 1000));
+        logger.warn({ op: job.op, waiting }, 'content conversion queue full; request refused');
+        return Promise.reject(new ApiError(503, 'CONVERSION_QUEUE_FULL',
+          `${waiting} conversions are already waiting; try again in ${retryAfter} s (Retry-After)`, { 'retry-after': String(retryAfter) }));
+      }
+      const deadline = performance.now() + timeoutMs;
+      waiting += 1;
+      const result = queue.then(() => {
+        waiting -= 1;
+        return dispatch<T>(job, onTimeout, deadline);
+      });
       queue = result.catch(() => undefined);
       return result;
     },

@@ -20,10 +20,34 @@ function allowedOrigin(origin: string | undefined, corsOrigins: string[]): strin
   return corsOrigins.includes(origin) ? origin : null;
 }
 
+/** Every method but the reading ones (and a preflight's OPTIONS) may change something. */
+function changesState(method: string | undefined): boolean {
+  return !['GET', 'HEAD', 'OPTIONS'].includes((method ?? 'GET').toUpperCase());
+}
+
+/** True when `origin` names the host the request was sent to (the demo editor served by this server). */
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  try {
+    return new URL(origin).host === host.toLowerCase();
+  } catch {
+    return false; // "null" (a sandboxed frame, a file) and anything unparsable
+  }
+}
+
+function refuse(response: ServerResponse, message: string): void {
+  const body = JSON.stringify({ error: { code: 'CORS_ORIGIN_REFUSED', message } });
+  response.writeHead(403, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  response.end(body);
+}
+
 /**
  * Sets the CORS headers of an API answer (before the route writes it), or
- * answers a preflight in full. True when the request was a preflight and has
- * been answered: 204 for a listed origin, else 403 CORS_ORIGIN_REFUSED.
+ * answers a preflight in full. True when the request has been answered: a
+ * preflight (204 for a listed origin, else 403 CORS_ORIGIN_REFUSED), or a
+ * request that may change state (POST) from a page on another origin that is
+ * not listed (403 CORS_ORIGIN_REFUSED). A request without an Origin header
+ * (curl, a server, a same-origin GET) is not a browser page's and passes.
  */
 export function applyCors(request: IncomingMessage, response: ServerResponse, corsOrigins: string[]): boolean {
   const origin = request.headers.origin;
@@ -34,6 +58,15 @@ export function applyCors(request: IncomingMessage, response: ServerResponse, co
     if (allowed !== null) {
       response.setHeader('access-control-allow-origin', allowed);
       response.setHeader('access-control-expose-headers', EXPOSED_HEADERS);
+    } else if (changesState(request.method) && origin !== undefined && !sameOrigin(origin, request.headers.host)) {
+      // A browser sends some cross-site POSTs without a preflight (a form, or
+      // fetch with mode "no-cors" and a text/plain body); without this check
+      // a page on any site could restore or compact a document on a server
+      // without authentication. Browsers send Origin on every such request.
+      refuse(response, corsOrigins.length === 0
+        ? `a page on ${origin} may not change documents here; this server answers no cross-origin requests (list the origin with --cors-origins, PALIMPSEST_CORS_ORIGINS)`
+        : `a page on ${origin} may not change documents here; it is not in --cors-origins`);
+      return true;
     }
     return false;
   }
@@ -51,9 +84,7 @@ export function applyCors(request: IncomingMessage, response: ServerResponse, co
     refusal = `request header ${refusedHeader} is not accepted (${[...ALLOWED_HEADERS].join(', ')} are)`;
   }
   if (refusal !== null) {
-    const body = JSON.stringify({ error: { code: 'CORS_ORIGIN_REFUSED', message: refusal } });
-    response.writeHead(403, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-    response.end(body);
+    refuse(response, refusal);
     return true;
   }
   response.writeHead(204, {

@@ -375,18 +375,23 @@ export interface AuthorshipBlock {
  */
 type RangeIndex = Map<number, number[]>;
 
-/** The last client added to and its ranges: consecutive entries are mostly by one client. */
-let lastAdded: { index: RangeIndex; client: number; ranges: number[] } | null = null;
-
-function addRange(index: RangeIndex, client: number, start: number, end: number, seq: number): void {
-  if (lastAdded !== null && lastAdded.index === index && lastAdded.client === client) {
-    lastAdded.ranges.push(start, end, seq);
-    return;
-  }
-  let ranges = index.get(client);
-  if (ranges === undefined) index.set(client, ranges = []);
-  ranges.push(start, end, seq);
-  lastAdded = { index, client, ranges };
+/**
+ * A function that adds (client, start, end, seq) to `index`. It keeps the
+ * last client added to and its ranges, since consecutive entries are mostly
+ * by one client; that cache lives as long as the function (one request).
+ */
+function rangeAdder(index: RangeIndex): (client: number, start: number, end: number, seq: number) => void {
+  let lastClient: number | null = null;
+  let lastRanges: number[] = [];
+  return (client, start, end, seq) => {
+    if (client !== lastClient) {
+      let ranges = index.get(client);
+      if (ranges === undefined) index.set(client, ranges = []);
+      lastClient = client;
+      lastRanges = ranges;
+    }
+    lastRanges.push(start, end, seq);
+  };
 }
 
 function sortIndex(index: RangeIndex): void {
@@ -456,6 +461,7 @@ export async function authorshipAt(
   seq: number; since: number | null; blocks: AuthorshipBlock[]; authors: Array<{ author: string | null; user: string | null; characters: number }>;
 }> {
   const created: RangeIndex = new Map();
+  const addRange = rangeAdder(created);
   // Only with `since`: per client, clock → the first entry that deleted them (concurrent deletions may repeat one).
   const firstDeletion = new Map<number, Map<number, number>>();
   // By seq: a dense array, not a Map (a long log has one entry per seq).
@@ -478,7 +484,7 @@ export async function authorshipAt(
     }
     await readAuthorshipIndex(store, doc, firstRetainedSeq ?? at + 1, at, {
       entry: (seq, author) => authorOf.set(seq, author),
-      range: (client, clock, length, seq) => addRange(created, client, clock, clock + length, seq),
+      range: (client, clock, length, seq) => addRange(client, clock, clock + length, seq),
     });
   } else {
     // gc off: deleted items keep their text, which is what "removed since" shows.
@@ -492,7 +498,7 @@ export async function authorshipAt(
       for (const entry of entries) {
         const decoded = Y.decodeUpdate(entry.update);
         for (const struct of decoded.structs) {
-          if (struct instanceof Y.Item) addRange(created, struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
+          if (struct instanceof Y.Item) addRange(struct.id.client, struct.id.clock, struct.id.clock + struct.length, entry.seq);
         }
         for (const [client, ranges] of decoded.ds.clients) {
           let clocks = firstDeletion.get(client);
@@ -507,7 +513,6 @@ export async function authorshipAt(
       }
     }
   }
-  lastAdded = null;
   sortIndex(created);
   const deletedSeq = (client: number, clock: number): number => firstDeletion.get(client)?.get(clock) ?? 0;
   /** [from, to) split where the deleting entry changes (Yjs merges neighbouring deleted items). */

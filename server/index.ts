@@ -15,7 +15,7 @@ import type * as Y from 'yjs';
 import type { EventStore } from '../persistence/index.js';
 import { ApiError, handleApi, sendError, sendJson, type ApiOptions } from './api.js';
 import { createChangeFeed } from './change-feed.js';
-import { createContentApi } from './content-api.js';
+import { createContentApi, type ConversionLimits } from './content-api.js';
 import { applyCors } from './cors.js';
 import { CloseCodes } from './close-codes.js';
 import type { ServeConfig } from './config.js';
@@ -50,10 +50,11 @@ export interface CollabServerOptions {
   documentSize?: DocumentSizeGuard;
   /** Authorization of REST calls; default: everyone may do everything (loopback-only servers). */
   authorizeApi?: ApiOptions['authorize'];
-  /** The token name of a request authorizeApi let through. */
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
+  /** Limits of the content converter (content-api.ts); default 10 s per conversion, 16 waiting. */
+  contentConversion?: ConversionLimits;
   /** How often change feed readers look for other processes' commits (ms); see change-feed.ts. */
   feedPollMs?: number;
 }
@@ -118,6 +119,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,
     maxBodyBytes: config.limits.maxMessageBytes,
     documentSize: options.documentSize ?? new DocumentSizeGuard(config.limits.maxDocumentBytes),
+    conversion: options.contentConversion,
   });
   const apiOptions: ApiOptions = {
     store, hocuspocus, instanceId: config.instanceId, logger, metrics,

@@ -17,6 +17,9 @@ import { hs256Token, TEST_SECRET } from './helpers/tokens.js';
 import { loadTrace } from './helpers/traces.js';
 import { waitFor } from './helpers/wait.js';
 
+/** JSON bodies are sent as JSON: the API refuses any other type (415). */
+const JSON_BODY = { 'content-type': 'application/json' };
+
 interface Version {
   fromSeq: number; toSeq: number; startedAt: string; endedAt: string; entries: number; added: number; removed: number;
   authors: Array<{ user: string | null; displayName: string | null }>; name: string | null; restoredFrom: number | null;
@@ -241,11 +244,11 @@ test('named versions survive a restart; a restore shows as its own version by th
   const history = await json<Array<{ displayName: string | null }>>(await fetch(`${path}/history`));
   assert.deepEqual(history.map((e) => e.displayName), ['Ada', 'Ada'], 'entries record the name the connection announced');
 
-  const named = await fetch(`${path}/versions`, { method: 'POST', body: JSON.stringify({ seq: 1, name: 'First draft' }) });
+  const named = await fetch(`${path}/versions`, { method: 'POST', headers: JSON_BODY, body: JSON.stringify({ seq: 1, name: 'First draft' }) });
   assert.deepEqual(await json(named), { doc: 'plan', seq: 1, name: 'First draft', namedBy: { user: null, displayName: null } });
-  assert.equal((await fetch(`${path}/versions`, { method: 'POST', body: JSON.stringify({ seq: 9, name: 'x' }) })).status, 404);
-  assert.equal((await fetch(`${path}/versions`, { method: 'POST', body: JSON.stringify({ seq: 1, name: '' }) })).status, 400);
-  const restored = await fetch(`${path}/restore`, { method: 'POST', body: JSON.stringify({ seq: 1, displayName: 'Bob' }) });
+  assert.equal((await fetch(`${path}/versions`, { method: 'POST', headers: JSON_BODY, body: JSON.stringify({ seq: 9, name: 'x' }) })).status, 404);
+  assert.equal((await fetch(`${path}/versions`, { method: 'POST', headers: JSON_BODY, body: JSON.stringify({ seq: 1, name: '' }) })).status, 400);
+  const restored = await fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: JSON.stringify({ seq: 1, displayName: 'Bob' }) });
   assert.equal((await json<{ seq: number }>(restored)).seq, 3);
   await waitFor(() => text.toString() === 'first draft', { message: 'the connected client shows the restored text' });
 
@@ -269,7 +272,7 @@ test('a read token reads versions and authorship; naming needs write access; ent
   writer.provider.setAwarenessField('user', { name: 'anonymous', color: '#f00' });
   writer.doc.getText('text').insert(0, 'signed text');
   await waitSettled([writer]);
-  const write = { authorization: `Bearer ${token}` };
+  const write = { authorization: `Bearer ${token}`, ...JSON_BODY };
   const read = { authorization: `Bearer ${await hs256Token({ sub: 'r', docs: { team: 'read' } })}` };
   const path = `${server.http}/api/documents/team`;
   const page = await json<VersionsPage>(await fetch(`${path}/versions`, { headers: read }));
@@ -297,7 +300,7 @@ test('a read token reads versions and authorship; naming needs write access; ent
   assert.deepEqual([afterRestore.toSeq, afterRestore.restoredFrom, afterRestore.authors, afterRestore.namedBy],
     [restoredSeq, 1, [{ user: 'u-1', displayName: 'Ada Lovelace' }], { user: 'u-1', displayName: 'Ada Lovelace' }]);
   // A token without a name claim: the name the editor announces is used.
-  const unnamed = { authorization: `Bearer ${await hs256Token({ sub: 'u-2', docs: { '*': 'write' } })}` };
+  const unnamed = { authorization: `Bearer ${await hs256Token({ sub: 'u-2', docs: { '*': 'write' } })}`, ...JSON_BODY };
   const byBody = await fetch(`${path}/versions`, { method: 'POST', headers: unnamed, body: JSON.stringify({ seq: 2, name: 'theirs', displayName: 'Grace' }) });
   assert.deepEqual((await json<{ namedBy: unknown }>(byBody)).namedBy, { user: 'u-2', displayName: 'Grace' });
 });

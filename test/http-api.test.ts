@@ -15,6 +15,9 @@ import { tempDir } from './helpers/temp.js';
 import { hs256Token, TEST_SECRET } from './helpers/tokens.js';
 import { waitFor } from './helpers/wait.js';
 
+/** JSON bodies are sent as JSON: the API refuses any other type (415). */
+const JSON_BODY = { 'content-type': 'application/json' };
+
 async function json<T>(response: Response): Promise<T> {
   return (await response.json()) as T;
 }
@@ -103,8 +106,12 @@ test('the REST API answers bad requests with a status and an error code', async 
     ['/api/documents/%2Fslash', undefined, 400, 'INVALID_DOCUMENT_NAME'],
     ['/api/documents/known/state?at=9', undefined, 404, 'UNKNOWN_SEQ'],
     ['/api/documents/known/state?at=one', undefined, 400, 'BAD_REQUEST'],
-    ['/api/documents/known/restore', { method: 'POST', body: '{"seq":"x"}' }, 400, 'BAD_REQUEST'],
-    ['/api/documents/known/restore', { method: 'POST', body: 'not json' }, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/restore', { method: 'POST', headers: JSON_BODY, body: '{"seq":"x"}' }, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/restore', { method: 'POST', headers: JSON_BODY, body: 'not json' }, 400, 'BAD_REQUEST'],
+    // A JSON body must say so: a browser sends other types across origins without asking (CORS preflight) first.
+    ['/api/documents/known/restore', { method: 'POST', body: '{"seq":0}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['/api/documents/known/restore', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"seq":0}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['/api/documents/known/versions', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"seq":1,"name":"x"}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['/api/documents/known/history', { method: 'DELETE' }, 405, 'METHOD_NOT_ALLOWED'],
     ['/api/elsewhere', undefined, 404, 'NOT_FOUND'],
   ];
@@ -169,9 +176,9 @@ test('a document never written reads as the empty document at seq 0 on every rou
   const compact = await fetch(`${path}/compact`, { method: 'POST' });
   assert.equal(compact.status, 200);
   assert.deepEqual(await json(compact), { doc: 'never-written', seq: 0, compacted: false, exists: false });
-  const restore = await fetch(`${path}/restore`, { method: 'POST', body: '{"seq":0}' });
+  const restore = await fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: '{"seq":0}' });
   assert.deepEqual([restore.status, await json(restore)], [200, { doc: 'never-written', restoredTo: 0, seq: 0, exists: false }]);
-  assert.equal((await fetch(`${path}/restore`, { method: 'POST', body: '{"seq":2}' })).status, 404);
+  assert.equal((await fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: '{"seq":2}' })).status, 404);
 
   // None of that created the document.
   assert.deepEqual(await json(await fetch(`${server.http}/api/documents`)), { documents: ['known'] });
