@@ -42,7 +42,7 @@ export interface ContentApiOptions {
   hocuspocus: Hocuspocus;
   instanceId: string;
   logger: Logger;
-  metrics: Pick<Metrics, 'refusals'>;
+  metrics: Pick<Metrics, 'refusals' | 'contentConversionsWaiting'>;
   /** Largest request body accepted, as for WebSocket frames (--max-message-bytes). */
   maxBodyBytes: number;
   /** The same guard the WebSocket path asks (--max-document-bytes). */
@@ -86,7 +86,7 @@ const HTML_ANSWER_HEADERS = { 'content-security-policy': "default-src 'none'; sa
 export function createContentApi(options: ContentApiOptions): ContentRoutes & { close(): Promise<void> } {
   const { store, hocuspocus, logger } = options;
   const timeoutMs = options.conversion?.timeoutMs ?? CONVERSION_TIMEOUT_MS;
-  const converter = createConverter(logger, timeoutMs, options.conversion?.maxQueued ?? MAX_QUEUED_CONVERSIONS);
+  const converter = createConverter(logger, options.metrics, timeoutMs, options.conversion?.maxQueued ?? MAX_QUEUED_CONVERSIONS);
 
   /**
    * Logs the update `change` computes from the live document's state, as
@@ -241,7 +241,7 @@ interface ContentConverter {
 }
 
 /** The worker thread of content-worker.ts, started on the first job and again after a time-out or a crash. */
-function createConverter(logger: Logger, timeoutMs: number, maxQueued: number): ContentConverter {
+function createConverter(logger: Logger, metrics: ContentApiOptions['metrics'], timeoutMs: number, maxQueued: number): ContentConverter {
   let current: { worker: Worker; ready: Promise<void> } | null = null;
   let queue: Promise<unknown> = Promise.resolve();
   /** Jobs queued and not yet sent to the worker. */
@@ -317,13 +317,16 @@ function createConverter(logger: Logger, timeoutMs: number, maxQueued: number): 
       if (waiting >= maxQueued) {
         const retryAfter = Math.max(1, Math.ceil(timeoutMs / 1000));
         logger.warn({ op: job.op, waiting }, 'content conversion queue full; request refused');
+        metrics.refusals.inc({ reason: 'conversion-queue-full' });
         return Promise.reject(new ApiError(503, 'CONVERSION_QUEUE_FULL',
           `${waiting} conversions are already waiting; try again in ${retryAfter} s (Retry-After)`, { 'retry-after': String(retryAfter) }));
       }
       const deadline = performance.now() + timeoutMs;
       waiting += 1;
+      metrics.contentConversionsWaiting.set(waiting);
       const result = queue.then(() => {
         waiting -= 1;
+        metrics.contentConversionsWaiting.set(waiting);
         return dispatch<T>(job, onTimeout, deadline);
       });
       queue = result.catch(() => undefined);

@@ -28,6 +28,9 @@ export function createMetrics(instanceId: string) {
     }),
     repairs: new Counter({ name: 'palimpsest_repairs_total', help: 'Appends of a live document\'s whole state after a failed append, by outcome', labelNames: ['outcome'], registers: [registry] }),
     throttled: new Counter({ name: 'palimpsest_throttled_total', help: 'Times a connection was slowed (its socket not read for a while), by reason', labelNames: ['reason'], registers: [registry] }),
+    contentConversionsWaiting: new Gauge({
+      name: 'palimpsest_content_conversions_waiting', help: 'Content conversions (REST Markdown, HTML, JSON) waiting for the converter', registers: [registry],
+    }),
     refusals: new Counter({ name: 'palimpsest_refusals_total', help: 'Connections or messages refused, by reason', labelNames: ['reason'], registers: [registry] }),
   };
   // Every outcome has a sample from the start: a rate() over a series that

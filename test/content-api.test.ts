@@ -8,12 +8,17 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { getSchema } from '@tiptap/core';
 import { yXmlFragmentToProseMirrorRootNode } from '@tiptap/y-tiptap';
 import * as Y from 'yjs';
+import { openEventStore } from '../persistence/index.js';
+import { loadServeConfig } from '../server/config.js';
+import type { ConversionLimits } from '../server/content-api.js';
 import { editorSchemaExtensions } from '../server/editor-schema.js';
+import { createCollabServer } from '../server/index.js';
+import { createLogger } from '../server/logger.js';
 import { hocuspocusClient, waitSettled } from './helpers/clients.js';
 import { startServerProcess, type ServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
@@ -363,17 +368,34 @@ test('--max-document-bytes holds for POST /updates and POST /content as for WebS
   assert.equal(await doc.read('markdown'), 'small and fine\n\na little more\n');
 });
 
-test('a body that takes long to convert does not hold up other clients, and past the time limit is refused with 413 CONVERSION_TIMEOUT, changing nothing', async (t) => {
-  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'slow.db')]);
-  const editor = hocuspocusClient(t, server.url, 'busy/editing');
-  await waitFor(() => editor.settled(), { message: 'the editor is connected' });
-  // About 2 MB of lists and paragraphs: minutes of work for the Markdown parser, whose cost grows faster than the text.
+/** A server in this process, with conversion limits of the test's choosing (the defaults are 10 s and 16 waiting). */
+async function serverWithConversionLimits(t: TestContext, conversion: ConversionLimits) {
+  const config = loadServeConfig(['--port', '0', '--data', join(tempDir(t), 'limits.db'), '--log-level', 'silent'], {}, { staticDir: null });
+  const store = openEventStore({ path: config.store.data, synchronous: 'normal' });
+  const server = createCollabServer({ config, store, logger: createLogger({ level: 'silent', instanceId: 'test' }), extensions: [], contentConversion: conversion });
+  const { port } = await server.listen();
+  t.after(async () => {
+    await server.close();
+    await store.close();
+  });
+  return { http: `http://127.0.0.1:${port}`, url: `ws://127.0.0.1:${port}` } as ServerProcess;
+}
+
+/** About 2 MB of lists and paragraphs: minutes of work for the Markdown parser, whose cost grows faster than the text. */
+function slowMarkdown(): string {
   let markdown = '';
   for (let section = 0; markdown.length < 2_000_000; section += 1) {
     markdown += `## Section ${section}\n\nSome **bold** and a [link](https://example.com/${section}).\n\n1. one\n2. two\n\n`;
   }
+  return markdown;
+}
+
+test('a body that takes long to convert does not hold up other clients, and past the time limit is refused with 413 CONVERSION_TIMEOUT, changing nothing', async (t) => {
+  const server = await serverWithConversionLimits(t, { timeoutMs: 2000 });
+  const editor = hocuspocusClient(t, server.url, 'busy/editing');
+  await waitFor(() => editor.settled(), { message: 'the editor is connected' });
   let answered = false;
-  const big = contentClient(server, 'busy/big').post(markdown, 'text/markdown').finally(() => {
+  const big = contentClient(server, 'busy/big').post(slowMarkdown(), 'text/markdown').finally(() => {
     answered = true;
   });
 
@@ -389,12 +411,38 @@ test('a body that takes long to convert does not hold up other clients, and past
   const answer = (await response.json()) as ErrorJson;
   assert.equal(response.status, 413, JSON.stringify(answer));
   assert.equal(answer.error.code, 'CONVERSION_TIMEOUT');
-  assert.match(answer.error.message, /longer than 10 s; send it in smaller pieces \(mode=append\)/);
+  assert.match(answer.error.message, /longer than 2 s \(waiting for the converter included\); send it in smaller pieces \(mode=append\)/);
   t.diagnostic(`${acknowledgedMeanwhile} edits acknowledged one after another while the conversion ran`);
-  assert.ok(acknowledgedMeanwhile >= 10, `only ${acknowledgedMeanwhile} edits were acknowledged while the conversion ran`);
+  assert.ok(acknowledgedMeanwhile >= 1, 'no edit was acknowledged while the conversion ran');
   assert.deepEqual(await contentClient(server, 'busy/big').history(), [], 'nothing was logged');
 
   // A fresh worker takes the next request.
   await posted(await contentClient(server, 'busy/big').post('# Small\n', 'text/markdown'));
   assert.equal(await contentClient(server, 'busy/big').read('markdown'), '# Small\n');
+});
+
+test('past the conversions allowed to wait, a request is refused at once with 503 CONVERSION_QUEUE_FULL and Retry-After, changing nothing', async (t) => {
+  const server = await serverWithConversionLimits(t, { timeoutMs: 600_000, maxQueued: 1 });
+  const waiting = async () => Number(/^palimpsest_content_conversions_waiting(?:\{[^}]*\})? (\d+)/m.exec(await (await fetch(`${server.http}/metrics`)).text())?.[1]);
+  const markdown = slowMarkdown();
+  // One conversion runs (for minutes), one waits behind it (the first is sent to the worker as soon as it
+  // is queued, so one waiting means both have arrived). Both are cut short when the server closes.
+  for (const doc of ['queue/a', 'queue/b']) void contentClient(server, doc).post(markdown, 'text/markdown').catch(() => null);
+  await waitFor(async () => (await waiting()) === 1, { message: 'the second conversion waits' });
+
+  const refused = await contentClient(server, 'queue/c').post('# Small\n', 'text/markdown');
+  const answer = (await refused.json()) as ErrorJson;
+  assert.equal(refused.status, 503, JSON.stringify(answer));
+  assert.equal(answer.error.code, 'CONVERSION_QUEUE_FULL');
+  assert.equal(refused.headers.get('retry-after'), '600');
+  assert.match(answer.error.message, /1 conversions are already waiting; try again in 600 s/);
+  // A render waits for the converter too, and is refused alike; Yjs updates need no conversion and still go through.
+  assert.equal((await contentClient(server, 'queue/c').get('format=markdown')).status, 503);
+  const update = new Y.Doc();
+  update.getText('t').insert(0, 'direct');
+  const direct = await fetch(`${server.http}/api/documents/queue%2Fc/updates`, {
+    method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(update),
+  });
+  assert.equal(direct.status, 200, await direct.text());
+  assert.deepEqual((await contentClient(server, 'queue/c').history()).length, 1, 'only the Yjs update was logged');
 });
