@@ -17,6 +17,11 @@ const commonErrors = { 401: ref('Unauthorized'), 403: ref('Forbidden'), 405: ref
 const storeErrors = { ...commonErrors, 503: ref('StoreUnavailable') };
 /** Routes with a {doc} in the path answer 400 for an invalid name (or bad query parameters). */
 const documentErrors = { 400: ref('BadRequest'), ...storeErrors };
+/**
+ * Routes that change something (every POST) also answer 403 CORS_ORIGIN_REFUSED
+ * to a page on an origin that is neither this server's nor in --cors-origins.
+ */
+const writeErrors = { ...documentErrors, 403: ref('ForbiddenWrite') };
 
 const existsHeader = {
   'X-Palimpsest-Exists': {
@@ -57,7 +62,8 @@ export const openApiDocument = {
               code: {
                 type: 'string',
                 description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN, ' +
-                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE, CONVERSION_TIMEOUT',
+                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE, CONVERSION_TIMEOUT, ' +
+                  'CONVERSION_QUEUE_FULL, CORS_ORIGIN_REFUSED',
               },
               message: { type: 'string', description: 'what went wrong and what to do' },
             },
@@ -205,6 +211,7 @@ export const openApiDocument = {
     headers: {
       Allow: { description: 'The methods this path answers', schema: { type: 'string' } },
       'WWW-Authenticate': { description: '`Bearer`', schema: { type: 'string' } },
+      'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'string' } },
     },
     responses: {
       BadRequest: { description: 'Invalid document name (INVALID_DOCUMENT_NAME), query parameter or body (BAD_REQUEST)', content: json({ $ref: '#/components/schemas/Error' }) },
@@ -214,6 +221,11 @@ export const openApiDocument = {
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       Forbidden: { description: 'The token does not grant this access to the document (FORBIDDEN)', content: json({ $ref: '#/components/schemas/Error' }) },
+      ForbiddenWrite: {
+        description: 'The token does not grant this access to the document (FORBIDDEN), or the request comes from a page on another origin ' +
+          '(its Origin header) that is not listed in --cors-origins (CORS_ORIGIN_REFUSED); nothing is changed',
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
       UnknownSeq: { description: 'The document has no such seq (UNKNOWN_SEQ)', content: json({ $ref: '#/components/schemas/Error' }) },
       MethodNotAllowed: {
         description: 'The path does not answer this method (METHOD_NOT_ALLOWED); Allow lists the methods it does answer',
@@ -224,8 +236,8 @@ export const openApiDocument = {
       BodyTooLarge: { description: 'The request body is over 64 KiB (BODY_TOO_LARGE)', content: json({ $ref: '#/components/schemas/Error' }) },
       WriteTooLarge: {
         description: 'The body is over --max-message-bytes (BODY_TOO_LARGE), the change would grow the document past --max-document-bytes ' +
-          '(DOCUMENT_TOO_LARGE, the limit WebSocket clients meet as close code 4413), or converting the body took longer than 10 s ' +
-          '(CONVERSION_TIMEOUT: send it in smaller pieces with mode=append); nothing is logged',
+          '(DOCUMENT_TOO_LARGE, the limit WebSocket clients meet as close code 4413), or converting the body took longer than 10 s, ' +
+          'waiting for the converter included (CONVERSION_TIMEOUT: send it in smaller pieces with mode=append); nothing is logged',
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       MalformedUpdate: {
@@ -246,7 +258,15 @@ export const openApiDocument = {
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       ContentUnavailable: {
-        description: 'The database cannot be used right now (STORE_* codes), or converting the document took longer than 10 s (CONVERSION_TIMEOUT: read /state instead)',
+        description: 'The database cannot be used right now (STORE_* codes), converting the document took longer than 10 s, waiting for the converter ' +
+          'included (CONVERSION_TIMEOUT: read /state instead), or 16 conversions already wait for the converter (CONVERSION_QUEUE_FULL: retry after Retry-After seconds)',
+        headers: { 'Retry-After': { $ref: '#/components/headers/Retry-After' } },
+        content: json({ $ref: '#/components/schemas/Error' }),
+      },
+      ConversionQueueFull: {
+        description: 'The database cannot be used right now (STORE_* codes), or 16 conversions already wait for the converter ' +
+          '(CONVERSION_QUEUE_FULL: retry after Retry-After seconds); nothing is logged',
+        headers: { 'Retry-After': { $ref: '#/components/headers/Retry-After' } },
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       UnsupportedMediaType: { description: 'The Content-Type is not one this route takes, or not UTF-8 (UNSUPPORTED_MEDIA_TYPE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
@@ -325,10 +345,11 @@ export const openApiDocument = {
             description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo); the entry is named "Restored from seq N" in the versions',
             content: json({ type: 'object', required: ['doc', 'restoredTo', 'seq'], properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, exists: { const: false } } }),
           },
-          ...documentErrors,
+          ...writeErrors,
           404: ref('UnknownSeq'),
           410: ref('HistoryPruned'),
           413: ref('BodyTooLarge'),
+          415: ref('UnsupportedMediaType'),
         },
       },
     },
@@ -365,9 +386,10 @@ export const openApiDocument = {
               properties: { doc: { type: 'string' }, seq: { type: 'integer' }, name: { type: 'string' }, namedBy: { $ref: '#/components/schemas/VersionAuthor' } },
             }),
           },
-          ...documentErrors,
+          ...writeErrors,
           404: ref('UnknownSeq'),
           413: ref('BodyTooLarge'),
+          415: ref('UnsupportedMediaType'),
         },
       },
     },
@@ -465,6 +487,7 @@ export const openApiDocument = {
           404: { description: 'No such dead letter (UNKNOWN_DEAD_LETTER)', content: json({ $ref: '#/components/schemas/Error' }) },
           502: { description: 'The endpoint did not confirm it (WEBHOOK_DELIVERY_FAILED); it stays a dead letter', content: json({ $ref: '#/components/schemas/Error' }) },
           ...storeErrors,
+          403: ref('ForbiddenWrite'),
         },
       },
     },
@@ -478,7 +501,7 @@ export const openApiDocument = {
             description: 'seq is the entry that holds the update (the latest seq when the log already held all of it)',
             content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
           },
-          ...documentErrors,
+          ...writeErrors,
           400: ref('MalformedUpdate'),
           413: ref('WriteTooLarge'),
           415: ref('UnsupportedMediaType'),
@@ -538,12 +561,13 @@ export const openApiDocument = {
             description: 'seq is the entry that holds the change (the latest seq when the content was already there)',
             content: json({ type: 'object', required: ['doc', 'seq'], properties: { doc: { type: 'string' }, seq: { type: 'integer' } } }),
           },
-          ...documentErrors,
+          ...writeErrors,
           400: ref('MalformedContent'),
           409: ref('FieldTypeMismatch'),
           413: ref('WriteTooLarge'),
           415: ref('UnsupportedMediaType'),
           422: ref('SchemaMismatch'),
+          503: ref('ConversionQueueFull'),
         },
       },
     },
@@ -551,7 +575,7 @@ export const openApiDocument = {
       post: {
         summary: 'Write a snapshot at the latest seq now',
         parameters: [docParam],
-        responses: { 200: { description: 'Compaction result', content: json({ $ref: '#/components/schemas/CompactionResult' }) }, ...documentErrors },
+        responses: { 200: { description: 'Compaction result', content: json({ $ref: '#/components/schemas/CompactionResult' }) }, ...writeErrors },
       },
     },
   },

@@ -210,6 +210,9 @@ test('the OpenAPI document declares every status each route answers, with the sh
     return Y.encodeStateAsUpdate(doc);
   };
   const binary = 'application/octet-stream';
+  const jsonBody = 'application/json';
+  // A page on a site not in --cors-origins (none are listed here): every POST refuses it, token or not.
+  const elsewhere = (headers: Record<string, string>) => ({ ...headers, origin: 'https://elsewhere.example' });
 
   // [method, url, headers, body, the path template it belongs to, expected status]
   const cases: Array<[string, string, Record<string, string>, string | Uint8Array | undefined, string, number]> = [
@@ -235,23 +238,27 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['GET', '/api/documents/other/state', reader, undefined, '/api/documents/{doc}/state', 403],
     ['GET', '/api/documents/known/state?at=99', reader, undefined, '/api/documents/{doc}/state', 404],
     ['PUT', '/api/documents/known/state', writer, undefined, '/api/documents/{doc}/state', 405],
-    ['POST', '/api/documents/known/restore', writer, '{"seq":"one"}', '/api/documents/{doc}/restore', 400],
-    ['POST', '/api/documents/known/restore', {}, '{"seq":1}', '/api/documents/{doc}/restore', 401],
-    ['POST', '/api/documents/known/restore', reader, '{"seq":1}', '/api/documents/{doc}/restore', 403],
-    ['POST', '/api/documents/known/restore', writer, '{"seq":99}', '/api/documents/{doc}/restore', 404],
-    ['POST', '/api/documents/known/restore', writer, JSON.stringify({ seq: 1, padding: 'x'.repeat(70_000) }), '/api/documents/{doc}/restore', 413],
+    ['POST', '/api/documents/known/restore', as(writer, jsonBody), '{"seq":"one"}', '/api/documents/{doc}/restore', 400],
+    ['POST', '/api/documents/known/restore', as({}, jsonBody), '{"seq":1}', '/api/documents/{doc}/restore', 401],
+    ['POST', '/api/documents/known/restore', as(reader, jsonBody), '{"seq":1}', '/api/documents/{doc}/restore', 403],
+    ['POST', '/api/documents/known/restore', as(writer, jsonBody), '{"seq":99}', '/api/documents/{doc}/restore', 404],
+    ['POST', '/api/documents/known/restore', as(writer, jsonBody), JSON.stringify({ seq: 1, padding: 'x'.repeat(70_000) }), '/api/documents/{doc}/restore', 413],
+    ['POST', '/api/documents/known/restore', as(writer, 'text/plain'), '{"seq":1}', '/api/documents/{doc}/restore', 415],
+    ['POST', '/api/documents/known/restore', elsewhere(as(writer, jsonBody)), '{"seq":1}', '/api/documents/{doc}/restore', 403],
     ['GET', '/api/documents/known/restore', writer, undefined, '/api/documents/{doc}/restore', 405],
     ['GET', '/api/documents/known/versions', reader, undefined, '/api/documents/{doc}/versions', 200],
     ['GET', '/api/documents/known/versions?limit=x', reader, undefined, '/api/documents/{doc}/versions', 400],
     ['GET', '/api/documents/known/versions', {}, undefined, '/api/documents/{doc}/versions', 401],
     ['GET', '/api/documents/other/versions', reader, undefined, '/api/documents/{doc}/versions', 403],
     ['DELETE', '/api/documents/known/versions', writer, undefined, '/api/documents/{doc}/versions', 405],
-    ['POST', '/api/documents/known/versions', writer, '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 200],
-    ['POST', '/api/documents/known/versions', writer, '{"seq":1,"name":""}', '/api/documents/{doc}/versions', 400],
-    ['POST', '/api/documents/known/versions', {}, '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 401],
-    ['POST', '/api/documents/known/versions', reader, '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 403],
-    ['POST', '/api/documents/known/versions', writer, '{"seq":99,"name":"first"}', '/api/documents/{doc}/versions', 404],
-    ['POST', '/api/documents/known/versions', writer, JSON.stringify({ seq: 1, name: 'x', padding: 'x'.repeat(70_000) }), '/api/documents/{doc}/versions', 413],
+    ['POST', '/api/documents/known/versions', as(writer, jsonBody), '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 200],
+    ['POST', '/api/documents/known/versions', as(writer, jsonBody), '{"seq":1,"name":""}', '/api/documents/{doc}/versions', 400],
+    ['POST', '/api/documents/known/versions', as({}, jsonBody), '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 401],
+    ['POST', '/api/documents/known/versions', as(reader, jsonBody), '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 403],
+    ['POST', '/api/documents/known/versions', as(writer, jsonBody), '{"seq":99,"name":"first"}', '/api/documents/{doc}/versions', 404],
+    ['POST', '/api/documents/known/versions', as(writer, jsonBody), JSON.stringify({ seq: 1, name: 'x', padding: 'x'.repeat(70_000) }), '/api/documents/{doc}/versions', 413],
+    ['POST', '/api/documents/known/versions', writer, '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 415],
+    ['POST', '/api/documents/known/versions', elsewhere(as(writer, jsonBody)), '{"seq":1,"name":"first"}', '/api/documents/{doc}/versions', 403],
     ['GET', '/api/documents/known/authorship?at=2', reader, undefined, '/api/documents/{doc}/authorship', 200],
     ['GET', '/api/documents/known/authorship?at=later', reader, undefined, '/api/documents/{doc}/authorship', 400],
     ['GET', '/api/documents/known/authorship', {}, undefined, '/api/documents/{doc}/authorship', 401],
@@ -267,6 +274,7 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['POST', '/api/documents/written/updates', as(writer, binary), new Uint8Array(70_000), '/api/documents/{doc}/updates', 413],
     ['POST', '/api/documents/written/updates', as(writer, binary), yjsUpdate('x'.repeat(30_000)), '/api/documents/{doc}/updates', 413],
     ['POST', '/api/documents/written/updates', as(writer, 'text/plain'), 'x', '/api/documents/{doc}/updates', 415],
+    ['POST', '/api/documents/written/updates', elsewhere(as(writer, binary)), yjsUpdate('x'), '/api/documents/{doc}/updates', 403],
     ['GET', '/api/documents/known/content?format=json', reader, undefined, '/api/documents/{doc}/content', 200],
     ['GET', '/api/documents/known/content?format=text&field=text&at=2', reader, undefined, '/api/documents/{doc}/content', 200],
     ['GET', '/api/documents/known/content?format=pdf', reader, undefined, '/api/documents/{doc}/content', 400],
@@ -277,21 +285,23 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['DELETE', '/api/documents/known/content', writer, undefined, '/api/documents/{doc}/content', 405],
     ['POST', '/api/documents/written/content', as(writer, 'text/markdown'), '# Posted\n\nwith **Markdown**', '/api/documents/{doc}/content', 200],
     ['POST', '/api/documents/written/content?mode=append', as(writer, 'text/html'), '<p>and <em>HTML</em></p>', '/api/documents/{doc}/content', 200],
-    ['POST', '/api/documents/written/content', as(writer, 'application/json'), '{"type": "doc", "content": [', '/api/documents/{doc}/content', 400],
+    ['POST', '/api/documents/written/content', as(writer, jsonBody), '{"type": "doc", "content": [', '/api/documents/{doc}/content', 400],
     ['POST', '/api/documents/written/content', as({}, 'text/markdown'), 'x', '/api/documents/{doc}/content', 401],
     ['POST', '/api/documents/known/content', as(reader, 'text/markdown'), 'x', '/api/documents/{doc}/content', 403],
     ['POST', '/api/documents/written/content?field=posted', as(writer, 'text/markdown'), 'x', '/api/documents/{doc}/content', 409],
     ['POST', '/api/documents/written/content', as(writer, 'text/markdown'), 'x'.repeat(70_000), '/api/documents/{doc}/content', 413],
     ['POST', '/api/documents/written/content?mode=append', as(writer, 'text/markdown'), 'word '.repeat(6000), '/api/documents/{doc}/content', 413],
     ['POST', '/api/documents/written/content', as(writer, 'text/plain'), 'x', '/api/documents/{doc}/content', 415],
-    ['POST', '/api/documents/written/content', as(writer, 'application/json'), '{"type": "doc", "content": [{"type": "table"}]}', '/api/documents/{doc}/content', 422],
+    ['POST', '/api/documents/written/content', elsewhere(as(writer, 'text/markdown')), 'x', '/api/documents/{doc}/content', 403],
+    ['POST', '/api/documents/written/content', as(writer, jsonBody), '{"type": "doc", "content": [{"type": "table"}]}', '/api/documents/{doc}/content', 422],
     ['POST', '/api/documents/known/compact', {}, undefined, '/api/documents/{doc}/compact', 401],
     ['POST', '/api/documents/known/compact', reader, undefined, '/api/documents/{doc}/compact', 403],
+    ['POST', '/api/documents/known/compact', elsewhere(writer), undefined, '/api/documents/{doc}/compact', 403],
     ['POST', '/api/documents/known/compact', writer, undefined, '/api/documents/{doc}/compact', 200],
     // After that compaction, --retention snapshot has dropped the entries: seq 1 is gone.
     ['GET', '/api/documents/known/state?at=1', reader, undefined, '/api/documents/{doc}/state', 410],
-    ['POST', '/api/documents/known/restore', writer, '{"seq":1}', '/api/documents/{doc}/restore', 410],
-    ['POST', '/api/documents/known/restore', writer, '{"seq":3}', '/api/documents/{doc}/restore', 200],
+    ['POST', '/api/documents/known/restore', as(writer, jsonBody), '{"seq":1}', '/api/documents/{doc}/restore', 410],
+    ['POST', '/api/documents/known/restore', as(writer, jsonBody), '{"seq":3}', '/api/documents/{doc}/restore', 200],
     ['GET', '/api/documents/known/authorship?at=1', reader, undefined, '/api/documents/{doc}/authorship', 410],
     ['GET', '/api/documents/known/content?format=text&field=text&at=1', reader, undefined, '/api/documents/{doc}/content', 410],
     ['GET', '/api/documents/known/authorship', reader, undefined, '/api/documents/{doc}/authorship', 200],
@@ -302,6 +312,7 @@ test('the OpenAPI document declares every status each route answers, with the sh
     const response = await fetch(`${server.http}${url}`, { method, headers, body });
     assert.equal(response.status, status, `${label}: ${await response.clone().text()}`);
     if (status === 401) assert.equal(response.headers.get('www-authenticate'), 'Bearer', label);
+    if (headers.origin !== undefined) assert.equal((await json<{ error: { code: string } }>(response.clone())).error.code, 'CORS_ORIGIN_REFUSED', label);
     const pathItem = openapi.paths[template];
     assert.ok(pathItem !== undefined, `${template} is described`);
     // A 405 answers a method the path does not list; it is declared on the operations the path has.
