@@ -232,6 +232,11 @@ test('an event the receiver keeps refusing is dead-lettered after the retry limi
   client.doc.getText('text').insert(0, 'accepted ');
   await waitSettled([client]);
   await waitFor(() => receiver.accepted.some((d) => d.event.data.fromSeq === 2), { message: 'the next change delivered' });
+  // A page on another site cannot make the server send it again.
+  const fromPage = await fetch(`${server.http}/api/webhooks/dead-letters/${dead.id}/redeliver`, { method: 'POST', headers: { origin: 'https://elsewhere.example' } });
+  assert.equal(fromPage.status, 403);
+  assert.equal(((await fromPage.json()) as { error: { code: string } }).error.code, 'CORS_ORIGIN_REFUSED');
+  assert.equal(receiver.accepted.filter((d) => d.id === dead.id).length, 0, 'not sent again');
   const redelivered = await fetch(`${server.http}/api/webhooks/dead-letters/${dead.id}/redeliver`, { method: 'POST' });
   assert.equal(redelivered.status, 200);
   const again = receiver.accepted.find((d) => d.id === dead.id);
