@@ -1,9 +1,12 @@
 // CORS for the REST API (/api/...), so a page on another origin (an embed)
 // can read history and state with its bearer token. Off unless origins are
 // listed with --cors-origins: a server without authentication (loopback) must
-// not let any website a person visits read its documents. Tokens travel in
-// the Authorization header, never in cookies, so credentials are never
-// allowed and "*" is safe to list where every caller needs a token anyway.
+// not let any website a person visits read its documents, nor change them: a
+// POST from a page on an unlisted origin is refused outright, since some POSTs
+// need no preflight (api.ts also takes JSON only as application/json, which
+// does). Tokens travel in the Authorization header, never in cookies, so
+// credentials are never allowed and "*" is safe to list where every caller
+// needs a token anyway.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 

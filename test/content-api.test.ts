@@ -413,7 +413,7 @@ test('a body that takes long to convert does not hold up other clients, and past
   assert.equal(answer.error.code, 'CONVERSION_TIMEOUT');
   assert.match(answer.error.message, /longer than 2 s \(waiting for the converter included\); send it in smaller pieces \(mode=append\)/);
   t.diagnostic(`${acknowledgedMeanwhile} edits acknowledged one after another while the conversion ran`);
-  assert.ok(acknowledgedMeanwhile >= 1, 'no edit was acknowledged while the conversion ran');
+  assert.ok(acknowledgedMeanwhile >= 5, `only ${acknowledgedMeanwhile} edits were acknowledged while the conversion ran`);
   assert.deepEqual(await contentClient(server, 'busy/big').history(), [], 'nothing was logged');
 
   // A fresh worker takes the next request.
