@@ -50,7 +50,8 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
     }
     if (cutMode === 'hold' || cutMode === 'stall') {
       holding.add(client);
-      client.pause();
+      // Read and dropped, never answered: read, so that the client closing its end is seen.
+      client.on('data', () => undefined);
       const number = accepted;
       // Still held when it closes: its client closed it (heal() and teardown take it out first).
       client.on('close', () => {
