@@ -166,6 +166,17 @@ function syncStep1Document(frame: Buffer): string | null {
   }
 }
 
+/** The identifier of the instance that published a frame (its length-prefixed first field). */
+export function frameSender(frame: Buffer): string {
+  return frame.toString('utf8', 1, 1 + (frame[0] ?? 0));
+}
+
+/**
+ * How many appends' worth of waiting a peer's sync step 1 gets before it is
+ * left unanswered (see handleIncomingMessageSafely).
+ */
+const STEP1_ANSWER_ROUNDS = 3;
+
 /** The URL as logs may show it: the password replaced by `***`. */
 export function redactRedisUrl(url: string): string {
   try {
@@ -289,15 +300,23 @@ class ResilientRedisExtension extends RedisExtension {
     // handleIncomingMessage is private in the extension's types; it is the
     // handler the constructor registered and we re-registered above.
     const handler = (this as unknown as { handleIncomingMessage: (c: Buffer, m: Buffer) => Promise<void> }).handleIncomingMessage;
+    // Our own frames (the step 1 this instance publishes) come back on the
+    // document channel; the stock handler drops them, and so must this one.
+    if (frameSender(message) === this.configuration.identifier) return handler(channel, message);
     const asksForState = this.durable === undefined ? null : syncStep1Document(message);
     const document = asksForState === null ? undefined : this.instance?.documents.get(asksForState);
     if (document !== undefined && this.durable !== undefined) {
       // A peer's sync step 1 is answered with everything this document holds
       // that the peer lacks: wait until that is all logged, so that no other
-      // instance holds an update this one may yet fail to log. Appends that
-      // start meanwhile are waited for too; the answer is then computed in
-      // the same turn (applying a step 1 does not wait on anything).
-      for (let chain = this.durable(document); ;) {
+      // instance holds an update this one may yet fail to log. The answer is
+      // computed from the live document in the turn the wait ends (applying a
+      // step 1 waits on nothing), so it goes out only once no append started
+      // during the last wait. A document typed into steadily may never be
+      // quiet: after a few rounds it is left unanswered. That loses nothing:
+      // every durable update reaches the peer from the log (its catch-up)
+      // and as a published update, and its next anti-entropy pass asks again.
+      let chain = this.durable(document);
+      for (let round = 1; ; round++) {
         try {
           await chain;
         } catch (error) {
@@ -306,6 +325,10 @@ class ResilientRedisExtension extends RedisExtension {
         }
         const next = this.durable(document);
         if (next === chain) break;
+        if (round >= STEP1_ANSWER_ROUNDS) {
+          this.log.debug({ doc: asksForState, rounds: round }, 'a peer\'s sync step 1 left unanswered: appends kept coming; the peer has them from the log and as published updates');
+          return;
+        }
         chain = next;
       }
     }

@@ -148,8 +148,16 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   /** Aborts attempts in flight on close: their events stay pending in the store and go out again. */
   const closing = new AbortController();
 
-  /** The write the next event-loop turn makes: the dirty records of every endpoint, and `extra`. */
+  /**
+   * The next write, not started yet: the dirty records of every endpoint, and
+   * `extra`. It starts once the write before it has settled (and at the
+   * earliest on the next event-loop turn), so that no two writes of these
+   * records are ever in flight together: an older one committing last would
+   * leave a record behind a newer cursor. What is asked for meanwhile joins it.
+   */
   let batch: { extra: Array<{ key: string; value: string | null }>; written: Promise<void> } | null = null;
+  /** The write started last, settled either way: the next one starts after it. */
+  let lastWrite: Promise<void> = Promise.resolve();
   /** Records (dead letters) of a write that failed: the next one carries them. */
   const unwritten: Array<{ key: string; value: string | null }> = [];
   let lazyTimer: NodeJS.Timeout | null = null;
@@ -165,11 +173,12 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
     lazyTimer.unref();
   }
 
-  /** Writes every dirty record (and `extra`) in one transaction with the other writes asked for in this turn. */
+  /** Writes every dirty record (and `extra`) in one transaction with the other writes asked for before it starts. */
   function persist(extra: Array<{ key: string; value: string | null }> = []): Promise<void> {
     if (batch === null) {
       const next: { extra: Array<{ key: string; value: string | null }>; written: Promise<void> } = { extra: [], written: Promise.resolve() };
-      next.written = new Promise<void>((resolve, reject) => setImmediate(() => {
+      const previous = lastWrite;
+      next.written = previous.then(() => new Promise<void>((resolve, reject) => setImmediate(() => {
         batch = null;
         const changes: Array<{ key: string; value: string | null }> = [];
         const written: Array<{ endpoint: Endpoint; docs: string[]; cursor: boolean }> = [];
@@ -191,7 +200,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
           }
           reject(error);
         });
-      }));
+      })));
+      lastWrite = next.written.catch(() => undefined);
       batch = next;
     }
     batch.extra.push(...extra);
@@ -488,6 +498,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
       if (leader && endpoints.some((endpoint) => endpoint.dirty.size > 0 || endpoint.cursorDirty)) {
         await persist().catch((error: Error) => logger.warn({ err: error.message }, 'writing webhook delivery state on close failed'));
       }
+      // A write still in flight settles before the store is handed back.
+      await lastWrite;
     },
   };
 }

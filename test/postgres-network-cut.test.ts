@@ -89,10 +89,13 @@ test('instances cut off from PostgreSQL mid-edit acknowledge nothing, say so on 
       editSome(10);
       // Every acknowledging client edits, so each has something that must stay unacknowledged.
       acknowledging.forEach((client, i) => randomEdit(rng, client.doc, `a${i}`, ++counter));
-      // Kept cut while the clients try for a while (and, when held, past the
-      // connect timeout): their edits reached no log, so none is acknowledged.
-      await waitFor(() => Date.now() - cutAt >= 12_000 && acknowledging.every((c) => !c.settled()),
-        { timeoutMs: 40_000, intervalMs: 200, message: `clients unacknowledged during the cut (${mode})` });
+      const editedAt = proxy.accepted();
+      // Kept cut until the instances have tried PostgreSQL again since those
+      // edits and failed: refused, or (when held) given up on an attempt at
+      // its connect time-out. Their edits reached no log, so none is acknowledged.
+      const triedAndFailed = () => mode === 'refuse' ? proxy.accepted() > editedAt : proxy.abandoned(editedAt) > 0;
+      await waitFor(() => triedAndFailed() && acknowledging.every((c) => !c.settled()),
+        { timeoutMs: 60_000, intervalMs: 200, message: `clients unacknowledged while the instances fail to reach PostgreSQL (${mode})` });
       const during = await Promise.all(instances.map(readiness));
       assert.ok(during.every((r) => r.status === 503), `still not ready while cut (${mode})`);
       if (mode !== 'refuse') assert.ok(proxy.held() > 0, 'the instances tried to reconnect into the black hole');

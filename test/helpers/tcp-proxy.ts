@@ -22,6 +22,12 @@ export interface TcpProxy {
   held(): number;
   /** Connections accepted since the start, cut or not. */
   accepted(): number;
+  /**
+   * Held connections their client gave up on (closed while held: its connect
+   * time-out fired), counting only those accepted after the `since`-th
+   * connection (a value of accepted()).
+   */
+  abandoned(since?: number): number;
   cut(mode: CutMode): void;
   heal(): void;
 }
@@ -31,6 +37,8 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
   const holding = new Set<Socket>();
   let cutMode: CutMode | null = null;
   let accepted = 0;
+  /** The number (in accept order) of each held connection its client closed. */
+  const abandoned: number[] = [];
 
   const server = createServer((client) => {
     accepted += 1;
@@ -42,8 +50,13 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
     }
     if (cutMode === 'hold' || cutMode === 'stall') {
       holding.add(client);
-      client.pause();
-      client.on('close', () => holding.delete(client));
+      // Read and dropped, never answered: read, so that the client closing its end is seen.
+      client.on('data', () => undefined);
+      const number = accepted;
+      // Still held when it closes: its client closed it (heal() and teardown take it out first).
+      client.on('close', () => {
+        if (holding.delete(client)) abandoned.push(number);
+      });
       return;
     }
     const upstream = createConnection(target);
@@ -69,8 +82,9 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
   const { port } = server.address() as { port: number };
 
   const dropHeld = () => {
-    for (const socket of holding) socket.destroy();
+    const dropping = [...holding];
     holding.clear();
+    for (const socket of dropping) socket.destroy();
   };
   t.after(async () => {
     cutMode = 'refuse';
@@ -87,6 +101,7 @@ export async function startTcpProxy(t: Pick<TestContext, 'after'>, target: { hos
     open: () => pairs.size,
     held: () => holding.size,
     accepted: () => accepted,
+    abandoned: (since = 0) => abandoned.filter((number) => number > since).length,
     cut(mode) {
       cutMode = mode;
       for (const { client, upstream } of [...pairs]) {
