@@ -83,7 +83,9 @@ export function createRedisFanout(options: RedisFanoutOptions): RedisFanout {
   // echoes. Two instances started with the same --instance-id must still hear
   // each other, hence the random suffix; the extension encodes its length in
   // one byte.
-  const identifier = `${instanceId.slice(0, 200)}#${randomBytes(4).toString('hex')}`;
+  // The Redis extension prefixes every message with the identifier's length in one byte:
+  // keep it under 255 bytes of UTF-8, whatever characters the instance id uses.
+  const identifier = `${Buffer.from(instanceId, 'utf8').subarray(0, 200).toString('utf8').replace(/\uFFFD+$/, '')}#${randomBytes(4).toString('hex')}`;
 
   // Both connections queue commands while disconnected and retry them for
   // ever: the hooks below stop publishing while the link is down, so the
