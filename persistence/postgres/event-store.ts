@@ -520,13 +520,13 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     const perDoc = new Map<string, number>();
     for (const item of batch) perDoc.set(item.doc, (perDoc.get(item.doc) ?? 0) + 1);
     // Working copies: a document with several appends in the batch gets a copy of its coverage to fold them into;
-    // one with a single append is folded into after the commit.
-    const working = new Map<string, LogCursor>();
-    const expected = new Map<string, number>();
+    // one with a single append is folded into after the commit. The cached cursors change only once it committed.
+    const originals = new Map<string, LogCursor>();
+    const working = new Map<string, { from: number; lastSeq: number; coverage: Coverage; entries: number; bytes: number }>();
     for (const [doc, count] of perDoc) {
       const cursor = this.cursors.get(doc)!;
-      working.set(doc, { ...cursor, coverage: count > 1 ? cloneCoverage(cursor.coverage) : cursor.coverage });
-      expected.set(doc, cursor.lastSeq);
+      originals.set(doc, cursor);
+      working.set(doc, { from: cursor.lastSeq, lastSeq: cursor.lastSeq, coverage: count > 1 ? cloneCoverage(cursor.coverage) : cursor.coverage, entries: 0, bytes: 0 });
     }
     const foldAfter: Array<{ coverage: Coverage; update: DecodedUpdate }> = [];
     const receivedAt = new Date().toISOString();
@@ -545,17 +545,17 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       cursor.lastSeq = seq;
       if (perDoc.get(item.doc)! > 1) foldInto(cursor.coverage, item.update);
       else foldAfter.push({ coverage: cursor.coverage, update: item.update });
-      cursor.entriesSinceSnapshot += 1;
-      cursor.bytesSinceSnapshot += part.length;
+      cursor.entries += 1;
+      cursor.bytes += part.length;
       return { seq, size: part.length };
     });
     // Nothing new: coverage only grows, so what it covers now stays covered whatever others append.
     if (rows.length === 0) return results;
-    const changed = [...working.keys()].filter((doc) => working.get(doc)!.lastSeq !== expected.get(doc))
+    const changed = [...working.keys()].filter((doc) => working.get(doc)!.entries > 0)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })), knownLinks(working));
+    const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })), knownLinks(originals));
     // Should the statement fail, these cursors are forgotten (flush), in case it committed unanswered.
-    for (const doc of changed) touched.set(doc, this.cursors.get(doc)!);
+    for (const doc of changed) touched.set(doc, originals.get(doc)!);
     const { rows: [answer] } = await client.query<{ ok: boolean }>(
       `WITH locked AS MATERIALIZED (
          SELECT doc, last_seq FROM documents WHERE doc = ANY($8::text[]) ORDER BY doc FOR UPDATE
@@ -575,12 +575,17 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         rows.map((r) => r.doc), rows.map((r) => r.seq), rows.map((r) => r.receivedAt), rows.map((r) => r.instanceId),
         rows.map((r) => r.user), rows.map((r) => r.bytes.length), rows.map((r) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
         changed, changed.map((doc) => working.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId, rows.map((r) => r.displayName),
-        changed.map((doc) => expected.get(doc)!), ...factValues(facts),
+        changed.map((doc) => working.get(doc)!.from), ...factValues(facts),
       ]);
     if (answer?.ok !== true) return null;
     for (const { coverage, update } of foldAfter) foldInto(coverage, update);
     touched.clear();
-    for (const [doc, cursor] of working) {
+    for (const [doc, done] of working) {
+      const cursor = originals.get(doc)!;
+      cursor.lastSeq = done.lastSeq;
+      cursor.coverage = done.coverage;
+      cursor.entriesSinceSnapshot += done.entries;
+      cursor.bytesSinceSnapshot += done.bytes;
       const link = links.get(doc);
       if (link !== undefined) cursor.link = link;
       touched.set(doc, cursor);
