@@ -166,8 +166,6 @@ function factValues(columns: FactColumns): unknown[] {
 const FACT_COLUMN_NAMES = 'added, removed, created, group_start, group_user, group_name, group_added, group_removed';
 
 const CURSOR_CACHE_LIMIT = 2048;
-/** Append transactions in flight at once (on disjoint documents). */
-const WRITES_IN_FLIGHT = 2;
 /** How long a document stays on the locking path after another instance's entries were found in its log. */
 const CONTENDED_MS = 5_000;
 /**
@@ -195,19 +193,14 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   private readonly storeId = randomBytes(8).toString('hex');
   private readonly cursors = new Map<string, LogCursor>();
   private pending: PendingAppend[] = [];
-  /** The batches being written (at most WRITES_IN_FLIGHT, including one waiting to start). */
-  private readonly writes = new Set<Promise<void>>();
-  /** A batch waits for the next turn of the event loop to gather appends. */
-  private writeScheduled = false;
-  /** The documents of the batches being written: no two batches in flight share one. */
-  private readonly writingDocs = new Set<string>();
+  private writing: Promise<void> | null = null;
   private closed = false;
   private lastWriteFailed = false;
   private connectionLost = false;
   private probing = false;
   private lastProbeAt = 0;
-  /** When each append transaction in flight started. */
-  private readonly writeStarts = new Set<{ at: number }>();
+  /** When the append transaction in flight started; null when none is. */
+  private writeStartedAt: number | null = null;
   private readonly changeListener: ChangeListener;
   private worker: Worker | null = null;
   private workerReady = false;
@@ -309,8 +302,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   }
 
   private writeSilentMs(): number | null {
-    if (this.writeStarts.size === 0) return null;
-    const waited = Date.now() - Math.min(...[...this.writeStarts].map((start) => start.at));
+    if (this.writeStartedAt === null) return null;
+    const waited = Date.now() - this.writeStartedAt;
     return waited >= Math.max(SILENT_WRITE_MS, 2 * this.options.busyTimeoutMs) ? waited : null;
   }
 
@@ -349,46 +342,26 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
     return new Promise((resolve, reject) => {
       this.pending.push({ doc, update: decoded, meta, alreadyDeleted: options.alreadyDeleted, resolve, reject });
-      if (!this.writingDocs.has(doc)) this.scheduleFlush();
+      this.scheduleFlush();
     });
   }
 
   /**
-   * Up to WRITES_IN_FLIGHT transactions at a time, on documents no other one
-   * in flight has: an append to a document being written waits for the next
-   * batch (per-document order), one to another document need not wait for
-   * that commit. What arrives meanwhile gathers into the next batch, so the
-   * busier the store, the larger its batches.
+   * One transaction in flight at a time; what arrives meanwhile waits for
+   * the next one, so the busier the store, the larger its batches.
    */
   private scheduleFlush(): void {
-    if (this.writeScheduled || this.writes.size >= WRITES_IN_FLIGHT) return;
-    this.writeScheduled = true;
-    const write: Promise<void> = new Promise((resolve) => setImmediate(resolve)).then(() => {
-      this.writeScheduled = false;
-      return this.flush();
-    }).finally(() => {
-      this.writes.delete(write);
-      if (this.pending.some((item) => !this.writingDocs.has(item.doc))) this.scheduleFlush();
+    if (this.writing !== null) return;
+    this.writing = new Promise((resolve) => setImmediate(resolve)).then(() => this.flush()).finally(() => {
+      this.writing = null;
+      if (this.pending.length > 0) this.scheduleFlush();
     });
-    this.writes.add(write);
   }
 
   private async flush(): Promise<void> {
-    const batch: PendingAppend[] = [];
-    const waiting: PendingAppend[] = [];
-    for (const item of this.pending) (this.writingDocs.has(item.doc) ? waiting : batch).push(item);
-    this.pending = waiting;
+    const batch = this.pending;
+    this.pending = [];
     if (batch.length === 0) return;
-    const docs = new Set(batch.map((item) => item.doc));
-    for (const doc of docs) this.writingDocs.add(doc);
-    try {
-      await this.flushBatch(batch);
-    } finally {
-      for (const doc of docs) this.writingDocs.delete(doc);
-    }
-  }
-
-  private async flushBatch(batch: PendingAppend[]): Promise<void> {
     const touched = new Map<string, LogCursor>();
     let results: Array<AppendResult | MalformedUpdateError>;
     try {
@@ -436,13 +409,12 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     // Rows are locked in one order (byte order, as the "C" collation sorts)
     // by every instance, so two batches touching the same documents cannot deadlock.
     const docs = [...new Set(batch.map((item) => item.doc))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const started = { at: Date.now() };
-    this.writeStarts.add(started);
+    this.writeStartedAt = Date.now();
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
     } catch (error) {
-      this.writeStarts.delete(started);
+      this.writeStartedAt = null;
       throw error;
     }
     let failure: Error | undefined;
@@ -518,7 +490,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      this.writeStarts.delete(started);
+      this.writeStartedAt = null;
       // A connection that failed mid-transaction is not reused.
       client.release(failure);
     }
@@ -1185,9 +1157,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   async close(): Promise<void> {
     if (this.closed) return;
     // Pending appends still go in (their callers were promised an answer).
-    while (this.writes.size > 0 || this.pending.length > 0) {
-      if (this.writes.size === 0) this.scheduleFlush();
-      await Promise.all(this.writes);
+    while (this.writing !== null || this.pending.length > 0) {
+      if (this.writing === null) this.scheduleFlush();
+      await this.writing;
     }
     this.closed = true;
     this.compactionQueue.clear();
