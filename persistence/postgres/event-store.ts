@@ -5,6 +5,10 @@
 //     locked (SELECT … FOR UPDATE), and the coverage check (../coverage.ts)
 //     runs against the log as it is then, including the entries other hosts
 //     appended since this instance last looked;
+//   - one round trip when it can: a batch whose documents this instance
+//     wrote last is one statement that locks the rows, checks their last
+//     seqs against its cursors and only then inserts and notifies
+//     (writeInOneStatement); otherwise, the locking transaction above;
 //   - group commit: the appends that arrive while a transaction is in flight
 //     go together in the next one; every call is asynchronous, so a slow
 //     commit never blocks the event loop.
