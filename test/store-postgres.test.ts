@@ -57,6 +57,31 @@ describe('PostgreSQL event store', () => {
     assert.deepEqual((await hosts[1].verify()).problems, []);
   });
 
+  test('a host whose view of a document is behind (another host appended since its last write) logs nothing twice', async (t) => {
+    const url = await postgres().createDatabase();
+    const [a, b] = [await open(t, url), await open(t, url)];
+    const doc = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    doc.on('update', (update: Uint8Array) => updates.push(update));
+    const text = doc.getText('text');
+    for (const word of ['one ', 'two ', 'three ', 'four ', 'five ']) text.insert(text.length, word);
+    const append = (host: OpenedEventStore, i: number): Promise<number | null> =>
+      host.append('behind', updates[i], meta).then((r) => r.seq);
+    // a writes twice (its second write has a view of the document to go on), then b writes behind its back.
+    assert.deepEqual([await append(a, 0), await append(a, 1)], [1, 2]);
+    assert.deepEqual(await Promise.all([append(b, 1), append(b, 2)]), [null, 3]);
+    // a's view ends at seq 2: it must find seq 3 before deciding what is new.
+    assert.deepEqual(await Promise.all([append(a, 2), append(a, 3)]), [null, 4]);
+    assert.deepEqual(await Promise.all([append(b, 3), append(b, 4)]), [null, 5]);
+    assert.deepEqual(await Promise.all([append(a, 4), append(a, 0)]), [null, null]);
+    const entries = await b.entries('behind');
+    assert.deepEqual(entries.map((e) => e.seq), [1, 2, 3, 4, 5]);
+    const rebuilt = new Y.Doc();
+    for (const entry of entries) Y.applyUpdate(rebuilt, entry.update);
+    assert.equal(rebuilt.getText('text').toString(), text.toString());
+    assert.deepEqual((await a.verify()).problems, []);
+  });
+
   test('instances starting together on a new database create the schema once', async (t) => {
     const url = await postgres().createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => open(t, url)));

@@ -5,6 +5,10 @@
 //     locked (SELECT … FOR UPDATE), and the coverage check (../coverage.ts)
 //     runs against the log as it is then, including the entries other hosts
 //     appended since this instance last looked;
+//   - one round trip when it can: a batch whose documents this instance
+//     wrote last is one statement that locks the rows, checks their last
+//     seqs against its cursors and only then inserts and notifies
+//     (writeInOneStatement); otherwise, the locking transaction above;
 //   - group commit: the appends that arrive while a transaction is in flight
 //     go together in the next one; every call is asynchronous, so a slow
 //     commit never blocks the event loop.
@@ -18,7 +22,7 @@ import pg from 'pg';
 import * as Y from 'yjs';
 import type { CompactionPolicy, RetentionPolicy } from '../compaction-policy.js';
 import {
-  decodeCoverage, decodeUpdate, emptyCoverage, foldInto, MalformedUpdateError, uncoveredPart, type Coverage, type DecodedUpdate,
+  cloneCoverage, decodeCoverage, decodeUpdate, emptyCoverage, foldInto, MalformedUpdateError, uncoveredPart, type Coverage, type DecodedUpdate,
 } from '../coverage.js';
 import { StoreError } from '../errors.js';
 import type {
@@ -73,6 +77,10 @@ interface LogCursor {
   coverage: Coverage;
   entriesSinceSnapshot: number;
   bytesSinceSnapshot: number;
+  /** The entry at lastSeq as grouping needs it, when this instance wrote it (undefined: read it from the log). */
+  link?: GroupLink;
+  /** Until then, writes to the document take the locking transaction: another instance was found writing to it. */
+  contendedUntil?: number;
 }
 
 interface NewEntry {
@@ -95,31 +103,46 @@ interface FactColumns {
 /**
  * The facts of entries about to be logged (in seq order per document, inside
  * the writing transaction): each one's group follows from the entry before
- * it, read from the log for the first of each document.
+ * it, read from the log for the first of each document unless `known` has
+ * it (the link a cursor kept from this instance's last write). Also returns
+ * the link of each document's last new entry.
  */
 async function factColumns(client: pg.PoolClient, rows: Array<{
   doc: string; seq: number; receivedAt: number; user: string | null; displayName: string | null; bytes: Uint8Array;
-}>): Promise<FactColumns> {
+}>, known: ReadonlyMap<string, GroupLink | null> = new Map()): Promise<{ columns: FactColumns; links: Map<string, GroupLink> }> {
   const columns: FactColumns = { added: [], removed: [], created: [], groupStart: [], groupUser: [], groupName: [], groupAdded: [], groupRemoved: [] };
+  const previous = new Map<string, GroupLink | null>();
   const firsts = new Map<string, number>();
-  for (const row of rows) if (!firsts.has(row.doc)) firsts.set(row.doc, row.seq - 1);
-  const { rows: links } = await client.query<{
-    doc: string; seq: string; received_at: Date; group_start: string | null; group_user: string | null; group_name: string | null;
-    group_added: string | null; group_removed: string | null;
-  }>(
-    `SELECT u.doc, u.seq, u.received_at, u.group_start, u.group_user, u.group_name, u.group_added, u.group_removed
-     FROM updates u JOIN unnest($1::text[], $2::bigint[]) AS wanted (doc, seq) ON u.doc = wanted.doc AND u.seq = wanted.seq`,
-    [[...firsts.keys()], [...firsts.values()]]);
-  const previous = new Map<string, GroupLink>(links.map((l) => [l.doc, {
-    seq: Number(l.seq), receivedAt: l.received_at.getTime(),
-    group: l.group_start === null ? null : {
-      start: Number(l.group_start), user: l.group_user, displayName: l.group_name, added: Number(l.group_added ?? 0), removed: Number(l.group_removed ?? 0),
-    },
-  }]));
+  for (const row of rows) {
+    if (previous.has(row.doc) || firsts.has(row.doc)) continue;
+    const link = known.get(row.doc);
+    if (link !== undefined && (link === null || link.seq === row.seq - 1)) previous.set(row.doc, link);
+    else firsts.set(row.doc, row.seq - 1);
+  }
+  if (firsts.size > 0) {
+    const { rows: links } = await client.query<{
+      doc: string; seq: string; received_at: Date; group_start: string | null; group_user: string | null; group_name: string | null;
+      group_added: string | null; group_removed: string | null;
+    }>(
+      `SELECT u.doc, u.seq, u.received_at, u.group_start, u.group_user, u.group_name, u.group_added, u.group_removed
+       FROM updates u JOIN unnest($1::text[], $2::bigint[]) AS wanted (doc, seq) ON u.doc = wanted.doc AND u.seq = wanted.seq`,
+      [[...firsts.keys()], [...firsts.values()]]);
+    for (const l of links) {
+      previous.set(l.doc, {
+        seq: Number(l.seq), receivedAt: l.received_at.getTime(),
+        group: l.group_start === null ? null : {
+          start: Number(l.group_start), user: l.group_user, displayName: l.group_name, added: Number(l.group_added ?? 0), removed: Number(l.group_removed ?? 0),
+        },
+      });
+    }
+  }
+  const last = new Map<string, GroupLink>();
   for (const row of rows) {
     const facts = factsOf(row.bytes);
     const group = nextGroup(previous.get(row.doc) ?? null, { ...row, added: facts.added, removed: facts.removed });
-    previous.set(row.doc, { seq: row.seq, receivedAt: row.receivedAt, group });
+    const link = { seq: row.seq, receivedAt: row.receivedAt, group };
+    previous.set(row.doc, link);
+    last.set(row.doc, link);
     columns.added.push(facts.added);
     columns.removed.push(facts.removed);
     columns.created.push(Buffer.from(facts.created.buffer, facts.created.byteOffset, facts.created.byteLength));
@@ -129,7 +152,7 @@ async function factColumns(client: pg.PoolClient, rows: Array<{
     columns.groupAdded.push(group?.added ?? null);
     columns.groupRemoved.push(group?.removed ?? null);
   }
-  return columns;
+  return { columns, links: last };
 }
 
 const FACT_ARRAYS = '::integer[], $A::integer[], $A::bytea[], $A::bigint[], $A::text[], $A::text[], $A::bigint[], $A::bigint[]';
@@ -147,6 +170,8 @@ function factValues(columns: FactColumns): unknown[] {
 const FACT_COLUMN_NAMES = 'added, removed, created, group_start, group_user, group_name, group_added, group_removed';
 
 const CURSOR_CACHE_LIMIT = 2048;
+/** How long a document stays on the locking path after another instance's entries were found in its log. */
+const CONTENDED_MS = 5_000;
 /**
  * An append transaction unanswered for this long (or twice the lock wait, if
  * longer) makes the store unhealthy while it waits: a silent network path
@@ -398,6 +423,12 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
     let failure: Error | undefined;
     try {
+      if (this.fastPathFits(docs)) {
+        const written = await this.writeInOneStatement(client, batch, touched);
+        if (written !== null) return written;
+        // Another instance appended meanwhile: nothing was written; the locking transaction catches up.
+        touched.clear();
+      }
       await client.query('BEGIN');
       const unknown = docs.filter((doc) => !this.cursors.has(doc));
       if (unknown.length > 0) {
@@ -435,7 +466,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       });
       if (rows.length > 0) {
         const changed = docs.filter((doc) => touched.get(doc)!.lastSeq !== seqBefore.get(doc));
-        const facts = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })));
+        const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })), knownLinks(touched));
+        for (const [doc, link] of links) touched.get(doc)!.link = link;
         // One statement: the entries, the documents' last seqs, and the
         // notification other instances receive once this commits.
         await client.query(
@@ -468,6 +500,103 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     }
   }
 
+  /** Whether every document of a batch has a cursor this instance trusts to be current (see writeInOneStatement). */
+  private fastPathFits(docs: string[]): boolean {
+    const now = Date.now();
+    return docs.every((doc) => {
+      const cursor = this.cursors.get(doc);
+      return cursor !== undefined && cursor.link !== undefined && (cursor.contendedUntil ?? 0) <= now;
+    });
+  }
+
+  /**
+   * A batch written in one statement, one round trip, committed on its own
+   * (no BEGIN/COMMIT): the statement locks the documents' rows (in the
+   * order every writer locks them), checks that their last seqs are the ones
+   * the cached cursors were built from, and only then inserts the entries,
+   * moves the last seqs and notifies. The coverage check ran against those
+   * cursors, so it saw the log as it is under the lock, as on the locking
+   * path. Returns null, having written nothing, when a last seq differs
+   * (another instance appended): the cursors are left as they were.
+   */
+  private async writeInOneStatement(client: pg.PoolClient, batch: PendingAppend[], touched: Map<string, LogCursor>):
+  Promise<Array<AppendResult | MalformedUpdateError> | null> {
+    const perDoc = new Map<string, number>();
+    for (const item of batch) perDoc.set(item.doc, (perDoc.get(item.doc) ?? 0) + 1);
+    // Working copies: a document with several appends in the batch gets a copy of its coverage to fold them into;
+    // one with a single append is folded into after the commit. The cached cursors change only once it committed.
+    const originals = new Map<string, LogCursor>();
+    const working = new Map<string, { from: number; lastSeq: number; coverage: Coverage; entries: number; bytes: number }>();
+    for (const [doc, count] of perDoc) {
+      const cursor = this.cursors.get(doc)!;
+      originals.set(doc, cursor);
+      working.set(doc, { from: cursor.lastSeq, lastSeq: cursor.lastSeq, coverage: count > 1 ? cloneCoverage(cursor.coverage) : cursor.coverage, entries: 0, bytes: 0 });
+    }
+    const foldAfter: Array<{ coverage: Coverage; update: DecodedUpdate }> = [];
+    const receivedAt = new Date().toISOString();
+    const rows: NewEntry[] = [];
+    const results = batch.map((item): AppendResult | MalformedUpdateError => {
+      const cursor = working.get(item.doc)!;
+      let part: Uint8Array | null;
+      try {
+        part = uncoveredPart(cursor.coverage, item.update, item.alreadyDeleted);
+      } catch (error) {
+        return new MalformedUpdateError(error);
+      }
+      if (part === null) return { seq: null, size: 0 };
+      const seq = cursor.lastSeq + 1;
+      rows.push({ doc: item.doc, seq, receivedAt, instanceId: item.meta.instanceId, user: item.meta.user, displayName: item.meta.displayName ?? null, bytes: part });
+      cursor.lastSeq = seq;
+      if (perDoc.get(item.doc)! > 1) foldInto(cursor.coverage, item.update);
+      else foldAfter.push({ coverage: cursor.coverage, update: item.update });
+      cursor.entries += 1;
+      cursor.bytes += part.length;
+      return { seq, size: part.length };
+    });
+    // Nothing new: coverage only grows, so what it covers now stays covered whatever others append.
+    if (rows.length === 0) return results;
+    const changed = [...working.keys()].filter((doc) => working.get(doc)!.entries > 0)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })), knownLinks(originals));
+    // Should the statement fail, these cursors are forgotten (flush), in case it committed unanswered.
+    for (const doc of changed) touched.set(doc, originals.get(doc)!);
+    const { rows: [answer] } = await client.query<{ ok: boolean }>(
+      `WITH locked AS MATERIALIZED (
+         SELECT doc, last_seq FROM documents WHERE doc = ANY($8::text[]) ORDER BY doc FOR UPDATE
+       ), checked AS MATERIALIZED (
+         SELECT count(*) = cardinality($8::text[]) AND coalesce(bool_and(locked.last_seq = wanted.seq), false) AS ok
+         FROM locked JOIN unnest($8::text[], $13::bigint[]) AS wanted (doc, seq) ON locked.doc = wanted.doc
+       ), logged AS (
+         INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name, ${FACT_COLUMN_NAMES})
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $12::text[],
+           ${factParameters(14)}) WHERE (SELECT ok FROM checked)
+       ), moved AS (
+         UPDATE documents SET last_seq = moved.seq, changed_xid = pg_current_xact_id()
+         FROM unnest($8::text[], $9::bigint[]) AS moved (doc, seq) WHERE documents.doc = moved.doc AND (SELECT ok FROM checked)
+       )
+       SELECT ok, CASE WHEN ok THEN pg_notify($10, $11) END AS notified FROM checked`,
+      [
+        rows.map((r) => r.doc), rows.map((r) => r.seq), rows.map((r) => r.receivedAt), rows.map((r) => r.instanceId),
+        rows.map((r) => r.user), rows.map((r) => r.bytes.length), rows.map((r) => Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength)),
+        changed, changed.map((doc) => working.get(doc)!.lastSeq), CHANGES_CHANNEL, this.storeId, rows.map((r) => r.displayName),
+        changed.map((doc) => working.get(doc)!.from), ...factValues(facts),
+      ]);
+    if (answer?.ok !== true) return null;
+    for (const { coverage, update } of foldAfter) foldInto(coverage, update);
+    touched.clear();
+    for (const [doc, done] of working) {
+      const cursor = originals.get(doc)!;
+      cursor.lastSeq = done.lastSeq;
+      cursor.coverage = done.coverage;
+      cursor.entriesSinceSnapshot += done.entries;
+      cursor.bytesSinceSnapshot += done.bytes;
+      const link = links.get(doc);
+      if (link !== undefined) cursor.link = link;
+      touched.set(doc, cursor);
+    }
+    return results;
+  }
+
   /**
    * The document's cursor brought up to `lastSeq`, the seq of its locked
    * row: the cached one as is when nobody else appended, else with the
@@ -480,6 +609,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     this.cursors.delete(doc);
     if (cached !== undefined && cached.lastSeq <= lastSeq) {
       if (cached.lastSeq < lastSeq) {
+        cached.link = undefined;
+        cached.contendedUntil = Date.now() + CONTENDED_MS;
         const { rows } = await client.query<{ seq: number; update_bytes: Buffer }>(
           'SELECT seq, update_bytes FROM updates WHERE doc = $1 AND seq > $2 ORDER BY seq', [doc, cached.lastSeq]);
         for (const entry of rows) {
@@ -753,9 +884,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
         seq = entry.seq;
       }
       if (fresh.length > 0) {
-        const facts = await factColumns(client, fresh.map((e) => ({
+        const facts = (await factColumns(client, fresh.map((e) => ({
           doc, seq: e.seq, receivedAt: e.receivedAt.getTime(), user: e.user, displayName: e.displayName ?? null, bytes: e.update,
-        })));
+        })))).columns;
         await client.query(
           `INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name, ${FACT_COLUMN_NAMES})
            SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::bytea[], $8::text[],
@@ -914,6 +1045,8 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   private afterCompaction(doc: string, result: CompactionResult): void {
     const cursor = this.cursors.get(doc);
     if (cursor === undefined) return;
+    // Retention may have pruned the entry the link describes; the next write reads it from the log.
+    cursor.link = undefined;
     // Counts restart from the new snapshot; entries logged meanwhile stay counted (their bytes are not known here).
     cursor.entriesSinceSnapshot = Math.max(0, cursor.lastSeq - result.seq);
     if (cursor.entriesSinceSnapshot === 0) cursor.bytesSinceSnapshot = 0;
@@ -1046,6 +1179,13 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     for (const wake of this.compactionIdleWaiters.splice(0)) wake();
     await this.pool.end();
   }
+}
+
+/** The group links the cursors kept, for factColumns. */
+function knownLinks(cursors: ReadonlyMap<string, LogCursor>): Map<string, GroupLink> {
+  const links = new Map<string, GroupLink>();
+  for (const [doc, cursor] of cursors) if (cursor.link !== undefined) links.set(doc, cursor.link);
+  return links;
 }
 
 async function lastSeqOf(client: pg.PoolClient, doc: string): Promise<number | null> {
