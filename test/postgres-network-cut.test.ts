@@ -8,37 +8,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as prng from 'lib0/prng';
-import * as Y from 'yjs';
 import { hocuspocusClient, waitConverged, waitSettled, yWebsocketClient, type TestClient } from './helpers/clients.js';
-import { logEntries, readiness, replayLog, startInstances } from './helpers/redis-cluster.js';
+import { assertLogMatches, randomEdit, readiness, startInstances } from './helpers/redis-cluster.js';
 import { startRedis } from './helpers/redis-process.js';
 import { startPostgres } from './helpers/postgres-process.js';
 import { startTcpProxy, type CutMode } from './helpers/tcp-proxy.js';
 import { waitFor } from './helpers/wait.js';
-
-function randomEdit(rng: prng.PRNG, doc: Y.Doc, name: string, counter: number): void {
-  const text = doc.getText('text');
-  doc.transact(() => {
-    if (prng.uint32(rng, 0, 9) < 7 || text.length < 4) text.insert(prng.uint32(rng, 0, text.length), `${name}${counter}${prng.word(rng, 1, 3)} `);
-    else {
-      const index = prng.uint32(rng, 0, text.length - 2);
-      text.delete(index, prng.uint32(rng, 1, Math.min(4, text.length - index)));
-    }
-  });
-}
-
-async function assertLogMatches(data: string, documentName: string, clients: TestClient[]): Promise<number> {
-  const entries = await logEntries(data, documentName);
-  const { doc: rebuilt, redundant } = replayLog(entries);
-  assert.deepEqual(redundant, [], 'no log entry repeats what was already logged');
-  assert.deepEqual(entries.map((e) => e.seq), entries.map((_, i) => i + 1), 'gap-free seqs');
-  const text = clients[0].doc.getText('text').toString();
-  assert.equal(rebuilt.getText('text').toString(), text, 'replaying the log gives the live text');
-  for (const client of clients) {
-    assert.ok(Y.snapshotContainsUpdate(Y.snapshot(rebuilt), Y.encodeStateAsUpdate(client.doc)), `the log holds everything ${client.kind} made`);
-  }
-  return entries.length;
-}
 
 test('instances cut off from PostgreSQL mid-edit acknowledge nothing, say so on /readyz, and after the cut heals converge with each change logged once', async (t) => {
   const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);
