@@ -55,10 +55,11 @@ test('at 390 px the product name is shown and a caret label near the right edge 
   const label = ada.locator('.collaboration-carets__label[data-name="Grace Hopper"]');
   await expect(label).toBeVisible();
   const card = await boxOf(ada, '.pal-editor');
-  const caret = await boxOf(ada, '.collaboration-carets__caret');
   const labelWidth = await label.evaluate((element) => element.getBoundingClientRect().width);
-  // Meaningful only if the label would not fit to the right of the caret.
-  expect(caret.left + labelWidth, 'caret left + label width').toBeGreaterThan(card.right);
+  // Meaningful only if the label would not fit to the right of the caret; wait for Grace's
+  // new selection to reach Ada (until then her caret still shows where she typed).
+  await expect.poll(async () => (await boxOf(ada, '.collaboration-carets__caret')).left + labelWidth,
+    { message: 'caret left + label width' }).toBeGreaterThan(card.right);
 
   await expect.poll(async () => {
     const box = await boxOf(ada, '.collaboration-carets__label[data-name="Grace Hopper"]');
