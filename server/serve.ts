@@ -36,6 +36,13 @@ export async function serve(argv: string[], env: Record<string, string | undefin
     compactAfterEntries: config.store.compactAfterEntries,
     compactAfterBytes: config.store.compactAfterBytes,
     background: true,
+    onSyncFailure: (error) => {
+      // Fail-stop: the kernel may have dropped the pages it could not write, so
+      // nothing here can say what is on disk. Clients hold every update not yet
+      // acknowledged and resend it to the next instance they reach.
+      logger.fatal({ err: error.message }, 'the log could not be synced to disk; stopping. Check the disk, then start again');
+      process.exit(1);
+    },
     onCompaction: ({ doc, result, error, durationMs }) => {
       if (error !== undefined) {
         metrics.compactions.inc({ outcome: 'failed' });

@@ -4,8 +4,10 @@
 // what other processes logged, so each update is logged once.
 //
 // Appends are grouped: every append that arrives in one event-loop turn is
-// written by one IMMEDIATE transaction (one fsync), and each caller's promise
-// settles when that transaction has committed.
+// written by one IMMEDIATE transaction, and each caller's promise settles when
+// that transaction has committed and is on disk. In the server (background)
+// under `full`, the fsync runs on the thread pool, not in the commit
+// (wal-sync.ts): one fsync covers every commit made while the one before ran.
 
 import { Worker } from 'node:worker_threads';
 import type { Statement } from 'better-sqlite3';
@@ -25,6 +27,7 @@ import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
 import type { CompactionWorkerData, WorkerRequest } from './compaction-worker.js';
 import { openDatabase, reason, type OpenDatabase, type SynchronousMode } from './database.js';
+import { WalSync } from './wal-sync.js';
 
 interface FeedRow {
   pos: number; name: string; seq: number; received_at: number; instance_id: string; user: string | null; display_name: string | null;
@@ -49,6 +52,13 @@ export interface SqliteEventStoreOptions {
   readonly?: boolean;
   /** How long a write waits for another process' write lock before failing. */
   busyTimeoutMs?: number;
+  /**
+   * Called once if an fsync of the WAL fails (background stores under `full`
+   * or `extra`). The store fails every later append; its owner should stop:
+   * what the kernel wrote of the file is unknown, and nothing unsynced was
+   * acknowledged.
+   */
+  onSyncFailure?: (error: Error) => void;
   /** Called when an automatic compaction ends or fails; for logs and metrics. */
   onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
 }
@@ -74,6 +84,17 @@ interface LogCursor {
   entriesSinceSnapshot: number;
   bytesSinceSnapshot: number;
   checkedAt: number;
+}
+
+/**
+ * A commit whose WAL frames are not yet known to be on disk: the first feed
+ * position it wrote, and the first seq it wrote per document. Reads that hand
+ * entries on (entries, feed) stop before it, so nothing a power cut could
+ * still take back is ever passed to a feed reader or a webhook.
+ */
+interface UnsyncedCommit {
+  firstPos: number;
+  docs: Map<string, number>;
 }
 
 /** A document touched by the batch being written, and its last seq before the batch. */
@@ -135,9 +156,17 @@ export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEv
 export class SqliteEventStore implements EventStore, LogTransfer {
   readonly backend = 'sqlite' as const;
   private readonly open: OpenDatabase;
-  private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction'>> & Pick<SqliteEventStoreOptions, 'onCompaction'>;
+  private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure'>> &
+    Pick<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure'>;
+  /** Syncs the WAL off the event loop after commits (background stores under full or extra); null: SQLite syncs in the commit. */
+  private readonly walSync: WalSync | null = null;
+  /** Commits of this connection whose sync has not ended yet, oldest first (only with walSync). */
+  private readonly unsynced: UnsyncedCommit[] = [];
+  /** The feed position the current batch starts at (read inside its transaction, only with walSync). */
+  private batchFirstPos = 0;
+  private maxFeedPosStatement: Statement<[], number> | null = null;
   private readonly cursors = new Map<string, LogCursor>();
-  private feedStatement: Statement<[number, number], FeedRow> | null = null;
+  private feedStatement: Statement<[number, number, number], FeedRow> | null = null;
   private readonly summaryStatements = new Map<string, Statement>();
   private blockStatements: {
     read: Statement<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>;
@@ -176,7 +205,16 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       ...(Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as SqliteEventStoreOptions),
     };
     const { synchronous, background, readonly } = this.options;
-    this.open = openDatabase({ path: options.path, synchronous, readonly, busyTimeoutMs: this.options.busyTimeoutMs });
+    const syncOffLoop = background && !readonly && options.path !== ':memory:' && (synchronous === 'full' || synchronous === 'extra');
+    this.open = openDatabase({
+      path: options.path, synchronous: syncOffLoop ? 'normal' : synchronous, readonly, busyTimeoutMs: this.options.busyTimeoutMs,
+    });
+    if (syncOffLoop) {
+      this.walSync = new WalSync(`${this.open.path}-wal`, (error) => {
+        this.lastWriteFailed = true;
+        this.options.onSyncFailure?.(error);
+      });
+    }
     if (background && !readonly) {
       this.open.db.pragma(`wal_autocheckpoint = ${INLINE_CHECKPOINT_BACKSTOP_PAGES}`);
       // Started now: it takes a few hundred milliseconds to boot, and the WAL must not wait for that under load.
@@ -205,7 +243,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
    * waiting for a client's write, which a server out of rotation never gets.
    */
   healthy(): boolean {
-    if (this.closed) return false;
+    if (this.closed || this.walSync?.failed) return false;
     if (this.lastWriteFailed && Date.now() - this.lastProbeAt >= 1000) {
       this.lastProbeAt = Date.now();
       this.probeWriteLock();
@@ -231,6 +269,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
 
   append(doc: string, update: Uint8Array, meta: AppendMeta, options: AppendOptions = {}): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'the event store is closed'));
+    if (this.walSync?.failed) return Promise.reject(this.syncFailure(this.walSync.failed));
     let decoded: DecodedUpdate;
     try {
       decoded = decodeUpdate(update);
@@ -274,11 +313,25 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     for (const result of results) if (!(result instanceof MalformedUpdateError)) bytes += result.size;
     this.wrotePages(touched.size + 2 + Math.ceil(bytes / PAGE_SIZE));
     for (const [doc, { cursor }] of touched) this.remember(doc, cursor);
-    batch.forEach((item, i) => {
+    const settle = () => batch.forEach((item, i) => {
       const result = results[i];
       if (result instanceof MalformedUpdateError) item.reject(result);
       else item.resolve(result);
     });
+    if (this.walSync === null) settle();
+    else {
+      const commit: UnsyncedCommit = { firstPos: this.batchFirstPos, docs: new Map() };
+      for (const [doc, { cursor, seqBefore }] of touched) if (cursor.lastSeq > seqBefore) commit.docs.set(doc, seqBefore + 1);
+      if (commit.docs.size > 0) this.unsynced.push(commit);
+      this.walSync.sync().then(() => {
+        const at = this.unsynced.indexOf(commit);
+        if (at >= 0) this.unsynced.splice(at, 1);
+        settle();
+      }, (error: Error) => {
+        const failure = this.syncFailure(error);
+        for (const item of batch) item.reject(failure);
+      });
+    }
     const { compactAfterEntries, compactAfterBytes } = this.options;
     for (const [doc, { cursor }] of touched) {
       if ((compactAfterEntries > 0 && cursor.entriesSinceSnapshot >= compactAfterEntries) ||
@@ -288,12 +341,20 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }
   }
 
+  private syncFailure(error: Error): StoreError {
+    return new StoreError('STORE_WRITE_FAILED', `could not make ${this.open.path} durable: ${error.message}`, { cause: error });
+  }
+
   /** The body of the batch's IMMEDIATE transaction: no other connection can write meanwhile. */
   private writeInTransaction(batch: PendingAppend[], touched: Map<string, BatchCursor>): Array<AppendResult | MalformedUpdateError> {
     const { statements } = this.open;
     // Changes only when another connection (another process) has committed
     // since this connection last looked.
     const dataVersion = statements.dataVersion.get() as number;
+    if (this.walSync !== null) {
+      this.maxFeedPosStatement ??= this.open.db.prepare<[], number>('SELECT coalesce(max(pos), 0) FROM feed').pluck();
+      this.batchFirstPos = this.maxFeedPosStatement.get()! + 1;
+    }
     const results = batch.map((item) => {
       let entry = touched.get(item.doc);
       if (entry === undefined) {
@@ -462,7 +523,10 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const { statements } = this.open;
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
-    return statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1).map((r) => ({
+    let rows = statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1);
+    const unsyncedFrom = this.unsynced.find((commit) => commit.docs.has(doc))?.docs.get(doc);
+    if (unsyncedFrom !== undefined) rows = rows.filter((r) => r.seq < unsyncedFrom);
+    return rows.map((r) => ({
       seq: r.seq,
       receivedAt: new Date(r.received_at),
       instanceId: r.instance_id,
@@ -552,11 +616,12 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
     // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
     const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
-    this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
+    this.feedStatement ??= this.open.db.prepare<[number, number, number], FeedRow>(
       `SELECT f.pos, d.name, u.seq, u.received_at, u.instance_id, u.user, u.display_name, u.size, u.update_bytes
        FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
-       WHERE f.pos > ? ORDER BY f.pos LIMIT ?`);
-    const entries: FeedEntry[] = this.feedStatement.all(from, options.limit ?? -1).map((r) => ({
+       WHERE f.pos > ? AND f.pos < ? ORDER BY f.pos LIMIT ?`);
+    const unsyncedFrom = this.unsynced[0]?.firstPos ?? Number.MAX_SAFE_INTEGER;
+    const entries: FeedEntry[] = this.feedStatement.all(from, unsyncedFrom, options.limit ?? -1).map((r) => ({
       doc: r.name, cursor: String(r.pos), seq: r.seq, receivedAt: new Date(r.received_at), instanceId: r.instance_id,
       user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
     }));
@@ -872,6 +937,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       await exited;
     }
     for (const wake of this.compactionIdleWaiters.splice(0)) wake();
+    await this.walSync?.close();
     this.open.db.close();
   }
 }
