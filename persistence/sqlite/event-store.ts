@@ -162,6 +162,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly walSync: WalSync | null = null;
   /** Commits of this connection whose sync has not ended yet, oldest first (only with walSync). */
   private readonly unsynced: UnsyncedCommit[] = [];
+  /** A commit's sync is running: appends gather for the next commit meanwhile. */
+  private syncing = false;
   /** The feed position the current batch starts at (read inside its transaction, only with walSync). */
   private batchFirstPos = 0;
   private maxFeedPosStatement: Statement<[], number> | null = null;
@@ -283,7 +285,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled) return;
+    // While a sync runs, its end schedules the next flush.
+    if (this.flushScheduled || this.syncing) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
   }
@@ -291,9 +294,18 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   /** Writes every pending append in one transaction. */
   private flush(): void {
     this.flushScheduled = false;
+    // While a sync runs, appends wait for it and then go in one commit and
+    // one sync (group commit): committing them now would not let their acks
+    // leave any sooner, and every commit costs its own locks and WAL frames.
+    if (this.syncing && !this.closed) return;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    if (this.walSync?.failed) {
+      const failure = this.syncFailure(this.walSync.failed);
+      for (const item of batch) item.reject(failure);
+      return;
+    }
     const touched = new Map<string, BatchCursor>();
     let results: Array<AppendResult | MalformedUpdateError>;
     try {
@@ -323,11 +335,19 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       const commit: UnsyncedCommit = { firstPos: this.batchFirstPos, docs: new Map() };
       for (const [doc, { cursor, seqBefore }] of touched) if (cursor.lastSeq > seqBefore) commit.docs.set(doc, seqBefore + 1);
       if (commit.docs.size > 0) this.unsynced.push(commit);
+      this.syncing = true;
+      // The next batch is scheduled before this one's callers run.
+      const synced = () => {
+        this.syncing = false;
+        if (this.pending.length > 0) this.scheduleFlush();
+      };
       this.walSync.sync().then(() => {
+        synced();
         const at = this.unsynced.indexOf(commit);
         if (at >= 0) this.unsynced.splice(at, 1);
         settle();
       }, (error: Error) => {
+        synced();
         const failure = this.syncFailure(error);
         for (const item of batch) item.reject(failure);
       });
