@@ -82,7 +82,9 @@ class TypingClient {
     this.ydoc.on('update', (update: Uint8Array) => { this.lastUpdate = update; });
     this.socket = new WebSocket(url, { perMessageDeflate: false });
     this.socket.binaryType = 'nodebuffer';
+    let rejectReady: (error: Error) => void = () => undefined;
     this.ready = new Promise((resolve, reject) => {
+      rejectReady = reject;
       this.socket.once('error', reject);
       this.socket.on('message', (data: Buffer) => {
         this.onMessage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -101,9 +103,11 @@ class TypingClient {
         });
       });
     });
-    this.socket.on('close', () => {
+    this.socket.on('close', (code: number) => {
       this.closed = true;
       if (!this.run.stopping) this.run.closedEarly += 1;
+      // A server that closes a client before its first sync (stock Hocuspocus under a flood can) fails the run instead of hanging it.
+      if (!this.synced) rejectReady(new Error(`${documentName}: closed with ${code} before its first sync`));
     });
   }
 

@@ -78,7 +78,14 @@ const KEEP_ALIVE_SLICES = 16;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
   const { httpServer, hocuspocus, logger, metrics } = options;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
+  // allowSynchronousEvents off: ws hands over one message of a socket per
+  // event-loop turn instead of every frame of a read chunk at once (64 KiB
+  // can hold a thousand small updates), so one connection's burst cannot hold
+  // the other sockets' turns; the frames it has not handed over yet stay in
+  // its buffer, and TCP pushes back on the sender.
+  const wss = new WebSocketServer({
+    noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false, allowSynchronousEvents: false,
+  });
   const sockets = new Set<WebSocket>();
   let closing = false;
   const directAwareness = options.directAwareness ?? false;

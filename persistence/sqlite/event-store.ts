@@ -104,6 +104,8 @@ interface BatchCursor {
 }
 
 const CURSOR_CACHE_LIMIT = 2048;
+/** WAL syncs the server's store runs at once (see flush). */
+const MAX_SYNCS_RUNNING = 2;
 /** SQLite's default page size, which the store keeps; for estimating WAL growth. */
 const PAGE_SIZE = 4096;
 /** Estimated WAL pages after which the worker checkpoints. */
@@ -162,8 +164,10 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly walSync: WalSync | null = null;
   /** Commits of this connection whose sync has not ended yet, oldest first (only with walSync). */
   private readonly unsynced: UnsyncedCommit[] = [];
-  /** A commit's sync is running: appends gather for the next commit meanwhile. */
-  private syncing = false;
+  /** Syncs running; at MAX_SYNCS_RUNNING, appends gather for the next commit. */
+  private syncsRunning = 0;
+  /** Settles when the latest batch's sync, and every one before it, has ended. */
+  private lastSync: Promise<void> = Promise.resolve();
   /** The feed position the current batch starts at (read inside its transaction, only with walSync). */
   private batchFirstPos = 0;
   private maxFeedPosStatement: Statement<[], number> | null = null;
@@ -285,8 +289,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   private scheduleFlush(): void {
-    // While a sync runs, its end schedules the next flush.
-    if (this.flushScheduled || this.syncing) return;
+    // While the syncs run, the end of one schedules the next flush.
+    if (this.flushScheduled || this.syncsRunning >= MAX_SYNCS_RUNNING) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
   }
@@ -294,10 +298,11 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   /** Writes every pending append in one transaction. */
   private flush(): void {
     this.flushScheduled = false;
-    // While a sync runs, appends wait for it and then go in one commit and
-    // one sync (group commit): committing them now would not let their acks
-    // leave any sooner, and every commit costs its own locks and WAL frames.
-    if (this.syncing && !this.closed) return;
+    // While two syncs run, appends wait for one of them and then go in one
+    // commit and one sync (group commit): every commit costs its own locks,
+    // WAL frames and fsync. A second sync beside the first lets an append
+    // that comes during a sync be acknowledged about one sync later, not two.
+    if (this.syncsRunning >= MAX_SYNCS_RUNNING && !this.closed) return;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
@@ -335,13 +340,18 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       const commit: UnsyncedCommit = { firstPos: this.batchFirstPos, docs: new Map() };
       for (const [doc, { cursor, seqBefore }] of touched) if (cursor.lastSeq > seqBefore) commit.docs.set(doc, seqBefore + 1);
       if (commit.docs.size > 0) this.unsynced.push(commit);
-      this.syncing = true;
+      this.syncsRunning += 1;
       // The next batch is scheduled before this one's callers run.
       const synced = () => {
-        this.syncing = false;
+        this.syncsRunning -= 1;
         if (this.pending.length > 0) this.scheduleFlush();
       };
-      this.walSync.sync().then(() => {
+      // Batches settle in commit order: a sync that ends first waits for the one before it.
+      const previous = this.lastSync;
+      const own = this.walSync.sync();
+      const done = previous.then(() => own);
+      this.lastSync = done.then(() => undefined, () => undefined);
+      done.then(() => {
         synced();
         const at = this.unsynced.indexOf(commit);
         if (at >= 0) this.unsynced.splice(at, 1);

@@ -20,10 +20,7 @@ import { fdatasync, openSync, closeSync } from 'node:fs';
 
 export class WalSync {
   private fd: number | null = null;
-  /** The sync running now, if any. */
-  private running: Promise<void> | null = null;
-  /** The sync that starts when the running one ends: it covers every commit made meanwhile. */
-  private next: Promise<void> | null = null;
+  private readonly running = new Set<Promise<void>>();
   private failure: Error | null = null;
   private closed = false;
 
@@ -33,18 +30,13 @@ export class WalSync {
     return this.failure;
   }
 
-  /** Resolves once everything committed before this call is on disk. */
+  /**
+   * Starts an fsync of the WAL now (beside any that runs already); resolves
+   * once everything committed before this call is on disk. The caller
+   * decides how many run at once.
+   */
   sync(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    if (this.running === null) return this.start();
-    this.next ??= this.running.then(() => {
-      this.next = null;
-      return this.start();
-    });
-    return this.next;
-  }
-
-  private start(): Promise<void> {
     const run = new Promise<void>((resolve, reject) => {
       let fd: number;
       try {
@@ -59,10 +51,8 @@ export class WalSync {
         else resolve();
       });
     });
-    this.running = run;
-    const settle = () => {
-      if (this.running === run) this.running = null;
-    };
+    this.running.add(run);
+    const settle = () => this.running.delete(run);
     run.then(settle, settle);
     return run;
   }
@@ -75,10 +65,10 @@ export class WalSync {
     return this.failure;
   }
 
-  /** Waits for a running sync, then closes the file. */
+  /** Waits for the running syncs, then closes the file. */
   async close(): Promise<void> {
     this.closed = true;
-    await (this.next ?? this.running)?.catch(() => undefined);
+    await Promise.allSettled([...this.running]);
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
