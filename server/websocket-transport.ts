@@ -17,7 +17,7 @@ import type { Hocuspocus, WebSocketLike } from '@hocuspocus/server';
 import * as decoding from 'lib0/decoding';
 import type { Logger } from 'pino';
 import { applyAwarenessUpdate } from 'y-protocols/awareness';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { CloseCodes, ConnectionRefusal, type CloseCode } from './close-codes.js';
 import type { ConnectionContext } from './context.js';
 import { DurableAcks } from './durable-acks.js';
@@ -82,9 +82,11 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   // event-loop turn instead of every frame of a read chunk at once (64 KiB
   // can hold a thousand small updates), so one connection's burst cannot hold
   // the other sockets' turns; the frames it has not handed over yet stay in
-  // its buffer, and TCP pushes back on the sender.
+  // its buffer, and TCP pushes back on the sender. Frames already read are
+  // handed over until the server closes the socket itself (ServerSocket):
+  // after a peer's FIN they still count, as they did when delivered at once.
   const wss = new WebSocketServer({
-    noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false, allowSynchronousEvents: false,
+    noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false, allowSynchronousEvents: false, WebSocket: ServerSocket,
   });
   const sockets = new Set<WebSocket>();
   let closing = false;
@@ -274,7 +276,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 
   function socketOnMessage(this: WebSocket, data: RawData, isBinary: boolean) {
     const link = links.get(this);
-    if (link === undefined || this.readyState !== this.OPEN) return;
+    if (link === undefined || (this as ServerSocket).closedHere || this.readyState === this.CLOSED) return;
     try {
       if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
       const waitMs = options.onFrame?.(this) ?? 0;
@@ -350,6 +352,21 @@ const Hold = { Rate: 1, Backlog: 2, Opening: 4 } as const;
 type Hold = typeof Hold[keyof typeof Hold];
 
 /** One open socket as the shared socket handlers see it. */
+/** A ws socket that knows whether this server started closing it (its frames are then dropped). */
+class ServerSocket extends WebSocket {
+  closedHere = false;
+
+  override close(code?: number, reason?: string | Buffer): void {
+    this.closedHere = true;
+    super.close(code, reason);
+  }
+
+  override terminate(): void {
+    this.closedHere = true;
+    super.terminate();
+  }
+}
+
 interface SocketLink {
   flow: FlowControl;
   protocol: 'hocuspocus' | 'y-websocket';

@@ -2,10 +2,11 @@
 // NORMAL and fsyncs the WAL on the thread pool (persistence/sqlite/wal-sync.ts).
 // An append still resolves only once its commit is on disk; what is committed
 // but not yet synced is never handed to feed readers; a failed sync fails the
-// store for good and tells its owner.
+// store for good and tells its owner. The store's fsync is held or failed by
+// the test (syncFile) where timing matters; the real fdatasync runs on release.
 
 import assert from 'node:assert/strict';
-import { unlinkSync } from 'node:fs';
+import { fdatasync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as Y from 'yjs';
@@ -13,6 +14,7 @@ import { openEventStore, StoreError } from '../persistence/index.js';
 import { hocuspocusClient } from './helpers/clients.js';
 import { startServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
+import { waitFor } from './helpers/wait.js';
 
 const meta = { instanceId: 'test', user: null };
 
@@ -27,63 +29,111 @@ function edits(count: number): Uint8Array[] {
 /** Resolves in the same check phase as the store's flush (scheduled earlier), before any thread-pool callback can run. */
 const afterFlush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-test('an entry committed but not yet synced is not read by entries() or feed() until its append resolves', async (t) => {
-  const store = openEventStore({ path: join(tempDir(t), 'sync.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0 });
+/** A WAL fsync the test releases by hand (the real one, run when released), or fails. */
+function heldSyncs() {
+  const held: Array<{ fd: number; done: (error: Error | null) => void }> = [];
+  return {
+    held,
+    syncFile: (fd: number, done: (error: Error | null) => void) => { held.push({ fd, done }); },
+    release(index = 0, error: Error | null = null) {
+      const [one] = held.splice(index, 1);
+      if (error !== null) one.done(error);
+      else fdatasync(one.fd, one.done);
+    },
+    releaseAll() {
+      while (held.length > 0) this.release();
+    },
+  };
+}
+
+test('what is committed but not yet on disk is not handed out: entries() and feed() wait for a sync that covers it', async (t) => {
+  const syncs = heldSyncs();
+  const store = openEventStore({
+    path: join(tempDir(t), 'sync.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0, syncFile: syncs.syncFile,
+  });
   t.after(() => store.close());
   const [first, second] = edits(2);
-  await store.append('doc', first, meta);
+  const firstAppend = store.append('doc', first, meta);
+  await waitFor(() => syncs.held.length === 1, { message: 'the first commit asks for its sync' });
+  syncs.releaseAll();
+  await firstAppend;
 
-  let resolved = false;
-  const appended = store.append('doc', second, meta).then((result) => { resolved = true; return result; });
+  let appended = false;
+  const append = store.append('doc', second, meta).then((result) => { appended = true; return result; });
   await afterFlush();
-  // Committed: the document row already says seq 2, but its sync is still on the thread pool.
-  assert.equal(resolved, false);
-  assert.equal((await store.info('doc'))?.seq, 2, 'the commit ran in the flush');
-  assert.deepEqual((await store.entries('doc')).map((e) => e.seq), [1]);
-  assert.deepEqual((await store.feed(null)).entries.map((e) => e.seq), [1]);
-
-  assert.equal((await appended).seq, 2);
-  assert.deepEqual((await store.entries('doc')).map((e) => e.seq), [1, 2]);
-  assert.deepEqual((await store.feed(null)).entries.map((e) => e.seq), [1, 2]);
+  assert.equal((await store.info('doc'))?.seq, 2, 'committed in the flush');
+  let read: number[] | null = null;
+  let fed: number[] | null = null;
+  const reads = Promise.all([
+    store.entries('doc').then((entries) => { read = entries.map((e) => e.seq); }),
+    store.feed(null).then((page) => { fed = page.entries.map((e) => e.seq); }),
+  ]);
+  await waitFor(() => syncs.held.length >= 2, { message: 'the commit and the reads ask for syncs' });
+  await afterFlush();
+  assert.equal(appended, false, 'no append resolves before its sync');
+  assert.equal(read, null, 'entries() waits for the sync');
+  assert.equal(fed, null, 'feed() waits for the sync');
+  syncs.releaseAll();
+  assert.equal((await append).seq, 2);
+  await reads;
+  assert.deepEqual(read, [1, 2]);
+  assert.deepEqual(fed, [1, 2]);
 });
 
-test('appends that arrive while a sync runs are covered by the next one, each resolving in order', async (t) => {
-  const store = openEventStore({ path: join(tempDir(t), 'group.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0 });
+test('with two syncs running, appends gather into one commit, and every append resolves in order', async (t) => {
+  const syncs = heldSyncs();
+  const store = openEventStore({
+    path: join(tempDir(t), 'group.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0, syncFile: syncs.syncFile,
+  });
   t.after(() => store.close());
-  const updates = edits(300);
+  const updates = edits(10);
   const order: number[] = [];
   const appends: Array<Promise<unknown>> = [];
-  for (const [i, update] of updates.entries()) {
+  for (const update of updates) {
     appends.push(store.append('doc', update, meta).then((result) => order.push(result.seq!)));
-    // A new event-loop turn every ten appends: many commits, fewer syncs.
-    if (i % 10 === 9) await afterFlush();
+    await afterFlush(); // one event-loop turn each
   }
+  assert.equal(syncs.held.length, 2, 'two commits, each with its sync; the other eight wait');
+  assert.equal((await store.info('doc'))?.seq, 2);
+  // The second sync ends first: the second commit still settles after the first.
+  syncs.release(1);
+  syncs.release(0);
+  await waitFor(() => syncs.held.length === 1, { message: 'the eight gathered appends are committed together' });
+  assert.equal((await store.info('doc'))?.seq, 10);
+  syncs.releaseAll();
   await Promise.all(appends);
   assert.deepEqual(order, updates.map((_, i) => i + 1));
-  assert.equal((await store.entries('doc')).length, 300);
 });
 
-test('a WAL that cannot be synced fails the append, every later one, and health, and tells the owner once', async (t) => {
-  const path = join(tempDir(t), 'lost-wal.db');
+test('a failed WAL sync fails its append and one that ran beside it, every later one and health, and tells the owner once', async (t) => {
+  const syncs = heldSyncs();
   const failures: Error[] = [];
   const store = openEventStore({
-    path, background: true, compactAfterEntries: 0, compactAfterBytes: 0, onSyncFailure: (error) => failures.push(error),
+    path: join(tempDir(t), 'eio.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0,
+    syncFile: syncs.syncFile, onSyncFailure: (error) => failures.push(error),
   });
   t.after(() => store.close());
-  const [first, second] = edits(2);
+  const [first, second, third] = edits(3);
+  const one = store.append('doc', first, meta);
+  await afterFlush();
+  const two = store.append('doc', second, meta);
+  await waitFor(() => syncs.held.length === 2, { message: 'two syncs running' });
   assert.equal(store.healthy(), true);
-  // SQLite has the WAL open already and keeps writing to it; the store opens it by name at its first sync.
-  unlinkSync(`${path}-wal`);
-  await assert.rejects(store.append('doc', first, meta), (error: unknown) => {
-    assert.ok(error instanceof StoreError);
-    assert.equal(error.code, 'STORE_WRITE_FAILED');
-    assert.match(error.message, /lost-wal\.db-wal/);
-    return true;
-  });
-  await assert.rejects(store.append('doc', second, meta), { code: 'STORE_WRITE_FAILED' });
+  // The later sync succeeds first; the earlier then reports the write-back error (Linux reports it to one fsync only).
+  syncs.release(1);
+  syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+  for (const append of [one, two]) {
+    await assert.rejects(append, (error: unknown) => {
+      assert.ok(error instanceof StoreError);
+      assert.equal(error.code, 'STORE_WRITE_FAILED');
+      assert.match(error.message, /eio\.db-wal.*EIO/);
+      return true;
+    });
+  }
+  await assert.rejects(store.append('doc', third, meta), { code: 'STORE_WRITE_FAILED' });
   assert.equal(store.healthy(), false);
   assert.equal(failures.length, 1);
-  assert.match(failures[0].message, /fsync of .*lost-wal\.db-wal failed/);
+  assert.match(failures[0].message, /fsync of .*eio\.db-wal failed/);
 });
 
 test('the server stops with exit 1 and a line naming the WAL when it cannot sync, acknowledging nothing', async (t) => {

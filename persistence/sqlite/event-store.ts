@@ -59,6 +59,8 @@ export interface SqliteEventStoreOptions {
    * acknowledged.
    */
   onSyncFailure?: (error: Error) => void;
+  /** The WAL fsync the store calls (default fs.fdatasync); tests put delays and failures here. */
+  syncFile?: (fd: number, done: (error: Error | null) => void) => void;
   /** Called when an automatic compaction ends or fails; for logs and metrics. */
   onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
 }
@@ -84,17 +86,6 @@ interface LogCursor {
   entriesSinceSnapshot: number;
   bytesSinceSnapshot: number;
   checkedAt: number;
-}
-
-/**
- * A commit whose WAL frames are not yet known to be on disk: the first feed
- * position it wrote, and the first seq it wrote per document. Reads that hand
- * entries on (entries, feed) stop before it, so nothing a power cut could
- * still take back is ever passed to a feed reader or a webhook.
- */
-interface UnsyncedCommit {
-  firstPos: number;
-  docs: Map<string, number>;
 }
 
 /** A document touched by the batch being written, and its last seq before the batch. */
@@ -158,21 +149,22 @@ export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEv
 export class SqliteEventStore implements EventStore, LogTransfer {
   readonly backend = 'sqlite' as const;
   private readonly open: OpenDatabase;
-  private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure'>> &
-    Pick<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure'>;
+  private readonly options: Required<Omit<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure' | 'syncFile'>> &
+    Pick<SqliteEventStoreOptions, 'onCompaction' | 'onSyncFailure' | 'syncFile'>;
   /** Syncs the WAL off the event loop after commits (background stores under full or extra); null: SQLite syncs in the commit. */
   private readonly walSync: WalSync | null = null;
-  /** Commits of this connection whose sync has not ended yet, oldest first (only with walSync). */
-  private readonly unsynced: UnsyncedCommit[] = [];
   /** Syncs running; at MAX_SYNCS_RUNNING, appends gather for the next commit. */
   private syncsRunning = 0;
   /** Settles when the latest batch's sync, and every one before it, has ended. */
   private lastSync: Promise<void> = Promise.resolve();
-  /** The feed position the current batch starts at (read inside its transaction, only with walSync). */
-  private batchFirstPos = 0;
-  private maxFeedPosStatement: Statement<[], number> | null = null;
+  /**
+   * PRAGMA data_version when the latest finished sync began: while it is
+   * still the file's and no sync runs, everything committed is on disk
+   * (another process' commits change data_version).
+   */
+  private syncedDataVersion = -1;
   private readonly cursors = new Map<string, LogCursor>();
-  private feedStatement: Statement<[number, number, number], FeedRow> | null = null;
+  private feedStatement: Statement<[number, number], FeedRow> | null = null;
   private readonly summaryStatements = new Map<string, Statement>();
   private blockStatements: {
     read: Statement<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>;
@@ -216,10 +208,12 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       path: options.path, synchronous: syncOffLoop ? 'normal' : synchronous, readonly, busyTimeoutMs: this.options.busyTimeoutMs,
     });
     if (syncOffLoop) {
-      this.walSync = new WalSync(`${this.open.path}-wal`, (error) => {
+      // SQLite's own name for the file (symbolic links resolved), as it names the WAL.
+      const main = (this.open.db.pragma('database_list') as Array<{ name: string; file: string }>).find((d) => d.name === 'main');
+      this.walSync = new WalSync(`${main?.file || this.open.path}-wal`, (error) => {
         this.lastWriteFailed = true;
         this.options.onSyncFailure?.(error);
-      });
+      }, options.syncFile);
     }
     if (background && !readonly) {
       this.open.db.pragma(`wal_autocheckpoint = ${INLINE_CHECKPOINT_BACKSTOP_PAGES}`);
@@ -337,9 +331,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     });
     if (this.walSync === null) settle();
     else {
-      const commit: UnsyncedCommit = { firstPos: this.batchFirstPos, docs: new Map() };
-      for (const [doc, { cursor, seqBefore }] of touched) if (cursor.lastSeq > seqBefore) commit.docs.set(doc, seqBefore + 1);
-      if (commit.docs.size > 0) this.unsynced.push(commit);
       this.syncsRunning += 1;
       // The next batch is scheduled before this one's callers run.
       const synced = () => {
@@ -348,13 +339,11 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       };
       // Batches settle in commit order: a sync that ends first waits for the one before it.
       const previous = this.lastSync;
-      const own = this.walSync.sync();
+      const own = this.syncWal();
       const done = previous.then(() => own);
       this.lastSync = done.then(() => undefined, () => undefined);
       done.then(() => {
         synced();
-        const at = this.unsynced.indexOf(commit);
-        if (at >= 0) this.unsynced.splice(at, 1);
         settle();
       }, (error: Error) => {
         synced();
@@ -371,6 +360,31 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }
   }
 
+  /** Starts a sync of the WAL (walSync must be set); remembers what it covers. */
+  private syncWal(): Promise<void> {
+    const dataVersion = this.open.statements.dataVersion.get() as number;
+    return this.walSync!.sync().then(() => {
+      this.syncedDataVersion = dataVersion;
+    });
+  }
+
+  /**
+   * Resolves once what this connection can read now is on disk: before a
+   * read hands entries on (a feed reader, a webhook, another instance's
+   * catch-up), and before a write other than an append resolves (`force`:
+   * this connection's own writes leave data_version as it is). Free for a
+   * read when nothing was committed since the last sync began.
+   */
+  private async onDisk(force = false): Promise<void> {
+    if (this.walSync === null) return;
+    if (!force && this.syncsRunning === 0 && this.open.statements.dataVersion.get() === this.syncedDataVersion) return;
+    try {
+      await this.syncWal();
+    } catch (error) {
+      throw this.syncFailure(error as Error);
+    }
+  }
+
   private syncFailure(error: Error): StoreError {
     return new StoreError('STORE_WRITE_FAILED', `could not make ${this.open.path} durable: ${error.message}`, { cause: error });
   }
@@ -381,10 +395,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     // Changes only when another connection (another process) has committed
     // since this connection last looked.
     const dataVersion = statements.dataVersion.get() as number;
-    if (this.walSync !== null) {
-      this.maxFeedPosStatement ??= this.open.db.prepare<[], number>('SELECT coalesce(max(pos), 0) FROM feed').pluck();
-      this.batchFirstPos = this.maxFeedPosStatement.get()! + 1;
-    }
     const results = batch.map((item) => {
       let entry = touched.get(item.doc);
       if (entry === undefined) {
@@ -553,9 +563,9 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const { statements } = this.open;
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
-    let rows = statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1);
-    const unsyncedFrom = this.unsynced.find((commit) => commit.docs.has(doc))?.docs.get(doc);
-    if (unsyncedFrom !== undefined) rows = rows.filter((r) => r.seq < unsyncedFrom);
+    const rows = statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1);
+    // What was read is handed on only once it is on disk: a power cut cannot take it back afterwards.
+    await this.onDisk();
     return rows.map((r) => ({
       seq: r.seq,
       receivedAt: new Date(r.received_at),
@@ -605,6 +615,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       if (row === undefined) return;
       this.blockStatements!.save.run(row.id, block.fromSeq, block.toSeq, block.data);
     }).immediate();
+    await this.onDisk(true);
   }
 
   async groupStarts(doc: string, query: { fromSeq: number; toSeq: number; limit: number }): Promise<number[]> {
@@ -632,6 +643,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       }
       statements.upsertVersionName.run(row.id, version.seq, version.name, version.user, version.createdAt.getTime(), version.restoredFrom, version.displayName ?? null);
     }).immediate();
+    await this.onDisk(true);
   }
 
   async versionNames(doc: string): Promise<VersionName[]> {
@@ -646,12 +658,13 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
     // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
     const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
-    this.feedStatement ??= this.open.db.prepare<[number, number, number], FeedRow>(
+    this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
       `SELECT f.pos, d.name, u.seq, u.received_at, u.instance_id, u.user, u.display_name, u.size, u.update_bytes
        FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
-       WHERE f.pos > ? AND f.pos < ? ORDER BY f.pos LIMIT ?`);
-    const unsyncedFrom = this.unsynced[0]?.firstPos ?? Number.MAX_SAFE_INTEGER;
-    const entries: FeedEntry[] = this.feedStatement.all(from, unsyncedFrom, options.limit ?? -1).map((r) => ({
+       WHERE f.pos > ? ORDER BY f.pos LIMIT ?`);
+    const rows = this.feedStatement.all(from, options.limit ?? -1);
+    await this.onDisk();
+    const entries: FeedEntry[] = rows.map((r) => ({
       doc: r.name, cursor: String(r.pos), seq: r.seq, receivedAt: new Date(r.received_at), instanceId: r.instance_id,
       user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
     }));
@@ -673,12 +686,15 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         else put.run(key, value);
       }
     }).immediate();
+    await this.onDisk(true);
   }
 
   async takeLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
     this.stateStatements ??= this.prepareStateStatements();
-    return this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
+    const held = this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
+    await this.onDisk(true);
+    return held;
   }
 
   private prepareStateStatements() {
@@ -721,6 +737,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       const docId = this.documentId(doc);
       statements.insertSnapshotAt.run(docId, snapshot.seq, snapshot.createdAt.getTime(), snapshot.state, snapshot.coverage);
     }).immediate();
+    await this.onDisk(true);
   }
 
   async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
@@ -746,6 +763,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       const target = Math.max(seq, lastSeq);
       if (target !== row.last_seq) statements.setLastSeq.run(target, statements.lastChangeId.get()! + 1, docId);
     }).immediate();
+    await this.onDisk(true);
   }
 
   private documentId(doc: string): number {
