@@ -351,7 +351,6 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 const Hold = { Rate: 1, Backlog: 2, Opening: 4 } as const;
 type Hold = typeof Hold[keyof typeof Hold];
 
-/** One open socket as the shared socket handlers see it. */
 /** A ws socket that knows whether this server started closing it (its frames are then dropped). */
 class ServerSocket extends WebSocket {
   closedHere = false;
@@ -367,6 +366,7 @@ class ServerSocket extends WebSocket {
   }
 }
 
+/** One open socket as the shared socket handlers see it. */
 interface SocketLink {
   flow: FlowControl;
   protocol: 'hocuspocus' | 'y-websocket';

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { fdatasync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import * as Y from 'yjs';
 import { openEventStore, StoreError } from '../persistence/index.js';
 import { hocuspocusClient } from './helpers/clients.js';
@@ -35,23 +35,39 @@ function heldSyncs() {
   return {
     held,
     syncFile: (fd: number, done: (error: Error | null) => void) => { held.push({ fd, done }); },
-    release(index = 0, error: Error | null = null) {
+    /** Resolves once the store has been told how the sync ended. */
+    release(index = 0, error: Error | null = null): Promise<void> {
       const [one] = held.splice(index, 1);
-      if (error !== null) one.done(error);
-      else fdatasync(one.fd, one.done);
+      if (error !== null) {
+        one.done(error);
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => fdatasync(one.fd, (result) => {
+        one.done(result);
+        resolve();
+      }));
     },
     releaseAll() {
-      while (held.length > 0) this.release();
+      while (held.length > 0) void this.release();
     },
   };
 }
 
-test('what is committed but not yet on disk is not handed out: entries() and feed() wait for a sync that covers it', async (t) => {
+/** A server-like store (background, synchronous full) whose WAL fsyncs the test holds; closed after the test. */
+function heldStore(t: TestContext, name: string, options: { onSyncFailure?: (error: Error) => void } = {}) {
   const syncs = heldSyncs();
   const store = openEventStore({
-    path: join(tempDir(t), 'sync.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0, syncFile: syncs.syncFile,
+    path: join(tempDir(t), name), background: true, compactAfterEntries: 0, compactAfterBytes: 0, syncFile: syncs.syncFile, ...options,
   });
-  t.after(() => store.close());
+  t.after(() => {
+    syncs.releaseAll();
+    return store.close();
+  });
+  return { syncs, store };
+}
+
+test('what is committed but not yet on disk is not handed out: entries() and feed() wait for a sync that covers it', async (t) => {
+  const { syncs, store } = heldStore(t, 'sync.db');
   const [first, second] = edits(2);
   const firstAppend = store.append('doc', first, meta);
   await waitFor(() => syncs.held.length === 1, { message: 'the first commit asks for its sync' });
@@ -68,8 +84,9 @@ test('what is committed but not yet on disk is not handed out: entries() and fee
     store.entries('doc').then((entries) => { read = entries.map((e) => e.seq); }),
     store.feed(null).then((page) => { fed = page.entries.map((e) => e.seq); }),
   ]);
-  await waitFor(() => syncs.held.length >= 2, { message: 'the commit and the reads ask for syncs' });
+  await waitFor(() => syncs.held.length >= 1, { message: 'the commit asks for its sync' });
   await afterFlush();
+  assert.equal(syncs.held.length, 1, 'the reads wait for the commit\'s sync rather than starting their own');
   assert.equal(appended, false, 'no append resolves before its sync');
   assert.equal(read, null, 'entries() waits for the sync');
   assert.equal(fed, null, 'feed() waits for the sync');
@@ -81,11 +98,7 @@ test('what is committed but not yet on disk is not handed out: entries() and fee
 });
 
 test('with two syncs running, appends gather into one commit, and every append resolves in order', async (t) => {
-  const syncs = heldSyncs();
-  const store = openEventStore({
-    path: join(tempDir(t), 'group.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0, syncFile: syncs.syncFile,
-  });
-  t.after(() => store.close());
+  const { syncs, store } = heldStore(t, 'group.db');
   const updates = edits(10);
   const order: number[] = [];
   const appends: Array<Promise<unknown>> = [];
@@ -96,8 +109,10 @@ test('with two syncs running, appends gather into one commit, and every append r
   assert.equal(syncs.held.length, 2, 'two commits, each with its sync; the other eight wait');
   assert.equal((await store.info('doc'))?.seq, 2);
   // The second sync ends first: the second commit still settles after the first.
-  syncs.release(1);
-  syncs.release(0);
+  await syncs.release(1);
+  await afterFlush();
+  assert.deepEqual(order, [], 'the second commit waits for the first one\'s sync');
+  await syncs.release(0);
   await waitFor(() => syncs.held.length === 1, { message: 'the eight gathered appends are committed together' });
   assert.equal((await store.info('doc'))?.seq, 10);
   syncs.releaseAll();
@@ -106,13 +121,8 @@ test('with two syncs running, appends gather into one commit, and every append r
 });
 
 test('a failed WAL sync fails its append and one that ran beside it, every later one and health, and tells the owner once', async (t) => {
-  const syncs = heldSyncs();
   const failures: Error[] = [];
-  const store = openEventStore({
-    path: join(tempDir(t), 'eio.db'), background: true, compactAfterEntries: 0, compactAfterBytes: 0,
-    syncFile: syncs.syncFile, onSyncFailure: (error) => failures.push(error),
-  });
-  t.after(() => store.close());
+  const { syncs, store } = heldStore(t, 'eio.db', { onSyncFailure: (error) => failures.push(error) });
   const [first, second, third] = edits(3);
   const one = store.append('doc', first, meta);
   await afterFlush();
@@ -120,8 +130,9 @@ test('a failed WAL sync fails its append and one that ran beside it, every later
   await waitFor(() => syncs.held.length === 2, { message: 'two syncs running' });
   assert.equal(store.healthy(), true);
   // The later sync succeeds first; the earlier then reports the write-back error (Linux reports it to one fsync only).
-  syncs.release(1);
-  syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+  await syncs.release(1);
+  await afterFlush();
+  await syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
   for (const append of [one, two]) {
     await assert.rejects(append, (error: unknown) => {
       assert.ok(error instanceof StoreError);
@@ -134,6 +145,44 @@ test('a failed WAL sync fails its append and one that ran beside it, every later
   assert.equal(store.healthy(), false);
   assert.equal(failures.length, 1);
   assert.match(failures[0].message, /fsync of .*eio\.db-wal failed/);
+  // Nothing committed is handed out or written any more.
+  await assert.rejects(store.entries('doc'), { code: 'STORE_WRITE_FAILED' });
+  await assert.rejects(store.feed(null), { code: 'STORE_WRITE_FAILED' });
+  await assert.rejects(store.writeState([{ key: 'k', value: 'v' }]), { code: 'STORE_WRITE_FAILED' });
+});
+
+test('a write other than an append resolves after its own sync; reads meanwhile wait for it; a read with nothing new since the last sync starts none', async (t) => {
+  const { syncs, store } = heldStore(t, 'state.db');
+  const [first] = edits(1);
+  const append = store.append('doc', first, meta);
+  await waitFor(() => syncs.held.length === 1, { message: 'the append asks for its sync' });
+  await syncs.release();
+  await append;
+  // Nothing committed since: the read is free.
+  assert.deepEqual((await store.entries('doc')).map((e) => e.seq), [1]);
+  assert.equal(syncs.held.length, 0, 'no sync for a read with nothing new');
+
+  let written = false;
+  const write = store.writeState([{ key: 'cursor', value: '1' }]).then(() => { written = true; });
+  await waitFor(() => syncs.held.length === 1, { message: 'the write asks for its sync' });
+  // This connection's own write leaves data_version as it is: the read must still wait.
+  let read = false;
+  const reading = store.entries('doc').then(() => { read = true; });
+  await afterFlush();
+  assert.equal(syncs.held.length, 1, 'the read shares the write\'s sync');
+  assert.equal(written, false, 'the write waits for its sync');
+  assert.equal(read, false, 'the read waits for the write\'s sync');
+  await syncs.release();
+  await Promise.all([write, reading]);
+  assert.deepEqual(await store.readState('cursor'), [{ key: 'cursor', value: '1' }]);
+});
+
+test('reads after close are refused with STORE_CLOSED', async (t) => {
+  const store = openEventStore({ path: join(tempDir(t), 'closed.db'), background: true });
+  await store.append('doc', edits(1)[0], meta);
+  await store.close();
+  await assert.rejects(store.entries('doc'), { code: 'STORE_CLOSED' });
+  await assert.rejects(store.feed(null), { code: 'STORE_CLOSED' });
 });
 
 test('the server stops with exit 1 and a line naming the WAL when it cannot sync, acknowledging nothing', async (t) => {

@@ -65,6 +65,13 @@ export interface SqliteEventStoreOptions {
   onCompaction?: (event: { doc: string; result?: CompactionResult | null; error?: string; durationMs: number }) => void;
 }
 
+/** What a WAL sync covers: taken when it begins. */
+interface SyncMark {
+  order: number;
+  dataVersion: number;
+  ownCommits: number;
+}
+
 interface PendingAppend {
   doc: string;
   update: DecodedUpdate;
@@ -157,12 +164,18 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private syncsRunning = 0;
   /** Settles when the latest batch's sync, and every one before it, has ended. */
   private lastSync: Promise<void> = Promise.resolve();
+  /** Commits this connection made (appends and every other write); data_version does not count them. */
+  private ownCommits = 0;
   /**
-   * PRAGMA data_version when the latest finished sync began: while it is
-   * still the file's and no sync runs, everything committed is on disk
-   * (another process' commits change data_version).
+   * What the newest sync covers, taken when it began: PRAGMA data_version
+   * (which other connections' commits change) and ownCommits. `synced` is
+   * the newest that has ended well: while both still match, everything
+   * committed is on disk. `latest` is the newest begun, which a read that
+   * finds nothing new since it began awaits rather than starting its own.
    */
-  private syncedDataVersion = -1;
+  private synced: SyncMark | null = null;
+  private latest: (SyncMark & { done: Promise<void> }) | null = null;
+  private syncsBegun = 0;
   private readonly cursors = new Map<string, LogCursor>();
   private feedStatement: Statement<[number, number], FeedRow> | null = null;
   private readonly summaryStatements = new Map<string, Statement>();
@@ -319,6 +332,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       return;
     }
     this.lastWriteFailed = false;
+    this.ownCommits += 1;
     // Each document's log ends in its own index page; plus the table, the documents row and the bytes themselves.
     let bytes = 0;
     for (const result of results) if (!(result instanceof MalformedUpdateError)) bytes += result.size;
@@ -340,7 +354,12 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       // Batches settle in commit order: a sync that ends first waits for the one before it.
       const previous = this.lastSync;
       const own = this.syncWal();
-      const done = previous.then(() => own);
+      // An earlier batch's sync that failed after this one's ended may have
+      // taken pages of this commit with it (Linux reports a lost write-back
+      // to one fsync only).
+      const done = previous.then(() => own).then(() => {
+        if (this.walSync!.failed) throw this.walSync!.failed;
+      });
       this.lastSync = done.then(() => undefined, () => undefined);
       done.then(() => {
         synced();
@@ -362,24 +381,35 @@ export class SqliteEventStore implements EventStore, LogTransfer {
 
   /** Starts a sync of the WAL (walSync must be set); remembers what it covers. */
   private syncWal(): Promise<void> {
-    const dataVersion = this.open.statements.dataVersion.get() as number;
-    return this.walSync!.sync().then(() => {
-      this.syncedDataVersion = dataVersion;
+    const mark: SyncMark = {
+      order: ++this.syncsBegun, dataVersion: this.open.statements.dataVersion.get() as number, ownCommits: this.ownCommits,
+    };
+    const done = this.walSync!.sync().then(() => {
+      // A sync that began earlier and ended later covers less.
+      if (this.synced === null || this.synced.order < mark.order) this.synced = mark;
     });
+    this.latest = { ...mark, done };
+    return done;
   }
 
   /**
    * Resolves once what this connection can read now is on disk: before a
    * read hands entries on (a feed reader, a webhook, another instance's
-   * catch-up), and before a write other than an append resolves (`force`:
-   * this connection's own writes leave data_version as it is). Free for a
-   * read when nothing was committed since the last sync began.
+   * catch-up), and before a write other than an append resolves (`wrote`:
+   * it counts as one of this connection's commits). Free when nothing was
+   * committed since the last sync began; shares a running sync that began
+   * after the last commit.
    */
-  private async onDisk(force = false): Promise<void> {
+  private async onDisk(wrote = false): Promise<void> {
     if (this.walSync === null) return;
-    if (!force && this.syncsRunning === 0 && this.open.statements.dataVersion.get() === this.syncedDataVersion) return;
+    if (this.walSync.failed) throw this.syncFailure(this.walSync.failed);
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    if (wrote) this.ownCommits += 1;
+    const dataVersion = this.open.statements.dataVersion.get() as number;
+    const covers = (mark: SyncMark | null) => mark !== null && mark.dataVersion === dataVersion && mark.ownCommits === this.ownCommits;
+    if (covers(this.synced)) return;
     try {
-      await this.syncWal();
+      await (covers(this.latest) ? this.latest!.done : this.syncWal());
     } catch (error) {
       throw this.syncFailure(error as Error);
     }
@@ -560,12 +590,13 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async entries(doc: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
     const { statements } = this.open;
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
     const rows = statements.entriesAfter.all(row.id, options.afterSeq ?? 0, options.limit ?? -1);
     // What was read is handed on only once it is on disk: a power cut cannot take it back afterwards.
-    await this.onDisk();
+    if (rows.length > 0) await this.onDisk();
     return rows.map((r) => ({
       seq: r.seq,
       receivedAt: new Date(r.received_at),
@@ -656,6 +687,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
     // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
     const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
     this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
@@ -663,7 +695,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
        FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
        WHERE f.pos > ? ORDER BY f.pos LIMIT ?`);
     const rows = this.feedStatement.all(from, options.limit ?? -1);
-    await this.onDisk();
+    if (rows.length > 0) await this.onDisk();
     const entries: FeedEntry[] = rows.map((r) => ({
       doc: r.name, cursor: String(r.pos), seq: r.seq, receivedAt: new Date(r.received_at), instanceId: r.instance_id,
       user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
@@ -693,7 +725,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const now = Date.now();
     this.stateStatements ??= this.prepareStateStatements();
     const held = this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
-    await this.onDisk(true);
+    if (held) await this.onDisk(true);
     return held;
   }
 

@@ -41,6 +41,7 @@ export class WalSync {
    */
   sync(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error(`${this.walPath} is closed`));
     const run = new Promise<void>((resolve, reject) => {
       let fd: number;
       try {
