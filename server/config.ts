@@ -383,6 +383,11 @@ export function dataFlagSpec(): FlagSpec {
 /** Checks a --data value (or --from/--to): any non-empty path, or a well-formed PostgreSQL URL. */
 export function dataLocation(value: string | undefined, flag = '--data'): string {
   const data = nonEmpty(flag, value);
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(data)?.[1];
+  if (scheme !== undefined && !isPostgresUrl(data)) {
+    // A typo such as postgress:// must not quietly become a SQLite file under ./postgress:/.
+    throw new ConfigError(flag, `${scheme}:// is not a store Palimpsest can use: give a SQLite file path or a postgres://user:password@host:port/database URL`);
+  }
   if (isPostgresUrl(data)) {
     try {
       parsePostgresUrl(data);

@@ -4,6 +4,7 @@
 // and the cause; a malformed URL is a usage error (exit 2) naming --data.
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
@@ -55,10 +56,15 @@ describe('palimpsest commands on PostgreSQL', () => {
       { data: `postgres://postgres@127.0.0.1:${closedPort}/postgres`, host: `127.0.0.1:${closedPort}`, cause: /connection refused/ },
       { data: `postgres://${postgres().passwordRole.user}:wrong@127.0.0.1:${postgres().port}/postgres`, host: `127.0.0.1:${postgres().port}`, cause: /password/ },
       { data: postgres().url('no_such_database'), host: `127.0.0.1:${postgres().port}`, cause: /"no_such_database" does not exist/ },
+      // A server that asks for a password, and a URL without one.
+      { data: `postgres://${postgres().passwordRole.user}@127.0.0.1:${postgres().port}/postgres`, host: `127.0.0.1:${postgres().port}`, cause: /asks for a password/ },
     ];
     for (const { data, host, cause } of cases) {
       for (const args of [['verify'], ['history', 'doc'], ['serve', '--port', '0']]) {
+        const started = Date.now();
         const result = await runCli([...args, '--data', data]);
+        // Not a measure of speed: a command that has said why it cannot go on must not then sit there.
+        assert.ok(Date.now() - started < 20_000, `${args[0]} ${data} took ${Date.now() - started} ms to exit after: ${result.stderr}`);
         assert.equal(result.code, 1, `${args[0]} ${data}: ${result.stderr}`);
         assertOneLine(result.stderr);
         assert.ok(result.stderr.includes(host), result.stderr);
@@ -73,7 +79,8 @@ describe('palimpsest commands on PostgreSQL', () => {
   });
 
   test('a malformed URL exits 2 naming --data', async () => {
-    for (const data of ['postgres://user@127.0.0.1:99999/db', 'postgresql://[oops/db', 'postgres://u@h/db?sslmode=sometimes']) {
+    // A scheme that is not PostgreSQL's (a typo among them) is not taken for a file path.
+    for (const data of ['postgres://user@127.0.0.1:99999/db', 'postgresql://[oops/db', 'postgres://u@h/db?sslmode=sometimes', 'postgress://u@127.0.0.1/db', 'mysql://u@127.0.0.1/x']) {
       for (const args of [['verify'], ['export', 'doc'], ['serve', '--port', '0']]) {
         const result = await runCli([...args, '--data', data]);
         assert.equal(result.code, 2, `${args[0]} ${data}: ${result.stderr}`);
@@ -81,5 +88,6 @@ describe('palimpsest commands on PostgreSQL', () => {
         assert.doesNotMatch(result.stderr, /^\s+at /m);
       }
     }
+    assert.equal(existsSync('postgress:') || existsSync('mysql:'), false, 'no folder named after the scheme');
   });
 });

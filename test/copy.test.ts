@@ -108,6 +108,45 @@ describe('palimpsest copy', () => {
     }
   });
 
+  test('a document the target holds with another history is left as it is and reported (exit 1); the other documents are copied', async (t) => {
+    const dir = tempDir(t);
+    const [a, b] = [join(dir, 'a.db'), join(dir, 'b.db')];
+    const edits = (...texts: string[]) => {
+      const doc = new Y.Doc();
+      const updates: Uint8Array[] = [];
+      doc.on('update', (u: Uint8Array) => updates.push(u));
+      for (const text of texts) doc.getText('text').insert(doc.getText('text').length, text);
+      return updates;
+    };
+    const write = async (data: string, docs: Record<string, Uint8Array[]>) => {
+      const store = openEventStore({ data, compactAfterEntries: 0 });
+      for (const [doc, updates] of Object.entries(docs)) {
+        for (const u of updates) await store.append(doc, u, { instanceId: 'here', user: null });
+      }
+      await store.close();
+    };
+    await write(a, { div: edits('A one', ' A two', ' A three'), long: edits('short'), fine: edits('kept', ' whole') });
+    await write(b, { div: edits('B only'), long: edits('longer', ' here') });
+
+    const copy = await runCli(['copy', '--from', a, '--to', b]);
+    assert.equal(copy.code, 1, copy.stdout + copy.stderr);
+    assert.match(copy.stdout, /NOT COPIED div \(at seq 1\): the target's entry at seq 1 is not the source's/);
+    assert.match(copy.stdout, /NOT COPIED long \(at seq 2\): the target's log goes further \(seq 2\) than the source's \(seq 1\)/);
+    assert.match(copy.stdout, /2 document\(s\) not copied/);
+    const text = async (doc: string, data: string) => textAt((await runCli(['export', doc, '--json', '--data', data])).stdout);
+    assert.equal(await text('div', b), 'B only', 'the target\'s history of div is as it was');
+    assert.equal(await text('long', b), 'longer here');
+    assert.equal(JSON.parse((await runCli(['history', 'div', '--json', '--data', b])).stdout).length, 1);
+    assert.equal(await text('fine', b), 'kept whole', 'a document the target lacked is copied');
+    assert.equal((await runCli(['verify', '--data', b])).code, 0);
+
+    const json = await runCli(['copy', '--from', a, '--to', b, '--json']);
+    assert.equal(json.code, 1);
+    const { copied } = JSON.parse(json.stdout) as { copied: { entries: number; conflicts: Array<{ doc: string; seq: number }> } };
+    assert.deepEqual(copied.conflicts.map((c) => [c.doc, c.seq]), [['div', 1], ['long', 2]]);
+    assert.equal(copied.entries, 0, 'fine was copied already; the others are not touched');
+  });
+
   test('copy without --from or --to, or from a missing file, says what to pass', async (t) => {
     const dir = tempDir(t);
     const missingTo = await runCli(['copy', '--from', join(dir, 'a.db')]);

@@ -20,8 +20,33 @@ export interface PoolOptions {
 
 const INT8_OID = 20;
 
+/**
+ * A client that closes its socket when its connect fails. node-postgres
+ * leaves the socket open when the failure is found on this side (a server
+ * that asks for a password the URL does not give): the server would keep it,
+ * and the process with it, until its authentication_timeout (60 s).
+ */
+class ClosingClient extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void;
+  override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
+    const close = () => void this.end().catch(() => undefined);
+    if (callback === undefined) {
+      return super.connect().catch((error: unknown) => {
+        close();
+        throw error;
+      });
+    }
+    super.connect(((error: Error | null, client: pg.Client) => {
+      if (error) close();
+      (callback as (err: Error | null, c: pg.Client) => void)(error, client);
+    }) as (err: Error) => void);
+  }
+}
+
 export function createPool(options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
+    Client: ClosingClient,
     connectionString: options.url,
     max: options.max,
     // Without these a vanished host would hang a connect or a query for ever.
@@ -60,6 +85,10 @@ export function describeConnectError(error: unknown, where: PostgresUrl): string
     case 'ECONNREFUSED': cause = `connection refused (is PostgreSQL running and listening there?)`; break;
     case 'ENOTFOUND': case 'EAI_AGAIN': cause = `host not found (${cause})`; break;
     case '28P01': cause = `wrong password (${cause})`; break;
+    case undefined:
+      // Found by node-postgres before it can answer the server's challenge.
+      if (/client password must be a string/.test(cause)) cause = 'the server asks for a password and the URL gives none (postgres://user:password@host:port/database)';
+      break;
     case '3D000': cause = `${cause} (create it, or point --data at an existing database)`; break;
     default: break;
   }
