@@ -177,6 +177,25 @@ test('a write other than an append resolves after its own sync; reads meanwhile 
   assert.deepEqual(await store.readState('cursor'), [{ key: 'cursor', value: '1' }]);
 });
 
+test('a read that waits for a sync is not answered when an earlier sync fails after it', async (t) => {
+  const { syncs, store } = heldStore(t, 'read-eio.db', { onSyncFailure: () => undefined });
+  const [first, second] = edits(2);
+  const one = store.append('doc', first, meta);
+  await afterFlush();
+  const two = store.append('doc', second, meta);
+  await waitFor(() => syncs.held.length === 2, { message: 'two syncs running' });
+  const read = store.entries('doc');
+  await afterFlush();
+  assert.equal(syncs.held.length, 2, 'the read shares the second sync');
+  // The second sync ends well first; the first then reports the lost write-back.
+  await syncs.release(1);
+  await afterFlush();
+  await syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+  await assert.rejects(read, { code: 'STORE_WRITE_FAILED' }, 'entries that may not be on disk are not handed out');
+  await assert.rejects(one, { code: 'STORE_WRITE_FAILED' });
+  await assert.rejects(two, { code: 'STORE_WRITE_FAILED' });
+});
+
 test('reads after close are refused with STORE_CLOSED', async (t) => {
   const store = openEventStore({ path: join(tempDir(t), 'closed.db'), background: true });
   await store.append('doc', edits(1)[0], meta);

@@ -162,7 +162,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private readonly walSync: WalSync | null = null;
   /** Syncs running; at MAX_SYNCS_RUNNING, appends gather for the next commit. */
   private syncsRunning = 0;
-  /** Settles when the latest batch's sync, and every one before it, has ended. */
+  /** Settles when the latest sync, and every one before it, has ended. */
   private lastSync: Promise<void> = Promise.resolve();
   /** Commits this connection made (appends and every other write); data_version does not count them. */
   private ownCommits = 0;
@@ -351,17 +351,8 @@ export class SqliteEventStore implements EventStore, LogTransfer {
         this.syncsRunning -= 1;
         if (this.pending.length > 0) this.scheduleFlush();
       };
-      // Batches settle in commit order: a sync that ends first waits for the one before it.
-      const previous = this.lastSync;
-      const own = this.syncWal();
-      // An earlier batch's sync that failed after this one's ended may have
-      // taken pages of this commit with it (Linux reports a lost write-back
-      // to one fsync only).
-      const done = previous.then(() => own).then(() => {
-        if (this.walSync!.failed) throw this.walSync!.failed;
-      });
-      this.lastSync = done.then(() => undefined, () => undefined);
-      done.then(() => {
+      // Batches settle in commit order (syncWal settles syncs in the order they began).
+      this.syncWal().then(() => {
         synced();
         settle();
       }, (error: Error) => {
@@ -384,10 +375,16 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     const mark: SyncMark = {
       order: ++this.syncsBegun, dataVersion: this.open.statements.dataVersion.get() as number, ownCommits: this.ownCommits,
     };
-    const done = this.walSync!.sync().then(() => {
-      // A sync that began earlier and ended later covers less.
+    const own = this.walSync!.sync();
+    // Syncs settle in the order they began: one that ends first waits for
+    // those before it, and fails if any of them failed, for a failed fsync may
+    // have taken pages of later commits with it (Linux reports a lost
+    // write-back to one fsync only). What a sync covers counts as on disk only then.
+    const done = this.lastSync.then(() => own).then(() => {
+      if (this.walSync!.failed) throw this.walSync!.failed;
       if (this.synced === null || this.synced.order < mark.order) this.synced = mark;
     });
+    this.lastSync = done.then(() => undefined, () => undefined);
     this.latest = { ...mark, done };
     return done;
   }
@@ -403,7 +400,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private async onDisk(wrote = false): Promise<void> {
     if (this.walSync === null) return;
     if (this.walSync.failed) throw this.syncFailure(this.walSync.failed);
-    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    this.assertOpen();
     if (wrote) this.ownCommits += 1;
     const dataVersion = this.open.statements.dataVersion.get() as number;
     const covers = (mark: SyncMark | null) => mark !== null && mark.dataVersion === dataVersion && mark.ownCommits === this.ownCommits;
@@ -413,6 +410,11 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     } catch (error) {
       throw this.syncFailure(error as Error);
     }
+  }
+
+  /** Writes other than appends: none once close() began (it may still be waiting for the worker). */
+  private assertOpen(): void {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
   }
 
   private syncFailure(error: Error): StoreError {
@@ -590,7 +592,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async entries(doc: string, options: { afterSeq?: number; limit?: number } = {}): Promise<LogEntry[]> {
-    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    this.assertOpen();
     const { statements } = this.open;
     const row = statements.documentByName.get(doc);
     if (row === undefined) return [];
@@ -639,8 +641,10 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async saveAuthorshipBlock(doc: string, block: AuthorshipBlockRecord): Promise<void> {
+    this.assertOpen();
     const { db, statements } = this.open;
     await this.authorshipBlocks(doc, 0);
+    this.assertOpen();
     db.transaction(() => {
       const row = statements.documentByName.get(doc);
       if (row === undefined) return;
@@ -666,6 +670,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async nameVersion(doc: string, version: VersionName): Promise<void> {
+    this.assertOpen();
     const { db, statements } = this.open;
     db.transaction(() => {
       const row = statements.documentByName.get(doc);
@@ -687,7 +692,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
-    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    this.assertOpen();
     // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
     const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
     this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
@@ -709,6 +714,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async writeState(changes: Array<{ key: string; value: string | null }>): Promise<void> {
+    this.assertOpen();
     const { db } = this.open;
     this.stateStatements ??= this.prepareStateStatements();
     const { put, remove } = this.stateStatements;
@@ -722,6 +728,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async takeLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
     const now = Date.now();
     this.stateStatements ??= this.prepareStateStatements();
     const held = this.stateStatements.lease.run(name, holder, now + ttlMs, now).changes === 1;
@@ -764,6 +771,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async importSnapshot(doc: string, snapshot: SnapshotRecord): Promise<void> {
+    this.assertOpen();
     const { db, statements } = this.open;
     db.transaction(() => {
       const docId = this.documentId(doc);
@@ -773,6 +781,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   async importEntries(doc: string, entries: LogEntry[], lastSeq: number): Promise<void> {
+    this.assertOpen();
     const { db, statements } = this.open;
     // The cached cursor does not know of these entries.
     this.cursors.delete(doc);
@@ -912,6 +921,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     if (message.snapshot && !this.closed) {
       try {
         result = writeSnapshot(this.open, message.snapshot, this.policy());
+        this.ownCommits += 1;
         this.wrotePages(Math.ceil((message.snapshot.state.length + message.snapshot.coverage.length) / PAGE_SIZE) + 2);
         this.afterCompaction(message.doc, result);
       } catch (writeError) {
