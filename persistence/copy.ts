@@ -18,8 +18,8 @@ export interface CopyProgress {
   entries: number;
 }
 
-/** A document the target holds with another history than the source's: nothing of it was copied. */
-export interface CopyConflict {
+/** A document the target holds with another history than the source's, or that the source can no longer continue: nothing of it was copied. */
+export interface NotCopied {
   doc: string;
   /** Where the two histories were found to differ. */
   seq: number;
@@ -31,7 +31,7 @@ export interface CopyReport {
   /** Entries written by this run (not those the target held already). */
   entries: number;
   snapshots: number;
-  conflicts: CopyConflict[];
+  notCopied: NotCopied[];
 }
 
 type Store = EventStore & LogTransfer;
@@ -40,14 +40,14 @@ const PAGE = 2000;
 
 export async function copyStore(from: Store, to: Store, options: { onProgress?: (progress: CopyProgress) => void } = {}): Promise<CopyReport> {
   const docs = await from.documents();
-  const report: CopyReport = { documents: docs.length, entries: 0, snapshots: 0, conflicts: [] };
+  const report: CopyReport = { documents: docs.length, entries: 0, snapshots: 0, notCopied: [] };
   for (const [index, doc] of docs.entries()) {
     options.onProgress?.({ doc, index, documents: docs.length, entries: report.entries });
     const source = await from.info(doc);
     if (source === null) continue;
-    const conflict = await historyConflict(from, to, doc, source.seq);
-    if (conflict !== null) {
-      report.conflicts.push(conflict);
+    const problem = await cannotContinue(from, to, doc, source.seq);
+    if (problem !== null) {
+      report.notCopied.push(problem);
       continue;
     }
     // Snapshots first: where the source's retention pruned the start of the
@@ -77,34 +77,51 @@ export async function copyStore(from: Store, to: Store, options: { onProgress?: 
 }
 
 /**
- * Null when the target holds nothing of `doc` or a beginning of the source's
- * history of it (an earlier or interrupted copy): its last entry is the
- * source's entry at that seq, byte for byte and with the same facts; where
- * that entry was pruned on either side, the latest snapshot both hold at or
- * before it is the same.
+ * Null when the target holds nothing of `doc`, or a beginning of the
+ * source's history of it that the source's entries continue (an earlier or
+ * interrupted copy). The target's last entry must be the source's entry at
+ * that seq, byte for byte and with the same facts; where either side's
+ * retention pruned that entry, both must hold the same snapshot at exactly
+ * that seq (an earlier one would say nothing of the entries after it). A
+ * target with snapshots and no log yet (a copy stopped between the two) must
+ * hold the source's snapshots. Otherwise the problem, and nothing is copied.
  */
-async function historyConflict(from: Store, to: Store, doc: string, sourceSeq: number): Promise<CopyConflict | null> {
+async function cannotContinue(from: Store, to: Store, doc: string, sourceSeq: number): Promise<NotCopied | null> {
   const targetSeq = (await to.info(doc))?.seq ?? 0;
-  if (targetSeq === 0) return null;
+  const theirSnapshots = await to.snapshotRecords(doc);
+  const ourSnapshots = new Map((await from.snapshotRecords(doc)).map((r) => [r.seq, r.state]));
+  const sameSnapshot = (seq: number) => {
+    const theirs = theirSnapshots.find((r) => r.seq === seq);
+    const ours = ourSnapshots.get(seq);
+    return theirs !== undefined && ours !== undefined && Buffer.compare(theirs.state, ours) === 0;
+  };
+  if (targetSeq === 0) {
+    const foreign = theirSnapshots.find((r) => !sameSnapshot(r.seq));
+    return foreign === undefined ? null
+      : { doc, seq: foreign.seq, problem: `the target's snapshot at seq ${foreign.seq} is not the source's: another history of the document` };
+  }
   if (targetSeq > sourceSeq) {
     return { doc, seq: targetSeq, problem: `the target's log goes further (seq ${targetSeq}) than the source's (seq ${sourceSeq})` };
   }
   const [theirs] = await to.entries(doc, { afterSeq: targetSeq - 1, limit: 1 });
   const [ours] = await from.entries(doc, { afterSeq: targetSeq - 1, limit: 1 });
-  if (theirs?.seq === targetSeq && ours?.seq === targetSeq) {
+  const theirsKept = theirs?.seq === targetSeq;
+  const oursKept = ours?.seq === targetSeq;
+  if (theirsKept && oursKept) {
     const same = Buffer.compare(theirs.update, ours.update) === 0 && theirs.receivedAt.getTime() === ours.receivedAt.getTime() &&
       theirs.instanceId === ours.instanceId && theirs.user === ours.user;
     return same ? null : { doc, seq: targetSeq, problem: `the target's entry at seq ${targetSeq} is not the source's: another history of the document` };
   }
-  const targetSnapshots = new Map((await to.snapshotRecords(doc)).map((s) => [s.seq, s.state]));
-  const shared = (await from.snapshotRecords(doc))
-    .filter((s) => s.seq <= targetSeq && targetSnapshots.has(s.seq))
-    .sort((a, b) => b.seq - a.seq)[0];
-  if (shared !== undefined && Buffer.compare(shared.state, targetSnapshots.get(shared.seq)!) === 0) return null;
+  if (!oursKept && targetSeq < sourceSeq) {
+    // The entries the target lacks begin after a gap: a log cannot continue across it.
+    return {
+      doc, seq: targetSeq,
+      problem: `the source no longer holds seq ${targetSeq} and the entries after it that the target lacks (its retention pruned them); copy into a store that does not hold the document, which then starts from the source's snapshot`,
+    };
+  }
+  if (sameSnapshot(targetSeq)) return null;
   return {
-    doc, seq: shared?.seq ?? targetSeq,
-    problem: shared === undefined
-      ? `the target holds the document up to seq ${targetSeq} with nothing to compare against the source (no common entry or snapshot)`
-      : `the target's snapshot at seq ${shared.seq} is not the source's: another history of the document`,
+    doc, seq: targetSeq,
+    problem: `the target holds the document up to seq ${targetSeq} and nothing there to compare with the source (an entry or a snapshot at that seq on both sides)`,
   };
 }

@@ -185,7 +185,7 @@ const commands: Record<string, Command> = {
     flags: {
       from: { help: 'The store to copy from: a SQLite file or postgres://user:password@host:port/database' },
       to: { help: 'The store to copy into (created if new); what it already holds is skipped, so an interrupted copy can be run again' },
-      json: { boolean: true, help: 'Print { copied: { documents, entries, snapshots, conflicts: [{ doc, seq, problem }] }, verify: <report> } as JSON' },
+      json: { boolean: true, help: 'Print { copied: { documents, entries, snapshots, notCopied: [{ doc, seq, problem }] }, verify: <report> } as JSON' },
     },
     async run(values, positionals) {
       if (positionals.length > 0) throw new ConfigError(positionals[0], 'copy takes no positional arguments; use --from and --to');
@@ -222,19 +222,19 @@ const commands: Record<string, Command> = {
           },
         });
         progress(report.documents, null);
-        const { conflicts } = copied;
+        const { notCopied } = copied;
         if (values.json === true) process.stdout.write(`${JSON.stringify({ copied, verify: report })}\n`);
         else {
           process.stdout.write(`copied ${copied.entries} log entries and ${copied.snapshots} snapshots of ${copied.documents} documents to ${to.path}\n`);
-          for (const c of conflicts) {
+          for (const c of notCopied) {
             process.stdout.write(`NOT COPIED ${c.doc} (at seq ${c.seq}): ${c.problem}; copy it into a store that does not hold it, or remove it from the target first\n`);
           }
           for (const p of report.problems) process.stdout.write(`PROBLEM ${p.doc}${p.seq === null ? '' : ` at seq ${p.seq}`}: ${p.problem}\n`);
           if (report.problems.length > 0) process.stdout.write(`${report.problems.length} problem(s) in the copy\n`);
-          else if (conflicts.length > 0) process.stdout.write(`${conflicts.length} document(s) not copied; the rest verified: ${report.documents} documents, ${report.entries} log entries\n`);
+          else if (notCopied.length > 0) process.stdout.write(`${notCopied.length} document(s) not copied; the rest verified: ${report.documents} documents, ${report.entries} log entries\n`);
           else process.stdout.write(`OK: verified ${report.documents} documents, ${report.entries} log entries, ${report.snapshots} snapshots\n`);
         }
-        return report.problems.length === 0 && conflicts.length === 0 ? 0 : 1;
+        return report.problems.length === 0 && notCopied.length === 0 ? 0 : 1;
       } finally {
         for (const store of opened) await store.close();
       }

@@ -142,9 +142,50 @@ describe('palimpsest copy', () => {
 
     const json = await runCli(['copy', '--from', a, '--to', b, '--json']);
     assert.equal(json.code, 1);
-    const { copied } = JSON.parse(json.stdout) as { copied: { entries: number; conflicts: Array<{ doc: string; seq: number }> } };
-    assert.deepEqual(copied.conflicts.map((c) => [c.doc, c.seq]), [['div', 1], ['long', 2]]);
+    const { copied } = JSON.parse(json.stdout) as { copied: { entries: number; notCopied: Array<{ doc: string; seq: number }> } };
+    assert.deepEqual(copied.notCopied.map((c) => [c.doc, c.seq]), [['div', 1], ['long', 2]]);
     assert.equal(copied.entries, 0, 'fine was copied already; the others are not touched');
+  });
+
+  test('a source whose retention pruned what the target lacks, or a target holding another source\'s snapshots, is reported and left as it is', async (t) => {
+    const dir = tempDir(t);
+    const [source, target, other] = [join(dir, 'source.db'), join(dir, 'target.db'), join(dir, 'other.db')];
+    const doc = new Y.Doc();
+    const updates: Uint8Array[] = [];
+    doc.on('update', (u: Uint8Array) => updates.push(u));
+    for (let i = 0; i < 35; i++) doc.getText('text').insert(0, `${i} `);
+    const pruning = openEventStore({ data: source, retention: 'snapshot', compactAfterEntries: 0 });
+    for (const u of updates.slice(0, 10)) await pruning.append('notes', u, { instanceId: 'here', user: null });
+    await pruning.compact('notes');
+    for (const u of updates.slice(10, 20)) await pruning.append('notes', u, { instanceId: 'here', user: null });
+    await pruning.close();
+    assert.equal((await runCli(['copy', '--from', source, '--to', target])).code, 0);
+
+    // The source moves on and prunes past what the target holds (seq 20).
+    const later = openEventStore({ data: source, retention: 'snapshot', compactAfterEntries: 0 });
+    for (const u of updates.slice(20, 30)) await later.append('notes', u, { instanceId: 'here', user: null });
+    await later.compact('notes');
+    for (const u of updates.slice(30)) await later.append('notes', u, { instanceId: 'here', user: null });
+    await later.close();
+    const again = await runCli(['copy', '--from', source, '--to', target]);
+    assert.equal(again.code, 1, again.stdout + again.stderr);
+    assert.match(again.stdout, /NOT COPIED notes \(at seq 20\): the source no longer holds seq 20/);
+    const verify = await runCli(['verify', '--data', target]);
+    assert.equal(verify.code, 0, `the target is left as it was: ${verify.stdout}`);
+    assert.equal(JSON.parse((await runCli(['history', 'notes', '--json', '--data', target])).stdout).at(-1).seq, 20);
+
+    // A target with only another history's snapshots (a copy from elsewhere stopped before the entries).
+    const elsewhere = new Y.Doc();
+    elsewhere.getText('text').insert(0, 'elsewhere');
+    const reading = openEventStore({ data: source, readonly: true });
+    const sourceSnapshot = (await reading.snapshotRecords('notes')).find((r) => r.seq === 30)!;
+    await reading.close();
+    const stopped = openEventStore({ data: other, compactAfterEntries: 0 });
+    await stopped.importSnapshot('notes', { ...sourceSnapshot, state: Y.encodeStateAsUpdate(elsewhere) });
+    await stopped.close();
+    const onto = await runCli(['copy', '--from', source, '--to', other]);
+    assert.equal(onto.code, 1, onto.stdout + onto.stderr);
+    assert.match(onto.stdout, /NOT COPIED notes \(at seq 30\): the target's snapshot at seq 30 is not the source's/);
   });
 
   test('copy without --from or --to, or from a missing file, says what to pass', async (t) => {
