@@ -218,6 +218,15 @@ export interface EventStore {
    */
   feed(after: string | null, options?: { limit?: number }): Promise<FeedPage>;
   /**
+   * Null when `cursor` may be one this store's feed handed out; otherwise why
+   * it cannot be, in words that say what this backend's cursors look like:
+   * not of their form, or past the end of the feed (a cursor of another or a
+   * rebuilt store). feed() itself reads from the first entry after anything
+   * it does not recognise; callers that take cursors from outside ask this
+   * first.
+   */
+  feedCursorProblem(cursor: string): Promise<string | null>;
+  /**
    * Small records the server keeps beside the log (webhook delivery
    * positions), as text under keys; those whose key starts with `prefix`.
    */

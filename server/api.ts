@@ -79,6 +79,8 @@ export class ApiError extends Error {
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** The most entries one history answer may ask for (`limit`). */
+const MAX_HISTORY_LIMIT = 10_000;
 
 export async function handleApi(request: IncomingMessage, response: ServerResponse, url: URL, options: ApiOptions): Promise<void> {
   try {
@@ -152,8 +154,11 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       await options.authorize(request, doc, 'read');
       const afterSeq = optionalInteger(url, 'after') ?? 0;
       const limit = optionalInteger(url, 'limit') ?? 1000;
+      if (limit < 1 || limit > MAX_HISTORY_LIMIT) {
+        throw new ApiError(400, 'BAD_REQUEST', `query parameter limit must be a whole number from 1 to ${MAX_HISTORY_LIMIT}`);
+      }
       const exists = (await store.info(doc)) !== null;
-      const entries = exists ? await store.entries(doc, { afterSeq, limit: Math.min(limit, 10_000) }) : [];
+      const entries = exists ? await store.entries(doc, { afterSeq, limit }) : [];
       return sendJson(response, 200, entries.map(logEntryToJson), { 'x-palimpsest-exists': String(exists) });
     }
     case 'changes': {

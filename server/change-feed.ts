@@ -2,8 +2,8 @@
 // and GET /api/changes (every document, by the store's feed cursor), as
 // Server-Sent Events or, with Accept: application/json, as a JSON array that
 // `wait` turns into a long poll. Readers are woken when something may have
-// committed: this instance's appends (the store returned by createChangeFeed
-// tells once each append has committed), other instances' (the store's
+// committed: this instance's appends (the server's store tells committed()
+// once each append has committed), other instances' (the store's
 // watchChanges, PostgreSQL's LISTEN/NOTIFY) and, as the backstop for other
 // processes on one SQLite file and for a PostgreSQL xmin held back by another
 // transaction, a poll every `pollMs` while anyone waits.
@@ -39,9 +39,13 @@ export interface FeedEntryJson extends LogEntryJson {
   cursor: string;
 }
 
-export interface ChangeFeed<S extends EventStore = EventStore> extends ChangeRoutes {
-  /** The store to give everyone else: its appends wake the feed's readers once committed. */
-  readonly store: S;
+export interface ChangeFeed extends ChangeRoutes {
+  /**
+   * Tells the feed that an append to `doc` committed on this instance (the
+   * server's store reports each one: observed-store.ts); its readers are
+   * woken in the next turn of the event loop.
+   */
+  committed(doc: string): void;
   /**
    * Calls `listener` whenever readers are woken: with the documents this
    * instance committed to, or null when that is not known (a poll, another
@@ -56,8 +60,10 @@ export interface ChangeFeed<S extends EventStore = EventStore> extends ChangeRou
 const PAGE = 500;
 /** The longest `wait` a long poll may ask for, in seconds. */
 export const MAX_WAIT_SECONDS = 300;
+/** The most entries one JSON answer may ask for (`limit`). */
+const MAX_LIMIT = 10_000;
 
-export function createChangeFeed<S extends EventStore>(store: S, options: ChangeFeedOptions): ChangeFeed<S> {
+export function createChangeFeed(store: EventStore, options: ChangeFeedOptions): ChangeFeed {
   const pollMs = options.pollMs ?? 1000;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
   /** Readers waiting for the next commit; each is called once and removed. */
@@ -274,20 +280,6 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     keepAliveTimer.unref();
   }
 
-  const observed = new Proxy(store, {
-    get(target, key) {
-      if (key === 'append') {
-        return async (...args: Parameters<EventStore['append']>) => {
-          const result = await target.append(...args);
-          if (result.seq !== null) noteCommit(args[0]);
-          return result;
-        };
-      }
-      const value: unknown = Reflect.get(target, key, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-
   /**
    * Streams or answers what `read` gives after `start`: `read` returns the
    * events after a position and the position after them, or throws an
@@ -303,7 +295,8 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     if (waitSeconds > MAX_WAIT_SECONDS) {
       throw new ApiError(400, 'BAD_REQUEST', `query parameter wait must be at most ${MAX_WAIT_SECONDS} (seconds)`);
     }
-    const limit = Math.min(integerParameter(url, 'limit') ?? 1000, 10_000);
+    const limit = integerParameter(url, 'limit') ?? 1000;
+    if (limit < 1 || limit > MAX_LIMIT) throw new ApiError(400, 'BAD_REQUEST', `query parameter limit must be a whole number from 1 to ${MAX_LIMIT}`);
 
     if (wantsJson) {
       const deadline = Date.now() + waitSeconds * 1000;
@@ -363,7 +356,7 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
   }
 
   return {
-    store: observed,
+    committed: noteCommit,
 
     async documentChanges(request, response, url, doc) {
       const start = Number(resumeFrom(request, url) ?? '0');
@@ -390,9 +383,18 @@ export function createChangeFeed<S extends EventStore>(store: S, options: Change
     },
 
     async allChanges(request, response, url) {
-      const start = resumeFrom(request, url);
+      // Absent or empty: from the first entry (an empty X-Palimpsest-Cursor, from a feed with no entry yet, comes back so).
+      const start = resumeFrom(request, url) ?? '';
+      if (start !== '') {
+        const problem = await store.feedCursorProblem(start);
+        if (problem !== null) {
+          const shown = start.length > 100 ? `${JSON.stringify(start.slice(0, 100))}…` : JSON.stringify(start);
+          throw new ApiError(400, 'BAD_REQUEST', `after (or Last-Event-ID) ${shown} is not a cursor of this feed: ${problem}. ` +
+            'Pass the cursor of the last entry read (its event id, its cursor field, or X-Palimpsest-Cursor), or leave after out or empty to read from the first entry');
+        }
+      }
       await answer(request, response, url, {
-        start: start ?? '',
+        start,
         async read(after, limit) {
           const page = await store.feed(after === '' ? null : after, { limit });
           return {

@@ -48,9 +48,9 @@ const commands: Record<string, Command> = {
     usage: 'palimpsest history <doc> [--json] [--after <seq>] [--limit <n>] [--data <file|url>]',
     flags: {
       ...dataFlag,
-      json: { boolean: true, help: 'One JSON array of { seq, receivedAt, instanceId, user, size, update (base64) }' },
+      json: { boolean: true, help: 'One JSON array of { seq, receivedAt, instanceId, user, displayName, size, update (base64) }' },
       after: { help: 'Only entries with a greater seq', default: '0' },
-      limit: { help: 'At most this many entries (default: all)' },
+      limit: { help: 'At most this many entries, 1 or more (default: all)' },
     },
     async run(values, positionals, context) {
       const doc = documentArgument(positionals);

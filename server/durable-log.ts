@@ -204,12 +204,8 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       // Client updates were appended in beforeSync; Redis updates by the instance that received them.
       const source = (transactionOrigin as { source?: string } | null | undefined)?.source;
       if (transactionOrigin === FROM_LOG || source === 'connection' || source === 'redis') return;
-      const appended = store.append(documentName, update, { instanceId, user: null }).then((result) => {
-        if (result.seq !== null) {
-          metrics.appendsLogged.inc();
-          metrics.bytesLogged.inc(result.size);
-        }
-      }, (error: Error) => {
+      // Logged entries are counted by the store the server hands out (observed-store.ts), whatever wrote them.
+      const appended = store.append(documentName, update, { instanceId, user: null }).then(() => undefined, (error: Error) => {
         metrics.appendFailures.inc();
         logger.error({ doc: documentName, err: error.message }, 'could not log a change the server made to the document; repairing');
         throw error;
@@ -276,11 +272,8 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       const appended = store.append(documentName, payload,
         { instanceId, user, displayName: announcedName(document, connection, context as ConnectionContext | undefined) }, { alreadyDeleted }).then((result) => {
         metrics.appendSeconds.observe((performance.now() - started) / 1000);
+        // A logged entry is counted where every append passes (observed-store.ts).
         if (result.seq === null) metrics.appendsSkipped.inc();
-        else {
-          metrics.appendsLogged.inc();
-          metrics.bytesLogged.inc(result.size);
-        }
       }, (error: Error) => {
         if (error instanceof MalformedUpdateError) throw refuseMalformed(error, fields, null);
         metrics.appendFailures.inc();

@@ -86,7 +86,10 @@ export async function handleHistoryRoute(
     }
     await options.authorize(request, doc, 'read');
     const pauseSeconds = integerParam(url, 'pauseSeconds', tools) ?? DEFAULT_PAUSE_SECONDS;
-    const limit = Math.min(Math.max(integerParam(url, 'limit', tools) ?? DEFAULT_VERSION_LIMIT, 1), MAX_VERSION_LIMIT);
+    const limit = integerParam(url, 'limit', tools) ?? DEFAULT_VERSION_LIMIT;
+    if (limit < 1 || limit > MAX_VERSION_LIMIT) {
+      throw new ApiError(400, 'BAD_REQUEST', `query parameter limit must be a whole number from 1 to ${MAX_VERSION_LIMIT} (versions per page)`);
+    }
     let before = integerParam(url, 'before', tools);
     const at = timeParam(url, 'at', tools);
     if (at !== null) {

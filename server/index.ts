@@ -22,6 +22,7 @@ import type { ServeConfig } from './config.js';
 import { createDurableLog } from './durable-log.js';
 import { DocumentSizeGuard } from './limits.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { observeAppends } from './observed-store.js';
 import { createWebhooks } from './webhooks.js';
 import { serveStatic, type StaticMount } from './static-files.js';
 import { attachWebSocketTransport, type Transport, type TransportOptions } from './websocket-transport.js';
@@ -66,7 +67,7 @@ export interface CollabServer {
   readonly transport: Transport;
   /** Resolves once the client updates applied to `document` so far are committed; rejects if one failed. */
   durable(document: Y.Doc): Promise<void>;
-  /** The store as the server uses it: its appends wake change feed readers (and, later, webhooks). */
+  /** The store as the server uses it: each of its appends that logged an entry is counted and wakes change feed readers (and, later, webhooks). */
   readonly store: EventStore;
   listen(): Promise<{ host: string; port: number }>;
   /**
@@ -80,9 +81,14 @@ export interface CollabServer {
 export function createCollabServer(options: CollabServerOptions): CollabServer {
   const { config, logger } = options;
   const metrics = options.metrics ?? createMetrics(config.instanceId);
-  // Everything appends through this store, so the change feed learns of each commit as it happens.
   const changeFeed = createChangeFeed(options.store, { logger, pollMs: options.feedPollMs });
-  const store = changeFeed.store;
+  // Everything appends through this store (WebSocket clients, REST writes, restores, the server's own changes, repairs):
+  // each logged entry is counted once and wakes the change feed as it commits.
+  const store = observeAppends(options.store, (doc, result) => {
+    metrics.appendsLogged.inc();
+    metrics.bytesLogged.inc(result.size);
+    changeFeed.committed(doc);
+  });
   const webhooks = config.webhooks.urls.length === 0 ? null
     : createWebhooks({ store, config: config.webhooks, instanceId: config.instanceId, logger, registry: metrics.registry });
 

@@ -16,10 +16,14 @@ export function createMetrics(instanceId: string) {
     documentsLoaded: new Gauge({ name: 'palimpsest_documents_loaded', help: 'Documents held in memory', registers: [registry] }),
     documentLoadSeconds: new Histogram({ name: 'palimpsest_document_load_seconds', help: 'Time to load a document from snapshot and log', buckets: latencyBuckets, registers: [registry] }),
     appendSeconds: new Histogram({ name: 'palimpsest_append_seconds', help: 'Time from receiving an update to its commit', buckets: latencyBuckets, registers: [registry] }),
-    appendsLogged: new Counter({ name: 'palimpsest_appends_logged_total', help: 'Client updates appended to the log', registers: [registry] }),
+    appendsLogged: new Counter({
+      name: 'palimpsest_appends_logged_total',
+      help: 'Entries appended to the log, whatever wrote them (WebSocket clients, REST writes and restores, the server\'s own changes and repairs)',
+      registers: [registry],
+    }),
     appendsSkipped: new Counter({ name: 'palimpsest_appends_skipped_total', help: 'Client updates the log already held (resends, repeated sync step 2)', registers: [registry] }),
     appendFailures: new Counter({ name: 'palimpsest_append_failures_total', help: 'Appends that could not be written', registers: [registry] }),
-    bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes appended to the log', registers: [registry] }),
+    bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes of the entries appended to the log (their size), whatever wrote them', registers: [registry] }),
     compactions: new Counter({
       name: 'palimpsest_compactions_total',
       help: 'Compactions by outcome: written (a snapshot, automatic or asked for through the API) or failed',

@@ -61,9 +61,11 @@ export const openApiDocument = {
             properties: {
               code: {
                 type: 'string',
-                description: 'stable code, e.g. INVALID_DOCUMENT_NAME, BAD_REQUEST, UNKNOWN_SEQ, HISTORY_PRUNED, METHOD_NOT_ALLOWED, FORBIDDEN, ' +
-                  'MALFORMED_UPDATE, MALFORMED_CONTENT, SCHEMA_MISMATCH, FIELD_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE, BODY_TOO_LARGE, DOCUMENT_TOO_LARGE, CONVERSION_TIMEOUT, ' +
-                  'CONVERSION_QUEUE_FULL, CORS_ORIGIN_REFUSED',
+                description: 'stable code: INVALID_DOCUMENT_NAME, BAD_REQUEST, MALFORMED_UPDATE, MALFORMED_CONTENT (400); ' +
+                  'TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID (401); FORBIDDEN, CORS_ORIGIN_REFUSED (403); ' +
+                  'UNKNOWN_SEQ, UNKNOWN_DEAD_LETTER, NOT_FOUND (404); METHOD_NOT_ALLOWED (405); FIELD_TYPE_MISMATCH (409); HISTORY_PRUNED (410); ' +
+                  'BODY_TOO_LARGE, DOCUMENT_TOO_LARGE, CONVERSION_TIMEOUT (413); UNSUPPORTED_MEDIA_TYPE (415); SCHEMA_MISMATCH (422); ' +
+                  'WEBHOOK_DELIVERY_FAILED (502); STORE_UNAVAILABLE, STORE_WRITE_FAILED, STORE_CLOSED, CONVERSION_TIMEOUT, CONVERSION_QUEUE_FULL (503)',
               },
               message: { type: 'string', description: 'what went wrong and what to do' },
             },
@@ -216,7 +218,9 @@ export const openApiDocument = {
     responses: {
       BadRequest: { description: 'Invalid document name (INVALID_DOCUMENT_NAME), query parameter or body (BAD_REQUEST)', content: json({ $ref: '#/components/schemas/Error' }) },
       Unauthorized: {
-        description: 'Authentication is configured and the request has no valid bearer token',
+        description: 'Authentication is configured and the request has no valid bearer token: none was sent (TOKEN_MISSING), it is not a JWT, ' +
+          'its signature, key or algorithm is not accepted, or it is over 16 KiB (TOKEN_INVALID), it has expired (TOKEN_EXPIRED), ' +
+          'or it lacks a sub claim or its docs claim does not parse (TOKEN_CLAIMS_INVALID)',
         headers: { 'WWW-Authenticate': { $ref: '#/components/headers/WWW-Authenticate' } },
         content: json({ $ref: '#/components/schemas/Error' }),
       },
@@ -302,7 +306,7 @@ export const openApiDocument = {
         summary: 'Log entries, oldest first',
         parameters: [docParam,
           { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'only entries with a greater seq' },
-          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 } }],
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'most entries answered; outside 1-10000: 400 BAD_REQUEST' }],
         responses: {
           200: { description: 'Entries ([] for a document never written)', headers: existsHeader, content: json({ type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }) },
           ...documentErrors,
@@ -358,7 +362,7 @@ export const openApiDocument = {
         summary: 'Versions, newest first: consecutive entries by one author without a pause longer than pauseSeconds (a named entry ends a version; a restore starts one)',
         parameters: [docParam,
           { name: 'pauseSeconds', in: 'query', schema: { type: 'integer', minimum: 0, default: 300 } },
-          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 }, description: 'versions per page; outside 1-500: 400 BAD_REQUEST' },
           { name: 'before', in: 'query', schema: { type: 'integer', minimum: 1 }, description: 'only entries with a smaller seq (pass nextBefore for the next page)' },
           { name: 'at', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'only entries received at or before this time' }],
         responses: { 200: { description: 'A page of versions', content: json({ $ref: '#/components/schemas/Versions' }) }, ...documentErrors },
@@ -436,7 +440,7 @@ export const openApiDocument = {
           { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'the last seq already seen' },
           { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'the last event id (seq) already seen; wins over after' },
           { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 300, default: 0 }, description: 'JSON: seconds to wait for an entry' },
-          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered' }],
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered; outside 1-10000: 400 BAD_REQUEST' }],
         responses: {
           200: {
             description: 'The entries (JSON), or the event stream; a stream that cannot go on ends with an `event: error` whose data is `{code, message}`',
@@ -454,14 +458,20 @@ export const openApiDocument = {
         description: 'Needs a token with a "*" rule. Each event is `id: <cursor>` and `data: <FeedEntry>`. ' +
           'Resuming from the last cursor seen never skips an entry, whichever order concurrent writes committed in.',
         parameters: [
-          { name: 'after', in: 'query', schema: { type: 'string' }, description: 'the cursor of the last entry already seen; absent: from the first entry' },
-          { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'the last event id (cursor) already seen; wins over after' },
+          {
+            name: 'after', in: 'query', schema: { type: 'string' },
+            description: 'the cursor of the last entry already seen (an event id, an entry\'s cursor, X-Palimpsest-Cursor); absent or empty: from the first entry. ' +
+              'Its form depends on the backend: a feed position (a whole number from 1) on SQLite, <transaction id>.<seq>.<document name in base64url> on PostgreSQL. ' +
+              'Anything else, a number past the safe integers, or a cursor past the end of this database\'s feed (of another or a rebuilt database) is 400 BAD_REQUEST, ' +
+              'with a message that says what this server\'s cursors look like',
+          },
+          { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'the last event id (cursor) already seen; wins over after; checked as after is' },
           { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 300, default: 0 }, description: 'JSON: seconds to wait for an entry' },
-          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered' }],
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 }, description: 'JSON: most entries answered; outside 1-10000: 400 BAD_REQUEST' }],
         responses: {
           200: {
             description: 'The entries (JSON), or the event stream',
-            headers: { 'X-Palimpsest-Cursor': { description: 'JSON: the cursor to pass as after next time (also when no entry came)', schema: { type: 'string' } } },
+            headers: { 'X-Palimpsest-Cursor': { description: 'JSON: the cursor to pass as after next time (also when no entry came; empty while the feed has no entry)', schema: { type: 'string' } } },
             content: { 'text/event-stream': { schema: { type: 'string' } }, ...json({ type: 'array', items: { $ref: '#/components/schemas/FeedEntry' } }) },
           },
           400: ref('BadRequest'),

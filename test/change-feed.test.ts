@@ -109,6 +109,65 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.deepEqual(data, log, 'each event carries the entry as history gives it');
     });
 
+    test('the all-documents feed answers 400 to anything but one of its cursors, on ?after and Last-Event-ID; an empty after reads from the first entry', async (t) => {
+      const server = await startServerProcess(t, ['--data', await backend.data(t)]);
+      const feed = (query: string, headers: Record<string, string> = {}) =>
+        fetch(`${server.http}/api/changes${query}`, { headers: { accept: 'application/json', ...headers } });
+      const form = name === 'sqlite' ? /whole numbers from 1 \(feed positions\)/ : /<transaction id>\.<seq>\.<document name in base64url>/;
+
+      // A feed with no entry yet: its cursor is empty, and passed back it reads from the first entry.
+      const empty = await feed('');
+      assert.deepEqual([empty.status, await empty.json(), empty.headers.get('x-palimpsest-cursor')], [200, [], '']);
+      const emptyAgain = await feed('?after=');
+      assert.deepEqual([emptyAgain.status, await emptyAgain.json()], [200, []]);
+
+      const post = async (doc: string, text: string) => {
+        const source = new Y.Doc();
+        source.getText('text').insert(0, text);
+        const response = await fetch(`${server.http}/api/documents/${encodeURIComponent(doc)}/updates`,
+          { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(source) });
+        assert.equal(response.status, 200, await response.text());
+      };
+      await post('feed/one', 'first');
+      await post('feed/two', 'second');
+      const all = await feed('');
+      const entries = (await all.json()) as FeedEntryJson[];
+      assert.deepEqual(entries.map((e) => e.doc), ['feed/one', 'feed/two']);
+      const [first, last] = [entries[0].cursor, entries[1].cursor];
+      assert.equal(all.headers.get('x-palimpsest-cursor'), last);
+
+      const pastTheEnd = name === 'sqlite' ? String(Number(last) + 1000)
+        : `${BigInt(last.split('.')[0]) + 1_000_000n}.1.${Buffer.from('feed/one').toString('base64url')}`;
+      const otherBackend = name === 'sqlite' ? `${first}.1.${Buffer.from('feed/one').toString('base64url')}` : '1';
+      for (const bad of ['bogus', '-5', '1.5', '0', '99999999999999999999999', otherBackend, pastTheEnd]) {
+        for (const [label, query, headers] of [
+          ['?after (JSON)', `?after=${encodeURIComponent(bad)}`, {}],
+          ['?after (event stream)', `?after=${encodeURIComponent(bad)}`, { accept: 'text/event-stream' }],
+          ['Last-Event-ID', '', { 'last-event-id': bad }],
+          ['Last-Event-ID over a good after', `?after=${encodeURIComponent(first)}`, { 'last-event-id': bad }],
+        ] as const) {
+          const response = await feed(query, headers);
+          assert.equal(response.status, 400, `${bad} as ${label}`);
+          assert.equal(response.headers.get('x-palimpsest-cursor'), null);
+          const { error } = (await response.json()) as { error: { code: string; message: string } };
+          assert.equal(error.code, 'BAD_REQUEST', `${bad} as ${label}`);
+          assert.match(error.message, /is not a cursor of this feed/, `${bad} as ${label}`);
+          assert.match(error.message, bad === pastTheEnd ? /past the end/ : form, `${bad} as ${label}: ${error.message}`);
+        }
+      }
+      // The feed's own cursors go on reading after them; an empty after reads from the first entry.
+      const next = await feed(`?after=${encodeURIComponent(first)}`);
+      assert.deepEqual(((await next.json()) as FeedEntryJson[]).map((e) => e.doc), ['feed/two']);
+      const atEnd = await feed(`?after=${encodeURIComponent(last)}`);
+      assert.deepEqual([atEnd.status, await atEnd.json(), atEnd.headers.get('x-palimpsest-cursor')], [200, [], last]);
+      const fromEmpty = await feed('?after=');
+      assert.deepEqual(((await fromEmpty.json()) as FeedEntryJson[]).map((e) => e.cursor), [first, last]);
+      const resumed = await openEventStream(`${server.http}/api/changes`, { 'last-event-id': first });
+      t.after(() => resumed.cut());
+      await waitFor(() => resumed.events.length >= 1, { message: 'the stream resumed after the first entry' });
+      assert.deepEqual(resumed.events.map((e) => e.id), [last]);
+    });
+
     test('the all-documents feed, read while writers on two instances write, never skips an entry', async (t) => {
       const data = await backend.data(t);
       const one = await startServerProcess(t, ['--data', data]);

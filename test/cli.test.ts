@@ -64,8 +64,16 @@ test('history --json prints the log entries, oldest first, in the documented sha
     Y.applyUpdate(replay, update);
     assert.equal(replay.getText('text').toString(), texts[i]);
   });
+  // --help describes the same fields.
+  const help = await runCli(['history', '--help']);
+  const described = /--json\s+One JSON array of \{ ([^}]*) \}/.exec(help.stdout)?.[1];
+  assert.ok(described !== undefined, help.stdout);
+  assert.deepEqual(described.split(', ').map((field) => field.replace(/ \(.*\)$/, '')).sort(), Object.keys(entries[0]).sort(), described);
   const tail = JSON.parse((await runCli(['history', 'team/notes', '--json', '--after', '2', '--limit', '1', '--data', data])).stdout) as Array<{ seq: number }>;
   assert.deepEqual(tail.map((e) => e.seq), [3]);
+  const none = await runCli(['history', 'team/notes', '--json', '--limit', '0', '--data', data]);
+  assert.equal(none.code, 2, 'at least one entry, as the REST history route asks (limit=0 is 400 there)');
+  assert.match(none.stderr, /--limit: must be between 1 and/);
   const human = await runCli(['history', 'team/notes', '--data', data]);
   assert.equal(human.code, 0);
   assert.equal(human.stdout.trim().split('\n').length, 5);

@@ -114,12 +114,26 @@ test('the REST API answers bad requests with a status and an error code', async 
     ['/api/documents/known/versions', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"seq":1,"name":"x"}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['/api/documents/known/history', { method: 'DELETE' }, 405, 'METHOD_NOT_ALLOWED'],
     ['/api/elsewhere', undefined, 404, 'NOT_FOUND'],
+    // Limits are what the README and the OpenAPI document say (versions 1-500, history and the feeds 1-10000), not clamped.
+    ['/api/documents/known/versions?limit=100000', undefined, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/versions?limit=501', undefined, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/versions?limit=0', undefined, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/history?limit=0', undefined, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/history?limit=10001', undefined, 400, 'BAD_REQUEST'],
+    ['/api/documents/known/changes?limit=0', { headers: { accept: 'application/json' } }, 400, 'BAD_REQUEST'],
+    ['/api/changes?limit=10001', { headers: { accept: 'application/json' } }, 400, 'BAD_REQUEST'],
   ];
   for (const [url, init, status, code] of cases) {
     const response = await fetch(`${server.http}${url}`, init);
     assert.equal(response.status, status, url);
-    assert.equal((await json<{ error: { code: string; message: string } }>(response)).error.code, code, url);
+    const { error } = await json<{ error: { code: string; message: string } }>(response);
+    assert.equal(error.code, code, url);
+    if (url.includes('limit=')) assert.match(error.message, url.includes('versions') ? /limit must be a whole number from 1 to 500/ : /limit must be a whole number from 1 to 10000/, url);
   }
+  for (const url of ['/api/documents/known/versions?limit=500', '/api/documents/known/versions?limit=1', '/api/documents/known/history?limit=10000']) {
+    assert.equal((await fetch(`${server.http}${url}`)).status, 200, url);
+  }
+  assert.deepEqual((await json<{ versions: unknown[] }>(await fetch(`${server.http}/api/documents/known/versions?limit=1`))).versions.length, 1);
   // 405 says which methods the path does answer (RFC 9110 §15.5.6); HEAD goes wherever GET does.
   const allowed: Array<[string, string, string]> = [
     ['/api/documents/known/history', 'DELETE', 'GET, HEAD'],
@@ -186,10 +200,13 @@ test('a document never written reads as the empty document at seq 0 on every rou
 
 interface OpenApi {
   paths: Record<string, Record<string, { responses: Record<string, { $ref?: string; headers?: Record<string, unknown> }> }>>;
-  components: { responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema: { $ref?: string } }> }> };
+  components: {
+    responses: Record<string, { description: string; headers?: Record<string, unknown>; content?: Record<string, { schema: { $ref?: string } }> }>;
+    schemas: { Error: { properties: { error: { properties: { code: { description: string } } } } } };
+  };
 }
 
-test('the OpenAPI document declares every status each route answers, with the shared error schema and the Allow header on 405', async (t) => {
+test('the OpenAPI document declares every status each route answers, with the shared error schema, the code of each error and the Allow header on 405', async (t) => {
   const dir = tempDir(t);
   const data = join(dir, 'openapi.db');
   // Seed the file directly: with authentication on, this test talks only HTTP.
@@ -202,7 +219,13 @@ test('the OpenAPI document declares every status each route answers, with the sh
     '--max-message-bytes', '65536', '--max-document-bytes', '20000']);
   const writer = { authorization: `Bearer ${await hs256Token({ sub: 'w', docs: { '*': 'write' } })}` };
   const reader = { authorization: `Bearer ${await hs256Token({ sub: 'r', docs: { known: 'read' } })}` };
+  // Tokens that authenticate no one, one per 401 code.
+  const garbled = { authorization: 'Bearer not-a-jwt' };
+  const expired = { authorization: `Bearer ${await hs256Token({ sub: 'w', docs: { '*': 'write' }, expiresIn: -3600 })}` };
+  const badClaims = { authorization: `Bearer ${await hs256Token({ sub: 'w', docs: { known: 'admin' } })}` };
   const openapi = await json<OpenApi>(await fetch(`${server.http}/api/openapi.json`));
+  const errorCodes = openapi.components.schemas.Error.properties.error.properties.code.description;
+  const seen401 = new Set<string>();
   const as = (headers: Record<string, string>, type: string) => ({ ...headers, 'content-type': type });
   const yjsUpdate = (text: string) => {
     const doc = new Y.Doc();
@@ -220,6 +243,14 @@ test('the OpenAPI document declares every status each route answers, with the sh
     ['DELETE', '/api/openapi.json', {}, undefined, '/api/openapi.json', 405],
     ['GET', '/api/documents', writer, undefined, '/api/documents', 200],
     ['GET', '/api/documents', {}, undefined, '/api/documents', 401],
+    ['GET', '/api/documents', garbled, undefined, '/api/documents', 401],
+    ['GET', '/api/documents/known', expired, undefined, '/api/documents/{doc}', 401],
+    ['POST', '/api/documents/known/compact', badClaims, undefined, '/api/documents/{doc}/compact', 401],
+    ['GET', '/api/changes', { ...writer, accept: jsonBody }, undefined, '/api/changes', 200],
+    ['GET', '/api/changes?after=bogus', { ...writer, accept: jsonBody }, undefined, '/api/changes', 400],
+    ['GET', '/api/changes', { accept: jsonBody }, undefined, '/api/changes', 401],
+    ['GET', '/api/changes', { ...reader, accept: jsonBody }, undefined, '/api/changes', 403],
+    ['POST', '/api/changes', writer, undefined, '/api/changes', 405],
     ['GET', '/api/documents', reader, undefined, '/api/documents', 403],
     ['POST', '/api/documents', writer, undefined, '/api/documents', 405],
     ['GET', '/api/documents/known', reader, undefined, '/api/documents/{doc}', 200],
@@ -312,6 +343,15 @@ test('the OpenAPI document declares every status each route answers, with the sh
     const response = await fetch(`${server.http}${url}`, { method, headers, body });
     assert.equal(response.status, status, `${label}: ${await response.clone().text()}`);
     if (status === 401) assert.equal(response.headers.get('www-authenticate'), 'Bearer', label);
+    if (status >= 400) {
+      // Every error code an answer carries is one the document names.
+      const { code } = (await json<{ error: { code: string } }>(response.clone())).error;
+      assert.match(errorCodes, new RegExp(`\\b${code}\\b`), `${label}: the OpenAPI document names the error code ${code}`);
+      if (status === 401) {
+        seen401.add(code);
+        assert.match(openapi.components.responses.Unauthorized.description, new RegExp(`\\b${code}\\b`), `${label}: the 401 answer names ${code}`);
+      }
+    }
     if (headers.origin !== undefined) assert.equal((await json<{ error: { code: string } }>(response.clone())).error.code, 'CORS_ORIGIN_REFUSED', label);
     const pathItem = openapi.paths[template];
     assert.ok(pathItem !== undefined, `${template} is described`);
@@ -330,6 +370,7 @@ test('the OpenAPI document declares every status each route answers, with the sh
       }
     }
   }
+  assert.deepEqual([...seen401].sort(), ['TOKEN_CLAIMS_INVALID', 'TOKEN_EXPIRED', 'TOKEN_INVALID', 'TOKEN_MISSING'], 'every 401 code was met');
 });
 
 test('metrics use the standard process names and count every compaction, automatic or asked for through the API', async (t) => {
@@ -359,6 +400,59 @@ test('metrics use the standard process names and count every compaction, automat
   assert.equal((await json<{ compacted: boolean }>(await fetch(`${server.http}/api/documents/counted/compact`, { method: 'POST' }))).compacted, false);
   assert.equal(await compactions('written'), 2);
   assert.ok(server.logs.some((line) => line.msg === 'snapshot written' && line.via === 'api' && line.seq === 4), 'logged like the automatic ones');
+});
+
+test('the appends and bytes logged count every entry, written over REST (updates, content, restore) or a WebSocket, each once', async (t) => {
+  const server = await startServerProcess(t, ['--data', join(tempDir(t), 'counted-writes.db')]);
+  const counters = async () => {
+    const text = await (await fetch(`${server.http}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    return { entries: value('palimpsest_appends_logged_total'), bytes: value('palimpsest_bytes_logged_total') };
+  };
+  /** What the log holds, by the history API: entries and the bytes of their updates. */
+  const logged = async (docs: string[]) => {
+    let entries = 0;
+    let bytes = 0;
+    for (const doc of docs) {
+      for (const entry of await json<Array<{ size: number }>>(await fetch(`${server.http}/api/documents/${encodeURIComponent(doc)}/history?limit=10000`))) {
+        entries += 1;
+        bytes += entry.size;
+      }
+    }
+    return { entries, bytes };
+  };
+  assert.deepEqual(await counters(), { entries: 0, bytes: 0 });
+
+  // REST only: nobody has the document open.
+  const rest = `${server.http}/api/documents/${encodeURIComponent('counted/rest')}`;
+  const source = new Y.Doc();
+  source.getText('text').insert(0, 'posted as a Yjs update');
+  const posts: Array<[string, RequestInit]> = [
+    [`${rest}/updates`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(source) }],
+    [`${rest}/content`, { method: 'POST', headers: { 'content-type': 'text/markdown' }, body: '# Posted\n\nas **Markdown**' }],
+    [`${rest}/content?mode=append`, { method: 'POST', headers: { 'content-type': 'text/html' }, body: '<p>and HTML</p>' }],
+    [`${rest}/restore`, { method: 'POST', headers: JSON_BODY, body: '{"seq":1}' }],
+  ];
+  for (const [url, init] of posts) {
+    const response = await fetch(url, init);
+    assert.equal(response.status, 200, `${url}: ${await response.text()}`);
+  }
+  const afterRest = await logged(['counted/rest']);
+  assert.ok(afterRest.entries >= posts.length, `each write logged an entry (${afterRest.entries})`);
+  await waitFor(async () => JSON.stringify(await counters()) === JSON.stringify(await logged(['counted/rest'])),
+    { message: 'the counters equal what the REST writes logged' });
+
+  // A WebSocket client's entries count as before, and nothing twice.
+  const raw = await connectRaw(server.url, 'counted/socket');
+  const doc = new Y.Doc();
+  doc.on('update', (u: Uint8Array) => void raw.sendUpdate(u));
+  doc.getText('text').insert(0, 'typed');
+  doc.getText('text').insert(5, ' live');
+  await waitFor(() => raw.acks.length === 2);
+  await waitFor(async () => JSON.stringify(await counters()) === JSON.stringify(await logged(['counted/rest', 'counted/socket'])),
+    { message: 'the counters equal every entry logged' });
+  assert.equal((await logged(['counted/socket'])).entries, 2);
+  assert.deepEqual(await counters(), await logged(['counted/rest', 'counted/socket']));
 });
 
 test('a failed append is not acknowledged, closes the connection with 4503 and turns /readyz red until the database takes writes again', async (t) => {

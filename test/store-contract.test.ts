@@ -489,6 +489,35 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.deepEqual((await first.feed(all.cursor)).entries.map((e) => [e.doc, e.seq]), [['doc-b', 2]]);
     });
 
+    test('feedCursorProblem accepts every cursor the feed handed out and refuses any other, saying what the cursors look like', async (t) => {
+      const store = await open(t);
+      const form = name === 'sqlite' ? /whole numbers from 1/ : /<transaction id>\.<seq>\.<document name in base64url>/;
+      // Nothing handed out yet: no cursor can be one of this feed's.
+      assert.notEqual(await store.feedCursorProblem('1'), null);
+      const a = editor();
+      const b = editor();
+      a.text.insert(0, 'a');
+      b.text.insert(0, 'b');
+      a.text.insert(1, 'aa');
+      await store.append('doc-a', a.updates[0], meta);
+      await store.append('doc/b', b.updates[0], meta);
+      await store.append('doc-a', a.updates[1], meta);
+      const { entries } = await store.feed(null);
+      assert.equal(entries.length, 3);
+      for (const entry of entries) assert.equal(await store.feedCursorProblem(entry.cursor), null, entry.cursor);
+      const last = entries[2].cursor;
+      const otherForm = name === 'sqlite' ? `1.1.${Buffer.from('doc-a').toString('base64url')}` : '1';
+      // Past the end: a position the feed has not reached; a transaction id PostgreSQL has not assigned.
+      const pastTheEnd = name === 'sqlite' ? String(Number(last) + 1) : `${BigInt(last.split('.')[0]) + 1_000_000n}.1.${last.split('.')[2]}`;
+      for (const bad of ['bogus', '-5', '1.5', '', ' 1', '0', '01', '99999999999999999999999', otherForm, pastTheEnd,
+        `${last}!`, `${last.split('.')[0]}.0.${last.split('.')[2] ?? ''}`, `${last.split('.')[0]}.1.ZG9jLWE=`, '18446744073709551616.1.ZG9jLWE']) {
+        const problem = await store.feedCursorProblem(bad);
+        assert.notEqual(problem, null, `"${bad}" is refused`);
+        if (bad !== pastTheEnd) assert.match(problem!, form, `"${bad}": the message says what a cursor looks like`);
+        else assert.match(problem!, /past the end/, `"${bad}"`);
+      }
+    });
+
     test('a failed write rejects the append, logs nothing, and the store recovers', async (t) => {
       const location = await backend.location(t);
       const store = await open(t, { busyTimeoutMs: 50, path: location });

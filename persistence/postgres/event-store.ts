@@ -953,8 +953,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
     // The cursor is "<xid>.<seq>.<base64url of the document name>" (schema.ts, migration 3);
     // anything else starts from the first entry.
-    const match = after === null ? null : /^(\d+)\.(\d+)\.([A-Za-z0-9_-]*)$/.exec(after);
-    const [xid, seq, doc] = match === null ? ['0', 0, ''] : [match[1], Number(match[2]), Buffer.from(match[3], 'base64url').toString('utf8')];
+    const { xid, seq, doc } = (after === null ? null : parseFeedCursor(after)) ?? { xid: '0', seq: 0, doc: '' };
     return this.reading(async (client) => {
       // One statement, one snapshot: its xmin bounds what is read.
       const { rows } = await client.query<{
@@ -965,11 +964,27 @@ export class PostgresEventStore implements EventStore, LogTransfer {
          WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND (xid, doc, seq) > ($1::xid8, $2::text COLLATE "C", $3::bigint)
          ORDER BY xid, doc, seq LIMIT $4`, [xid, doc, seq, options.limit ?? null]);
       const entries: FeedEntry[] = rows.map((r) => ({
-        doc: r.doc, cursor: `${r.xid}.${r.seq}.${Buffer.from(r.doc, 'utf8').toString('base64url')}`,
+        doc: r.doc, cursor: feedCursor(r.xid, r.seq, r.doc),
         seq: r.seq, receivedAt: r.received_at, instanceId: r.instance_id, user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
       }));
       return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
     });
+  }
+
+  async feedCursorProblem(cursor: string): Promise<string | null> {
+    const parsed = parseFeedCursor(cursor);
+    if (parsed === null) {
+      return 'the feed cursors of this PostgreSQL store are <transaction id>.<seq>.<document name in base64url> ' +
+        `(for example ${feedCursor('1234', 5, 'notes/today')})`;
+    }
+    // Every transaction id handed out so far is below the snapshot's xmax: the feed cannot have given a later one.
+    const { rows } = await this.reading((client) => client.query<{ assigned: boolean }>(
+      'SELECT $1::xid8 < pg_snapshot_xmax(pg_current_snapshot()) AS assigned', [parsed.xid]), { oneStatement: true });
+    if (!rows[0].assigned) {
+      return `transaction id ${parsed.xid} is past the end of this PostgreSQL store's feed: the database has not reached it ` +
+        '(a cursor of another or a rebuilt database?)';
+    }
+    return null;
   }
 
   async readState(prefix: string): Promise<StateRecord[]> {
@@ -1191,4 +1206,25 @@ function knownLinks(cursors: ReadonlyMap<string, LogCursor>): Map<string, GroupL
 async function lastSeqOf(client: pg.PoolClient, doc: string): Promise<number | null> {
   const { rows } = await client.query<{ last_seq: number }>('SELECT last_seq FROM documents WHERE doc = $1', [doc]);
   return rows[0]?.last_seq ?? null;
+}
+
+/** The largest xid8 (an unsigned 64-bit number). */
+const MAX_XID8 = 2n ** 64n - 1n;
+
+/** The feed cursor of an entry: "<xid>.<seq>.<base64url of the document name>". */
+function feedCursor(xid: string, seq: number, doc: string): string {
+  return `${xid}.${seq}.${Buffer.from(doc, 'utf8').toString('base64url')}`;
+}
+
+/** The parts of a feed cursor as feedCursor writes them; null for anything it could not have written. */
+function parseFeedCursor(cursor: string): { xid: string; seq: number; doc: string } | null {
+  const match = /^([1-9]\d*)\.([1-9]\d*)\.([A-Za-z0-9_-]+)$/.exec(cursor);
+  if (match === null || BigInt(match[1]) > MAX_XID8) return null;
+  const seq = Number(match[2]);
+  if (!Number.isSafeInteger(seq)) return null;
+  const bytes = Buffer.from(match[3], 'base64url');
+  const doc = bytes.toString('utf8');
+  // Only the one spelling feedCursor gives, of a name that is valid UTF-8.
+  if (bytes.toString('base64url') !== match[3] || !Buffer.from(doc, 'utf8').equals(bytes)) return null;
+  return { xid: match[1], seq, doc };
 }

@@ -124,6 +124,13 @@ type SummaryRow = [
   number | null, string | null, string | null, number | null, number | null, Uint8Array | null,
 ];
 
+/** The feed position a feed cursor names (a whole number from 1, as the feed hands them out), or null when it is none. */
+function feedPosition(cursor: string): number | null {
+  if (!/^[1-9]\d*$/.test(cursor)) return null;
+  const position = Number(cursor);
+  return Number.isSafeInteger(position) ? position : null;
+}
+
 function summaryShape(query: SummaryQuery): string {
   return [query.seqs !== undefined, query.descending === true, query.authored === true, query.withCreated === true].join();
 }
@@ -178,6 +185,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private syncsBegun = 0;
   private readonly cursors = new Map<string, LogCursor>();
   private feedStatement: Statement<[number, number], FeedRow> | null = null;
+  private lastFeedPositionStatement: Statement<[], { last: number | null }> | null = null;
   private readonly summaryStatements = new Map<string, Statement>();
   private blockStatements: {
     read: Statement<[number, number], { from_seq: number; to_seq: number; data: Uint8Array }>;
@@ -694,7 +702,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   async feed(after: string | null, options: { limit?: number } = {}): Promise<FeedPage> {
     this.assertOpen();
     // The cursor is the feed position (schema.ts, migration 4); anything else starts from the first entry.
-    const from = after !== null && /^\d+$/.test(after) ? Number(after) : 0;
+    const from = (after === null ? null : feedPosition(after)) ?? 0;
     this.feedStatement ??= this.open.db.prepare<[number, number], FeedRow>(
       `SELECT f.pos, d.name, u.seq, u.received_at, u.instance_id, u.user, u.display_name, u.size, u.update_bytes
        FROM feed f JOIN updates u ON u.doc_id = f.doc_id AND u.seq = f.seq JOIN documents d ON d.id = f.doc_id
@@ -706,6 +714,17 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       user: r.user, displayName: r.display_name, size: r.size, update: r.update_bytes,
     }));
     return { entries, cursor: entries.length > 0 ? entries[entries.length - 1].cursor : after };
+  }
+
+  async feedCursorProblem(cursor: string): Promise<string | null> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'the event store is closed');
+    this.lastFeedPositionStatement ??= this.open.db.prepare<[], { last: number | null }>('SELECT max(pos) AS last FROM feed');
+    const last = this.lastFeedPositionStatement.get()?.last ?? 0;
+    const end = last === 0 ? 'its feed is still empty' : `its feed ends at position ${last}`;
+    const position = feedPosition(cursor);
+    if (position === null) return `the feed cursors of this SQLite store are whole numbers from 1 (feed positions); ${end}`;
+    if (position > last) return `${position} is past the end of this SQLite store's feed: ${end} (a cursor of another or a rebuilt database?)`;
+    return null;
   }
 
   async readState(prefix: string): Promise<StateRecord[]> {
