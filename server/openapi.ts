@@ -46,7 +46,8 @@ export const openApiDocument = {
     description: 'History, state, content and restore of the documents of a Palimpsest server. ' +
       'When the server has authentication configured, send the same JWT as the WebSocket clients as `Authorization: Bearer <token>`. ' +
       'A valid document name that was never written reads as the empty document at seq 0 on every route; ' +
-      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history, state and content).',
+      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history, state and content). ' +
+      'While the server starts (its port is bound before its database is open), every route answers 503 `STARTING` with `Retry-After: 1`.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
@@ -270,7 +271,7 @@ export const openApiDocument = {
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       UnsupportedMediaType: { description: 'The Content-Type is not one this route takes, or not UTF-8 (UNSUPPORTED_MEDIA_TYPE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
-      StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes); retry', content: json({ $ref: '#/components/schemas/Error' }) },
+      StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes), or the server is still starting (STARTING, with Retry-After); retry', content: json({ $ref: '#/components/schemas/Error' }) },
     },
   },
   security: [{ bearer: [] }, {}],
