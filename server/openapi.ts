@@ -328,12 +328,15 @@ export const openApiDocument = {
     },
     '/api/documents/{doc}/restore': {
       post: {
-        summary: 'Restore the state at a seq by appending an update that undoes every later change',
+        summary: 'Restore the state at a seq by appending an update that undoes every later change (only what differs; nothing when the content is already that state)',
         parameters: [docParam],
         requestBody: {
           required: true,
           content: json({
             type: 'object',
+            description: 'exactly one of seq and at; any other field is 400 BAD_REQUEST naming it',
+            additionalProperties: false,
+            oneOf: [{ required: ['seq'] }, { required: ['at'] }],
             properties: {
               seq: { type: 'integer', minimum: 0 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
@@ -343,8 +346,12 @@ export const openApiDocument = {
         },
         responses: {
           200: {
-            description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo); the entry is named "Restored from seq N" in the versions',
-            content: json({ type: 'object', required: ['doc', 'restoredTo', 'seq'], properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, exists: { const: false } } }),
+            description: 'changed: true when an entry was appended (seq is its seq; it is named "Restored from seq N" in the versions); ' +
+              'changed: false when the content already was that of seq N, so nothing was logged (seq is the latest seq)',
+            content: json({
+              type: 'object', required: ['doc', 'restoredTo', 'seq', 'changed'],
+              properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, changed: { type: 'boolean' }, exists: { const: false } },
+            }),
           },
           ...writeErrors,
           404: ref('UnknownSeq'),
@@ -371,6 +378,9 @@ export const openApiDocument = {
           required: true,
           content: json({
             type: 'object', required: ['name'],
+            description: 'exactly one of seq and at; any other field is 400 BAD_REQUEST naming it',
+            additionalProperties: false,
+            oneOf: [{ required: ['seq'] }, { required: ['at'] }],
             properties: {
               seq: { type: 'integer', minimum: 1 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
