@@ -15,7 +15,7 @@ import * as Y from 'yjs';
 import { computeRestoreUpdate, StoreError, type EventStore } from '../persistence/index.js';
 import { documentNameProblem } from './document-name.js';
 import type { Metrics } from './metrics.js';
-import { handleHistoryRoute, seqParam, type HistoryRouteTools } from './history-api.js';
+import { handleHistoryRoute, seqBody, seqParam, type HistoryRouteTools } from './history-api.js';
 import { logEntryToJson } from './log-entry-json.js';
 import { openApiDocument } from './openapi.js';
 
@@ -204,28 +204,32 @@ async function route(request: IncomingMessage, response: ServerResponse, url: UR
       allow(method, ['POST']);
       const caller = await options.authorize(request, doc, 'write');
       const user = caller?.id ?? null;
-      const body = await readJson(request) as { seq?: unknown; at?: unknown; displayName?: unknown };
-      const seq = await restoreTarget(store, doc, body);
+      // Exactly one of "seq" and "at"; any other field but "displayName" is refused.
+      const { seq, fields: body } = await seqBody(store, doc, await readJson(request), ['displayName'], historyTools);
       // The name the restore shows under in the history: the token's, else the one the restoring editor announces.
       const displayName = callerName(caller, body);
       const info = await store.info(doc);
       if (info === null) {
         if (seq > 0) throw new ApiError(404, 'UNKNOWN_SEQ', `no document named ${doc} (never written), so no seq ${seq}`);
-        return sendJson(response, 200, { doc, restoredTo: 0, seq: 0, exists: false });
+        return sendJson(response, 200, { doc, restoredTo: 0, seq: 0, changed: false, exists: false });
       }
+      if (seq > info.seq) throw new ApiError(404, 'UNKNOWN_SEQ', `${doc} has no seq ${seq} (its last seq is ${info.seq})`);
+      // Null when the document's content is already that of seq: nothing is logged or named.
       const update = await computeRestoreUpdate(store, doc, seq);
-      if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq });
+      if (update === null) return sendJson(response, 200, { doc, restoredTo: seq, seq: info.seq, changed: false });
       const result = await store.append(doc, update, { instanceId: options.instanceId, user, displayName });
-      if (result.seq !== null) {
-        await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, displayName, createdAt: new Date(), restoredFrom: seq });
-        options.webhooks?.noteRestore(doc, result.seq);
+      if (result.seq === null) {
+        // Everything in it was logged meanwhile (another restore to the same seq got there first).
+        return sendJson(response, 200, { doc, restoredTo: seq, seq: (await store.info(doc))?.seq ?? info.seq, changed: false });
       }
+      await store.nameVersion(doc, { seq: result.seq, name: `Restored from seq ${seq}`, user, displayName, createdAt: new Date(), restoredFrom: seq });
+      options.webhooks?.noteRestore(doc, result.seq);
       // Bring the live document (here, and through Redis on other instances) up to date.
       const connection = await options.hocuspocus.openDirectConnection(doc, {});
       await connection.transact((document) => Y.applyUpdate(document, update));
       await connection.disconnect();
       options.logger.info({ doc, restoredTo: seq, seq: result.seq, user }, 'document restored');
-      return sendJson(response, 200, { doc, restoredTo: seq, seq: result.seq });
+      return sendJson(response, 200, { doc, restoredTo: seq, seq: result.seq, changed: true });
     }
     case 'compact': {
       allow(method, ['POST']);
@@ -289,15 +293,6 @@ export function callerName(caller: ApiCaller | null, body: { displayName?: unkno
 }
 
 const MAX_DISPLAY_NAME = 100;
-
-/** The seq a restore body asks for: {"seq": n}, or {"at": "<ISO time>"} for the last seq at or before that time. */
-async function restoreTarget(store: EventStore, doc: string, body: { seq?: unknown; at?: unknown }): Promise<number> {
-  if (typeof body.seq === 'number' && Number.isSafeInteger(body.seq) && body.seq >= 0) return body.seq;
-  if (body.seq === undefined && typeof body.at === 'string' && /^\d{4}-\d{2}-\d{2}/.test(body.at) && !Number.isNaN(Date.parse(body.at))) {
-    return store.seqAtTime(doc, new Date(body.at));
-  }
-  throw new ApiError(400, 'BAD_REQUEST', 'body must be {"seq": <the seq to restore>} or {"at": "<ISO 8601 time>"}');
-}
 
 function decodeDocumentName(segment: string): string {
   let doc: string;

@@ -376,7 +376,7 @@ function webhookConfig(str: (name: string) => string | undefined): WebhookConfig
 export function dataFlagSpec(): FlagSpec {
   return {
     env: 'PALIMPSEST_DATA', default: './data/palimpsest.db',
-    help: 'Where the log and snapshots live: a SQLite file, or postgres://user:password@host:port/database',
+    help: 'Where the log and snapshots live: a SQLite file, or postgres://user:password@host:port/database[?sslmode=disable|prefer|require|verify-ca|verify-full]',
   };
 }
 

@@ -73,12 +73,11 @@ export async function handleHistoryRoute(
     if (method === 'POST') {
       const caller = await options.authorize(request, doc, 'write');
       const user = caller?.id ?? null;
-      const body = await tools.readJson(request) as { seq?: unknown; at?: unknown; name?: unknown; displayName?: unknown };
+      const { seq, fields: body } = await seqBody(store, doc, await tools.readJson(request), ['name', 'displayName'], tools);
       const name = typeof body.name === 'string' ? body.name.trim() : '';
       if (name === '' || name.length > MAX_NAME_LENGTH) {
         throw new ApiError(400, 'BAD_REQUEST', `body must be {"seq": <seq>, "name": "<1-${MAX_NAME_LENGTH} characters>"} (or "at": "<ISO time>" for seq)`);
       }
-      const seq = await seqFromBody(store, doc, body, tools);
       const displayName = tools.callerName(caller, body);
       await store.nameVersion(doc, { seq, name, user, displayName, createdAt: new Date(), restoredFrom: null });
       sendJson(response, 200, { doc, seq, name, namedBy: { user, displayName } });
@@ -144,13 +143,37 @@ export async function seqParam(store: EventStore, doc: string, url: URL, name: s
   return store.seqAtTime(doc, time);
 }
 
-async function seqFromBody(store: EventStore, doc: string, body: { seq?: unknown; at?: unknown }, tools: HistoryRouteTools): Promise<number> {
-  if (typeof body.seq === 'number' && Number.isSafeInteger(body.seq) && body.seq >= 0) return body.seq;
-  if (body.seq === undefined && typeof body.at === 'string') {
-    const time = parseTime(body.at);
-    if (time !== null) return store.seqAtTime(doc, time);
+/**
+ * A JSON body of a POST that names a seq: an object with exactly one of
+ * "seq" (a whole number) or "at" (an ISO 8601 time: the last seq received at
+ * or before it), and besides them only `others` (strings; null is as if not
+ * sent). Anything
+ * else — another field, both "seq" and "at", neither, a value of the wrong
+ * type — is 400 BAD_REQUEST naming the field. Shared with api.ts's restore.
+ */
+export async function seqBody(
+  store: EventStore, doc: string, body: unknown, others: string[], tools: Pick<HistoryRouteTools, 'ApiError'>,
+): Promise<{ seq: number; fields: Record<string, unknown> }> {
+  const usage = `{"seq": <whole number>} or {"at": "<ISO 8601 time>"}${others.map((field) => `, optional "${field}": "<text>"`).join('')}`;
+  const bad = (problem: string) => new tools.ApiError(400, 'BAD_REQUEST', `${problem}; the body is ${usage}`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
+  const fields = body as Record<string, unknown>;
+  for (const [field, value] of Object.entries(fields)) {
+    if (field === 'seq' || field === 'at') continue;
+    if (!others.includes(field)) throw bad(`unknown field "${field}"`);
+    if (value !== null && typeof value !== 'string') throw bad(`"${field}" must be a string`);
   }
-  throw new tools.ApiError(400, 'BAD_REQUEST', 'the body needs "seq": <whole number> or "at": "<ISO 8601 time>"');
+  if (fields.seq !== undefined && fields.at !== undefined) throw bad('"seq" and "at" both given: send exactly one');
+  if (fields.seq !== undefined) {
+    if (typeof fields.seq === 'number' && Number.isSafeInteger(fields.seq) && fields.seq >= 0) return { seq: fields.seq, fields };
+    throw bad(`"seq" must be a whole number, got ${JSON.stringify(fields.seq)}`);
+  }
+  if (fields.at !== undefined) {
+    const time = typeof fields.at === 'string' ? parseTime(fields.at) : null;
+    if (time === null) throw bad(`"at" must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got ${JSON.stringify(fields.at)}`);
+    return { seq: await store.seqAtTime(doc, time), fields };
+  }
+  throw bad('the body needs "seq" or "at"');
 }
 
 function parseTime(value: string): Date | null {

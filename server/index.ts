@@ -9,6 +9,7 @@
 
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Hocuspocus, type Extension } from '@hocuspocus/server';
 import type { Logger } from 'pino';
 import type * as Y from 'yjs';
@@ -54,6 +55,11 @@ export interface CollabServerOptions {
   /** Throws an ApiError when the caller may not read /metrics; default: open. */
   authorizeMetrics?: (request: IncomingMessage) => Promise<void>;
   metrics?: Metrics;
+  /**
+   * A server bound by bindHttpServer, taken over instead of creating one
+   * (its start-up answers stop); listen() then only reports its address.
+   */
+  httpServer?: HttpServer;
   /** Limits of the content converter (content-api.ts); default 10 s per conversion, 16 waiting. */
   contentConversion?: ConversionLimits;
   /** How often change feed readers look for other processes' commits (ms); see change-feed.ts. */
@@ -135,7 +141,11 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     content,
   };
 
-  const httpServer = createServer((request, response) => {
+  const httpServer = options.httpServer ?? createServer();
+  // A server bound early answers requests and upgrades with 503 STARTING until now.
+  httpServer.removeAllListeners('request');
+  httpServer.removeAllListeners('upgrade');
+  httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
     handleHttp(request, response).catch((error: Error) => {
       logger.error({ err: error.message, url: request.url }, 'http request failed');
       if (!response.headersSent) sendJson(response, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
@@ -189,8 +199,7 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
     durable: (document) => durableLog.durable(document),
     listen() {
       return new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
-        httpServer.listen(config.port, config.host, () => {
+        const listening = () => {
           httpServer.off('error', reject);
           const address = httpServer.address() as AddressInfo;
           if (webhooks !== null) {
@@ -198,7 +207,10 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
             webhooks.start();
           }
           resolve({ host: address.address, port: address.port });
-        });
+        };
+        if (httpServer.listening) return listening();
+        httpServer.once('error', reject);
+        httpServer.listen(config.port, config.host, listening);
       });
     },
     async close() {
@@ -213,6 +225,38 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
       await stopped;
     },
   };
+}
+
+/**
+ * Binds `port` on `host` before anything else of a start is opened (`serve`
+ * calls it before the store): a busy port, or an address that is not this
+ * host's, then ends the start before the database file or its folder exists.
+ * Until createCollabServer takes the server over (its `httpServer` option),
+ * `/healthz` answers 200 `{"status": "starting"}`, `/readyz` 503 not-ready,
+ * every other request 503 `STARTING` and every WebSocket upgrade 503, each
+ * with `Retry-After: 1`. Rejects with listen()'s error (EADDRINUSE, …).
+ */
+export function bindHttpServer(port: number, host: string, instanceId: string): Promise<HttpServer> {
+  const httpServer = createServer((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    if (path === '/healthz') return sendJson(response, 200, { status: 'starting', instanceId });
+    response.setHeader('retry-after', '1');
+    if (path === '/readyz') {
+      return sendJson(response, 503, { status: 'not-ready', instanceId, problems: [{ check: 'start-up', problem: 'the server is starting' }] });
+    }
+    sendJson(response, 503, { error: { code: 'STARTING', message: 'the server is starting; retry in a moment' } });
+  });
+  httpServer.on('upgrade', (_request: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => undefined); // the client may already be gone
+    socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+  return new Promise((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(port, host, () => {
+      httpServer.off('error', reject);
+      resolve(httpServer);
+    });
+  });
 }
 
 export { createMetrics, type Metrics } from './metrics.js';

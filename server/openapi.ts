@@ -46,7 +46,8 @@ export const openApiDocument = {
     description: 'History, state, content and restore of the documents of a Palimpsest server. ' +
       'When the server has authentication configured, send the same JWT as the WebSocket clients as `Authorization: Bearer <token>`. ' +
       'A valid document name that was never written reads as the empty document at seq 0 on every route; ' +
-      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history, state and content).',
+      'the answers say so with `exists: false` (JSON objects) or `X-Palimpsest-Exists: false` (history, state and content). ' +
+      'While the server starts (its port is bound before its database is open), every route answers 503 `STARTING` with `Retry-After: 1`.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
@@ -274,7 +275,7 @@ export const openApiDocument = {
         content: json({ $ref: '#/components/schemas/Error' }),
       },
       UnsupportedMediaType: { description: 'The Content-Type is not one this route takes, or not UTF-8 (UNSUPPORTED_MEDIA_TYPE); nothing is logged', content: json({ $ref: '#/components/schemas/Error' }) },
-      StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes); retry', content: json({ $ref: '#/components/schemas/Error' }) },
+      StoreUnavailable: { description: 'The database cannot be used right now (STORE_* codes), or the server is still starting (STARTING, with Retry-After); retry', content: json({ $ref: '#/components/schemas/Error' }) },
     },
   },
   security: [{ bearer: [] }, {}],
@@ -331,12 +332,15 @@ export const openApiDocument = {
     },
     '/api/documents/{doc}/restore': {
       post: {
-        summary: 'Restore the state at a seq by appending an update that undoes every later change',
+        summary: 'Restore the state at a seq by appending an update that undoes every later change (only what differs; nothing when the content is already that state)',
         parameters: [docParam],
         requestBody: {
           required: true,
           content: json({
             type: 'object',
+            description: 'exactly one of seq and at; any other field is 400 BAD_REQUEST naming it',
+            additionalProperties: false,
+            oneOf: [{ required: ['seq'] }, { required: ['at'] }],
             properties: {
               seq: { type: 'integer', minimum: 0 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },
@@ -346,8 +350,12 @@ export const openApiDocument = {
         },
         responses: {
           200: {
-            description: 'seq is the seq of the new entry (the latest seq when there was nothing to undo); the entry is named "Restored from seq N" in the versions',
-            content: json({ type: 'object', required: ['doc', 'restoredTo', 'seq'], properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, exists: { const: false } } }),
+            description: 'changed: true when an entry was appended (seq is its seq; it is named "Restored from seq N" in the versions); ' +
+              'changed: false when the content already was that of seq N, so nothing was logged (seq is the latest seq)',
+            content: json({
+              type: 'object', required: ['doc', 'restoredTo', 'seq', 'changed'],
+              properties: { doc: { type: 'string' }, restoredTo: { type: 'integer' }, seq: { type: 'integer' }, changed: { type: 'boolean' }, exists: { const: false } },
+            }),
           },
           ...writeErrors,
           404: ref('UnknownSeq'),
@@ -374,6 +382,9 @@ export const openApiDocument = {
           required: true,
           content: json({
             type: 'object', required: ['name'],
+            description: 'exactly one of seq and at; any other field is 400 BAD_REQUEST naming it',
+            additionalProperties: false,
+            oneOf: [{ required: ['seq'] }, { required: ['at'] }],
             properties: {
               seq: { type: 'integer', minimum: 1 },
               at: { type: 'string', format: 'date-time', description: 'instead of seq: the last seq received at or before this time' },

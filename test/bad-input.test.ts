@@ -14,6 +14,7 @@ import { hocuspocusClient, waitConverged, waitSettled, yWebsocketClient } from '
 import { authFrame, syncFrame } from './helpers/raw-client.js';
 import { startServerProcess } from './helpers/server-process.js';
 import { tempDir } from './helpers/temp.js';
+import { waitFor } from './helpers/wait.js';
 
 function frame(write: (encoder: encoding.Encoder) => void): Uint8Array {
   const encoder = encoding.createEncoder();
@@ -68,6 +69,42 @@ test('each kind of malformed frame closes its connection with the documented cod
   const documents = JSON.parse((await (await fetch(`${server.http}/api/documents`)).text()) as string) as { documents: string[] };
   assert.deepEqual(documents.documents, [], 'no malformed frame created a document in the log');
 });
+
+// One refused frame is one event: one warn line (Hocuspocus' own console
+// reports of the refusal are not repeated into the log) and one count.
+for (const protocol of ['y-websocket', 'hocuspocus'] as const) {
+  test(`one malformed update from a ${protocol} client is one warn line and one refusal counted`, async (t) => {
+    const server = await startServerProcess(t, ['--data', join(tempDir(t), 'one-line.db')]);
+    const doc = `one-line-${protocol}`;
+    const notYjs = new Uint8Array([5, 200, 1, 7, 7, 7, 7]);
+    let code: number;
+    if (protocol === 'y-websocket') {
+      const socket = new WebSocket(`${server.url}/yjs/${doc}`);
+      socket.on('error', () => undefined);
+      const closed = new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
+      // As y-websocket does: sync step 1 first; the server's answer says the document is open for this socket.
+      const synced = new Promise<void>((resolve) => socket.once('message', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('open', () => resolve()));
+      socket.send(frame((e) => { encoding.writeVarUint(e, 0); encoding.writeVarUint(e, 0); encoding.writeVarUint8Array(e, Y.encodeStateVector(new Y.Doc())); }));
+      await synced;
+      socket.send(frame((e) => { encoding.writeVarUint(e, 0); encoding.writeVarUint(e, 2); encoding.writeVarUint8Array(e, notYjs); }));
+      code = await closed;
+    } else {
+      code = await sendAndWaitForClose(server.url, doc, [syncFrame(doc, 2, notYjs)]);
+    }
+    assert.equal(code, 4400);
+    const metrics = await (await fetch(`${server.http}/metrics`)).text();
+    const counted = /^palimpsest_refusals_total\{reason="malformed-frame"[^}]*\} (\d+)$/m.exec(metrics);
+    assert.equal(counted?.[1], '1', 'the refusal is counted once');
+    // Everything the refused frame made the server log is out once it has stopped.
+    assert.equal(await server.kill('SIGTERM'), 0);
+    await waitFor(() => server.logs.some((line) => line.msg === 'stopped'), { message: 'the "stopped" log line' });
+    const warnings = server.logs.filter((line) => (line.level === 'warn' || line.level === 'error') && line.msg !== undefined &&
+      !String(line.msg).startsWith('no authentication configured'));
+    assert.deepEqual(warnings.map((line) => line.msg), ['malformed update refused'], JSON.stringify(warnings));
+    assert.equal(warnings[0].doc, doc);
+  });
+}
 
 test('random and mutated frames against a live server: it stays up, other clients keep editing, nothing bad is stored', async (t) => {
   const seed = Number(process.env.PALIMPSEST_SEED ?? Date.now() % 1_000_000);

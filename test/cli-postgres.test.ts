@@ -2,14 +2,18 @@
 // and writes the database as it does a SQLite file, and a database that
 // cannot be used ends the command with exit 1 and one line naming the host
 // and the cause; a malformed URL is a usage error (exit 2) naming --data.
+// sslmode has libpq's meanings, and no node-postgres warning about it is
+// printed, against a server without SSL and one with it.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import * as Y from 'yjs';
 import { openEventStore } from '../persistence/index.js';
 import { freePort, runCli } from './helpers/cli.js';
-import { postgresForSuite } from './helpers/postgres-process.js';
+import { canMakeCertificates, postgresForSuite, startPostgres, type PostgresProcess } from './helpers/postgres-process.js';
+import { startServerProcess } from './helpers/server-process.js';
 
 /** One line, no stack trace. */
 function assertOneLine(stderr: string): void {
@@ -78,6 +82,29 @@ describe('palimpsest commands on PostgreSQL', () => {
     assert.equal(right.code, 0, right.stderr);
   });
 
+  test('sslmode on a server without SSL: disable and prefer connect, require and stronger fail in one line; no warning about sslmode', async (t) => {
+    const url = await postgres().createDatabase();
+    for (const mode of ['disable', 'prefer']) {
+      const result = await runCli(['verify', '--data', `${url}?sslmode=${mode}`]);
+      assert.equal(result.code, 0, `sslmode=${mode}: ${result.stderr}`);
+      assert.equal(result.stderr, '', `sslmode=${mode} prints nothing on stderr`);
+    }
+    for (const mode of ['require', 'verify-full']) {
+      for (const args of [['verify'], ['history', 'doc'], ['serve', '--port', '0']]) {
+        const result = await runCli([...args, '--data', `${url}?sslmode=${mode}`]);
+        assert.equal(result.code, 1, `${args[0]} sslmode=${mode}: ${result.stderr}`);
+        assertOneLine(result.stderr);
+        assert.ok(result.stderr.includes(`127.0.0.1:${postgres().port}`), result.stderr);
+        assert.match(result.stderr, new RegExp(`does not support SSL, which sslmode=${mode} requires`));
+        t.diagnostic(result.stderr.trim());
+      }
+    }
+    // libpq's verify-ca needs the CA to check against.
+    const noCa = await runCli(['verify', '--data', `${url}?sslmode=verify-ca`]);
+    assert.equal(noCa.code, 2, noCa.stderr);
+    assert.match(noCa.stderr, /--data: .*sslrootcert/);
+  });
+
   test('a malformed URL exits 2 naming --data', async () => {
     // A scheme that is not PostgreSQL's (a typo among them) is not taken for a file path.
     for (const data of ['postgres://user@127.0.0.1:99999/db', 'postgresql://[oops/db', 'postgres://u@h/db?sslmode=sometimes', 'postgress://u@127.0.0.1/db', 'mysql://u@127.0.0.1/x']) {
@@ -89,5 +116,60 @@ describe('palimpsest commands on PostgreSQL', () => {
       }
     }
     assert.equal(existsSync('postgress:') || existsSync('mysql:'), false, 'no folder named after the scheme');
+  });
+});
+
+describe('palimpsest commands on PostgreSQL with SSL', () => {
+  let postgres: PostgresProcess | null = null;
+  const teardowns: Array<() => Promise<void>> = [];
+  let skip: string | false = false;
+  before(async () => {
+    if (!(await canMakeCertificates())) {
+      skip = 'openssl is not installed: no certificate for the server';
+      return;
+    }
+    postgres = await startPostgres({ after: (fn) => teardowns.push(fn) }, { ssl: true });
+  });
+  after(async () => {
+    for (const teardown of teardowns.reverse()) await teardown();
+  });
+
+  test('require encrypts without checking the certificate; verify-ca and verify-full check it against sslrootcert', async (t) => {
+    if (skip !== false) return t.skip(skip);
+    const url = await postgres!.createDatabase();
+    const ca = encodeURIComponent(postgres!.certificate!);
+    for (const query of ['sslmode=require', 'sslmode=no-verify', `sslmode=verify-ca&sslrootcert=${ca}`, `sslmode=verify-full&sslrootcert=${ca}`,
+      `sslmode=require&sslrootcert=${ca}`]) {
+      const result = await runCli(['verify', '--data', `${url}?${query}`]);
+      assert.equal(result.code, 0, `${query}: ${result.stderr}`);
+      assert.equal(result.stderr, '', `${query} prints nothing on stderr`);
+    }
+    // The self-signed certificate is not among Node's trusted CAs.
+    const untrusted = await runCli(['verify', '--data', `${url}?sslmode=verify-full`]);
+    assert.equal(untrusted.code, 1, untrusted.stderr);
+    assertOneLine(untrusted.stderr);
+    assert.match(untrusted.stderr, /SSL certificate was not accepted under sslmode=verify-full: .*self.signed/);
+    t.diagnostic(untrusted.stderr.trim());
+    const missing = await runCli(['verify', '--data', `${url}?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt`]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assertOneLine(missing.stderr);
+    assert.match(missing.stderr, /cannot read sslrootcert \/nonexistent\/ca.crt/);
+  });
+
+  test('the connections of serve use SSL under prefer and require, and not under disable', async (t) => {
+    if (skip !== false) return t.skip(skip);
+    const url = await postgres!.createDatabase();
+    const admin = new pg.Client({ connectionString: postgres!.url() });
+    await admin.connect();
+    t.after(() => admin.end());
+    for (const [mode, encrypted] of [['prefer', true], ['require', true], ['disable', false]] as const) {
+      const server = await startServerProcess(t, ['--data', `${url}?sslmode=${mode}`]);
+      const { rows } = await admin.query<{ ssl: boolean }>(
+        `SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'palimpsest'`);
+      assert.ok(rows.length > 0, `sslmode=${mode}: the server holds a connection`);
+      assert.deepEqual(rows.map((row) => row.ssl), rows.map(() => encrypted), `sslmode=${mode}`);
+      assert.doesNotMatch(server.stderr(), /SECURITY WARNING/);
+      assert.equal(await server.kill('SIGTERM'), 0);
+    }
   });
 });

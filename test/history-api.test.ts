@@ -329,3 +329,81 @@ test('after retention pruned the start of the log, authorship still shows all th
   const atOne = await json<Authorship>(await fetch(`${path}/authorship?at=1`));
   assert.deepEqual(atOne.blocks.flatMap((b) => b.runs.map((r) => [r.text, r.author])), [['kept in a snapshot', null]]);
 });
+
+test('a restore logs only what differs from the restored state, and nothing when the content is already that state', async (t) => {
+  const at = (minutes: number) => T0 + minutes * 10 * MINUTE;
+  const edit = (minutes: number, apply: (y: Y.Text) => void): Edit => ({ author: 'Ada', at: at(minutes), apply });
+  const data = await seededStore(t, 'story', logOf([
+    edit(0, (y) => y.insert(0, 'hello')), edit(1, (y) => y.insert(5, ' ')), edit(2, (y) => y.insert(6, 'wor')),
+    edit(3, (y) => y.insert(9, 'ld')), edit(4, (y) => y.insert(11, '.')), // seq 5: 'hello world.'
+    edit(6, (y) => y.insert(12, ' again')), // seq 6: 'hello world. again'
+    edit(7, (y) => y.insert(0, 'XYZ')), // seq 7: inserted here ...
+    edit(8, (y) => y.delete(0, 3)), // seq 8: ... and deleted again
+    edit(9, (y) => y.delete(6, 5)), // seq 9: 'hello . again'
+  ], ['Ada']));
+  const server = await startServerProcess(t, ['--data', data]);
+  const path = `${server.http}/api/documents/story`;
+  const restore = (body: unknown) => fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: JSON.stringify(body) });
+  const textNow = async () => {
+    const state = await json<{ update: string }>(await fetch(`${path}/state`, { headers: { accept: 'application/json' } }));
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, Buffer.from(state.update, 'base64'));
+    return doc.getText('text').toString();
+  };
+  const versionOf = async (seq: number) => (await json<VersionsPage>(await fetch(`${path}/versions`))).versions.find((v) => v.fromSeq === seq);
+  const entries = async () => (await json<unknown[]>(await fetch(`${path}/history`))).length;
+  assert.equal(await textNow(), 'hello . again');
+  assert.equal(await entries(), 9);
+
+  // Back to seq 5: " again" goes and "world" comes back; "XYZ", added and removed since, is not touched.
+  const first = await json<{ seq: number; changed: boolean }>(await restore({ seq: 5 }));
+  assert.deepEqual(first, { doc: 'story', restoredTo: 5, seq: 10, changed: true });
+  assert.equal(await textNow(), 'hello world.');
+  const restoreVersion = await versionOf(10);
+  assert.deepEqual([restoreVersion?.restoredFrom, restoreVersion?.added, restoreVersion?.removed], [5, 5, 6], JSON.stringify(restoreVersion));
+
+  // Again: the content is already that of seq 5, so nothing is logged.
+  assert.deepEqual(await json(await restore({ seq: 5 })), { doc: 'story', restoredTo: 5, seq: 10, changed: false });
+  assert.equal(await entries(), 10);
+  assert.equal((await json<VersionsPage>(await fetch(`${path}/versions`))).versions.filter((v) => v.restoredFrom !== null).length, 1);
+
+  // An edit, then seq 5 once more: only the edit is undone (from the restore at seq 10, which holds seq 5's content).
+  const ada = hocuspocusClient(t, server.url, 'story');
+  await waitFor(() => ada.doc.getText('text').toString() === 'hello world.', { message: 'the client has the restored text' });
+  ada.doc.getText('text').insert(12, '!');
+  await waitSettled([ada]);
+  const third = await json<{ seq: number; changed: boolean }>(await restore({ seq: 5 }));
+  assert.deepEqual(third, { doc: 'story', restoredTo: 5, seq: 12, changed: true });
+  await waitFor(() => ada.doc.getText('text').toString() === 'hello world.', { message: 'the client shows the restore' });
+  const undoneEdit = await versionOf(12);
+  assert.deepEqual([undoneEdit?.added, undoneEdit?.removed], [0, 1], JSON.stringify(undoneEdit));
+});
+
+test('a restore body takes exactly one of seq and at, besides displayName; anything else is 400 naming the field', async (t) => {
+  const data = await seededStore(t, 'fields', logOf([
+    { author: 'Ada', at: T0, apply: (y) => y.insert(0, 'one') },
+    { author: 'Ada', at: T0 + 10 * MINUTE, apply: (y) => y.insert(3, ' two') },
+  ], ['Ada']));
+  const server = await startServerProcess(t, ['--data', data]);
+  const path = `${server.http}/api/documents/fields`;
+  const post = (route: string, body: string) => fetch(`${path}/${route}`, { method: 'POST', headers: JSON_BODY, body });
+  const refused = async (route: string, body: string, mentions: RegExp) => {
+    const response = await post(route, body);
+    const answer = (await response.json()) as { error: { code: string; message: string } };
+    assert.deepEqual([response.status, answer.error.code], [400, 'BAD_REQUEST'], `${body}: ${answer.error.message}`);
+    assert.match(answer.error.message, mentions, body);
+  };
+  await refused('restore', '{"seq":1,"at":"2026-01-01T00:00:00Z"}', /"seq" and "at" both given/);
+  await refused('restore', '{"seq":1,"when":"yesterday"}', /unknown field "when"/);
+  await refused('restore', '{"seq":1,"displayName":7}', /"displayName" must be a string/);
+  await refused('restore', '{"displayName":"Ada"}', /needs "seq" or "at"/);
+  await refused('restore', '{"at":"last week"}', /"at" must be an ISO 8601 time/);
+  await refused('restore', '[1]', /must be a JSON object/);
+  await refused('versions', '{"seq":1,"at":"2026-01-01T00:00:00Z","name":"x"}', /"seq" and "at" both given/);
+  await refused('versions', '{"seq":1,"name":"x","colour":"red"}', /unknown field "colour"/);
+  assert.deepEqual((await (await fetch(`${path}/history`)).json() as unknown[]).length, 2, 'nothing was logged');
+
+  // "at" alone restores the last seq received at or before that time.
+  const byTime = await post('restore', JSON.stringify({ at: new Date(T0 + MINUTE).toISOString(), displayName: 'Ada' }));
+  assert.deepEqual(await json(byTime), { doc: 'fields', restoredTo: 1, seq: 3, changed: true });
+});

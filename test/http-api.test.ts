@@ -79,7 +79,7 @@ test('the REST API reads history and state at any seq, and restores an old versi
 
   const restored = await fetch(`${path}/restore`, { method: 'POST', body: JSON.stringify({ seq: 1 }), headers: { 'content-type': 'application/json' } });
   assert.equal(restored.status, 200);
-  assert.deepEqual(await json(restored), { doc: 'team/plan', restoredTo: 1, seq: 4 });
+  assert.deepEqual(await json(restored), { doc: 'team/plan', restoredTo: 1, seq: 4, changed: true });
   // Connected clients of both kinds see the restored version; the log keeps every step.
   await waitFor(() => text.toString() === 'first' && watcher.doc.getText('text').toString() === 'first', { message: 'clients show the restored text' });
   assert.equal(await stateAt(3), 'first second third');
@@ -191,7 +191,7 @@ test('a document never written reads as the empty document at seq 0 on every rou
   assert.equal(compact.status, 200);
   assert.deepEqual(await json(compact), { doc: 'never-written', seq: 0, compacted: false, exists: false });
   const restore = await fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: '{"seq":0}' });
-  assert.deepEqual([restore.status, await json(restore)], [200, { doc: 'never-written', restoredTo: 0, seq: 0, exists: false }]);
+  assert.deepEqual([restore.status, await json(restore)], [200, { doc: 'never-written', restoredTo: 0, seq: 0, changed: false, exists: false }]);
   assert.equal((await fetch(`${path}/restore`, { method: 'POST', headers: JSON_BODY, body: '{"seq":2}' })).status, 404);
 
   // None of that created the document.

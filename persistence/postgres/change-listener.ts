@@ -11,6 +11,7 @@
 
 import type { Socket } from 'node:net';
 import pg from 'pg';
+import { connectionSettings } from './ssl.js';
 
 export const CHANGES_CHANNEL = 'palimpsest_changes';
 
@@ -50,7 +51,7 @@ export class ChangeListener {
 
   private async listen(): Promise<void> {
     if (this.closed || this.watchers.size === 0) return;
-    const client = new pg.Client({ connectionString: this.url, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
+    const client = new pg.Client({ ...connectionSettings(this.url), keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000, application_name: 'palimpsest-listen' });
     this.client = client;
     const lost = () => {
       if (this.client !== client) return;

@@ -1,8 +1,10 @@
 // Connections to PostgreSQL (node-postgres): one pool per store, bigint
-// columns read as numbers (seqs and sizes stay far below 2^53), and a one-line
-// description of a connection failure that names the host and the cause.
+// columns read as numbers (seqs and sizes stay far below 2^53), SSL as the
+// URL's sslmode asks (ssl.ts), and a one-line description of a connection
+// failure that names the host and the cause.
 
 import pg from 'pg';
+import { connectionSettings } from './ssl.js';
 import type { PostgresUrl } from './url.js';
 
 export interface PoolOptions {
@@ -47,7 +49,8 @@ class ClosingClient extends pg.Client {
 export function createPool(options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
     Client: ClosingClient,
-    connectionString: options.url,
+    // The URL without its SSL parameters, and the SSL settings they ask for (throws naming an unreadable certificate file).
+    ...connectionSettings(options.url),
     max: options.max,
     // Without these a vanished host would hang a connect or a query for ever.
     connectionTimeoutMillis: 10_000,
@@ -93,8 +96,21 @@ export function describeConnectError(error: unknown, where: PostgresUrl): string
     default: break;
   }
   if (/timeout/i.test(cause) && err.code === undefined) cause = `no answer within 10 s (${cause})`;
+  const ssl = where.ssl === null ? 'no sslmode' : where.ssl.source;
+  if (err.message === 'The server does not support SSL connections') {
+    cause = `the server does not support SSL, which ${ssl} requires (turn ssl on in PostgreSQL, or use sslmode=prefer or disable)`;
+  } else if (err.message === 'There was an error establishing an SSL connection') {
+    cause = `the server did not answer the request for SSL as PostgreSQL does (${ssl})`;
+  } else if (err.code !== undefined && TLS_CERTIFICATE_ERRORS.test(err.code)) {
+    // Node's hint about --use-system-ca is for its own flags; sslrootcert=system is ours.
+    cause = `its SSL certificate was not accepted under ${ssl}: ${cause.replace(/; if the root CA is installed locally.*$/, '')} ` +
+      '(pass sslrootcert=<CA file> naming the CA that signed it, or sslrootcert=system for the system\'s CAs)';
+  }
   return `cannot connect to PostgreSQL at ${where.host} (database ${where.database}): ${cause}`;
 }
+
+/** Node's codes for a server certificate that fails verification (untrusted, self-signed, expired, another name). */
+const TLS_CERTIFICATE_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS_CERT_ALTNAME_INVALID/;
 
 /** Whether an error means the connection itself is gone (as opposed to a failed statement). */
 export function isConnectionError(error: unknown): boolean {

@@ -235,12 +235,17 @@ export class PostgresEventStore implements EventStore, LogTransfer {
     // A connection that breaks (PostgreSQL restarted, network cut) is dropped
     // by the pool; the store reports itself unhealthy until a probe gets
     // through again.
-    this.pool = createPool({
-      url: options.url, max: this.options.poolSize, lockTimeoutMs: this.options.busyTimeoutMs, applicationName: 'palimpsest',
-      onConnectionLost: () => {
-        this.connectionLost = true;
-      },
-    });
+    try {
+      this.pool = createPool({
+        url: options.url, max: this.options.poolSize, lockTimeoutMs: this.options.busyTimeoutMs, applicationName: 'palimpsest',
+        onConnectionLost: () => {
+          this.connectionLost = true;
+        },
+      });
+    } catch (error) {
+      // A certificate file named by sslrootcert, sslcert or sslkey that cannot be read.
+      throw new StoreError('STORE_OPEN_FAILED', `--data: ${reason(error)}`, { cause: error });
+    }
     this.changeListener = new ChangeListener(options.url, this.storeId);
     this.ready = this.openSchema();
     // Whoever uses the store sees the failure; an unobserved one must not crash the process.

@@ -2,6 +2,8 @@
 // anything connects: a malformed URL is a usage error that names --data,
 // not a connection failure.
 
+import { splitSsl, type SslRequest } from './ssl.js';
+
 /** Whether `data` names PostgreSQL (postgres:// or postgresql://) rather than a SQLite file. */
 export function isPostgresUrl(data: string): boolean {
   return /^postgres(?:ql)?:\/\//i.test(data);
@@ -13,9 +15,9 @@ export interface PostgresUrl {
   database: string;
   /** The URL with its password replaced by ***, for logs and messages. */
   display: string;
+  /** What the URL asks of SSL (ssl.ts); null: no SSL. */
+  ssl: SslRequest | null;
 }
-
-const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
 
 /** Parses a postgres:// URL; throws an Error saying what is wrong with it. */
 export function parsePostgresUrl(data: string): PostgresUrl {
@@ -30,15 +32,13 @@ export function parsePostgresUrl(data: string): PostgresUrl {
   }
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
   if (database.includes('/')) throw new Error(`"${redact(data)}": the database name must not contain "/"`);
-  const sslmode = url.searchParams.get('sslmode');
-  if (sslmode !== null && !SSL_MODES.includes(sslmode)) {
-    throw new Error(`sslmode "${sslmode}" is not one of ${SSL_MODES.join(', ')}`);
-  }
+  const { ssl } = splitSsl(data);
   const host = url.hostname === '' ? (url.searchParams.get('host') ?? '') : url.hostname;
   return {
     host: `${host}:${url.port === '' ? '5432' : url.port}`,
     database: database === '' ? decodeURIComponent(url.username) : database,
     display: redact(data),
+    ssl,
   };
 }
 

@@ -11,7 +11,7 @@
 // process loses nothing the OS already has).
 
 import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before } from 'node:test';
 import { join } from 'node:path';
@@ -25,6 +25,8 @@ export interface PostgresProcess {
   port: number;
   /** The superuser's URL for `database` (default: postgres). */
   url(database?: string): string;
+  /** With `ssl`: the server's self-signed certificate (for 127.0.0.1 and localhost), the CA to trust. */
+  certificate: string | null;
   /** A new, empty database; returns its URL. */
   createDatabase(name?: string): Promise<string>;
   /** A role that must log in with `password`. */
@@ -45,8 +47,18 @@ async function asPostgres(program: string, args: string[]): Promise<string> {
   return stdout;
 }
 
+/** Whether openssl is there to make a certificate for a server with `ssl`. */
+export async function canMakeCertificates(): Promise<boolean> {
+  try {
+    await run('openssl', ['version']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function startPostgres(
-  t: { after(fn: () => Promise<void>): void }, options: { fsync?: boolean } = {},
+  t: { after(fn: () => Promise<void>): void }, options: { fsync?: boolean; ssl?: boolean } = {},
 ): Promise<PostgresProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'palimpsest-pg-'));
   const dataDir = join(dir, 'data');
@@ -61,11 +73,26 @@ export async function startPostgres(
   // The password role must authenticate; everyone else is trusted (first matching line wins).
   const hba = join(dataDir, 'pg_hba.conf');
   writeFileSync(hba, `host all ${passwordRole.user} 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, 'utf8')}`);
+  let certificate: string | null = null;
+  let sslSettings = '';
+  if (options.ssl === true) {
+    // A self-signed certificate for the names clients use; PostgreSQL wants its key readable by its owner only.
+    certificate = join(dir, 'server.crt');
+    const key = join(dir, 'server.key');
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', certificate]);
+    chmodSync(key, 0o600);
+    if (asRoot) {
+      const { stdout } = await run('id', ['-u', 'postgres']);
+      for (const file of [key, certificate]) chownSync(file, Number(stdout.trim()), Number((await run('id', ['-g', 'postgres'])).stdout.trim()));
+    }
+    sslSettings = ` -c ssl=on -c ssl_cert_file=${certificate} -c ssl_key_file=${key}`;
+  }
   let up = false;
 
   async function start(): Promise<void> {
     await asPostgres('pg_ctl', ['-D', dataDir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start', '-o',
-      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync === true ? 'on' : 'off'} -c max_connections=200`]);
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.fsync === true ? 'on' : 'off'} -c max_connections=200${sslSettings}`]);
     up = true;
   }
 
@@ -96,6 +123,7 @@ export async function startPostgres(
   return {
     port,
     url,
+    certificate,
     passwordRole,
     running: () => up,
     stop,
