@@ -104,7 +104,20 @@ export function contentOfDoc(ydoc: Y.Doc): string {
   const roots = [...ydoc.share.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, type]) => [name, contentOfType(type)])
     .filter(([, content]) => content !== null);
-  return JSON.stringify(roots);
+  return JSON.stringify(roots, distinctValues);
+}
+
+/**
+ * Values JSON cannot tell apart or cannot write at all, as Yjs may hold them
+ * in a document's values: tagged, so that two contents read the same only
+ * when they are.
+ */
+function distinctValues(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return { bigint: value.toString() };
+  if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return { number: Object.is(value, -0) ? '-0' : String(value) };
+  if (value instanceof Uint8Array) return { bytes: Buffer.from(value).toString('base64') };
+  if (value === undefined) return { undefined: true };
+  return value;
 }
 
 function contentOfType(type: SharedType): unknown {

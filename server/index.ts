@@ -238,7 +238,8 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
  */
 export function bindHttpServer(port: number, host: string, instanceId: string): Promise<HttpServer> {
   const httpServer = createServer((request, response) => {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    // Not new URL(): a request target such as `//` makes it throw, and this handler is not async.
+    const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz') return sendJson(response, 200, { status: 'starting', instanceId });
     response.setHeader('retry-after', '1');
     if (path === '/readyz') {
@@ -248,7 +249,10 @@ export function bindHttpServer(port: number, host: string, instanceId: string): 
   });
   httpServer.on('upgrade', (_request: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => undefined); // the client may already be gone
-    socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    // Closed for good once written (or soon, for a client that does not read): an upgraded
+    // socket half-open on the client's side would keep close() from ever returning.
+    socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy());
+    setTimeout(() => socket.destroy(), 1000).unref();
   });
   return new Promise((resolve, reject) => {
     httpServer.once('error', reject);

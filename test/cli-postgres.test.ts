@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import * as Y from 'yjs';
@@ -99,6 +100,16 @@ describe('palimpsest commands on PostgreSQL', () => {
         t.diagnostic(result.stderr.trim());
       }
     }
+    // Under prefer, a peer that closes before answering the request for SSL (a proxy with no server behind it) is said at once.
+    const closing = createServer((socket) => socket.resume().end());
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', () => resolve()));
+    t.after(() => new Promise<void>((resolve) => closing.close(() => resolve())));
+    const started = Date.now();
+    const closed = await runCli(['verify', '--data', `postgres://u@127.0.0.1:${(closing.address() as { port: number }).port}/db?sslmode=prefer`]);
+    assert.equal(closed.code, 1, closed.stderr);
+    assertOneLine(closed.stderr);
+    assert.match(closed.stderr, /closed the connection before answering the request for SSL/);
+    assert.ok(Date.now() - started < 8000, `not the 10 s connect timeout: ${Date.now() - started} ms`);
     // libpq's verify-ca needs the CA to check against.
     const noCa = await runCli(['verify', '--data', `${url}?sslmode=verify-ca`]);
     assert.equal(noCa.code, 2, noCa.stderr);
@@ -107,7 +118,7 @@ describe('palimpsest commands on PostgreSQL', () => {
 
   test('a malformed URL exits 2 naming --data', async () => {
     // A scheme that is not PostgreSQL's (a typo among them) is not taken for a file path.
-    for (const data of ['postgres://user@127.0.0.1:99999/db', 'postgresql://[oops/db', 'postgres://u@h/db?sslmode=sometimes', 'postgress://u@127.0.0.1/db', 'mysql://u@127.0.0.1/x']) {
+    for (const data of ['postgres://user@127.0.0.1:99999/db', 'postgresql://[oops/db', 'postgres://u@h/db?sslmode=sometimes', 'postgres://u@h/db?sslnegotiation=direct', 'postgress://u@127.0.0.1/db', 'mysql://u@127.0.0.1/x']) {
       for (const args of [['verify'], ['export', 'doc'], ['serve', '--port', '0']]) {
         const result = await runCli([...args, '--data', data]);
         assert.equal(result.code, 2, `${args[0]} ${data}: ${result.stderr}`);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
@@ -164,6 +164,13 @@ test('while the start waits for its database, the bound port answers 503 STARTIN
   assert.equal(health.status, 200);
   assert.equal(((await health.json()) as { status: string }).status, 'starting');
   assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 503);
+  // A request target new URL() cannot read is answered, not the end of the process.
+  const odd = await rawRequest(port, 'GET // HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.match(odd, /^HTTP\/1\.1 503/);
+  // A WebSocket client that is refused and keeps its side open does not hold the stop up.
+  const upgrade = await rawRequest(port, 'GET /doc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', { keepOpen: true });
+  assert.match(upgrade, /^HTTP\/1\.1 503/);
 
   const signalled = performance.now();
   child.kill('SIGTERM');
@@ -172,3 +179,17 @@ test('while the start waits for its database, the bound port answers 503 STARTIN
   assert.ok(code !== 0 || signal !== null, 'the start was aborted, not completed');
   assert.ok(elapsed < 2000, `ended ${elapsed.toFixed(0)} ms after the signal, before the 10 s connect timeout`);
 });
+
+/** Writes `request` on a new connection and resolves with what the server answers first; keepOpen: the client never closes its side. */
+function rawRequest(port: number, request: string, options: { keepOpen?: boolean } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    socket.allowHalfOpen = options.keepOpen === true;
+    socket.once('data', (data) => {
+      resolve(data.toString('latin1'));
+      if (options.keepOpen !== true) socket.destroy();
+    });
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error('the connection closed without an answer')));
+  });
+}

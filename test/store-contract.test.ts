@@ -572,6 +572,25 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.equal(doc.getText('text').toString(), 'version one');
       assert.equal(await computeRestoreUpdate(store, 'doc', result.seq!), null);
     });
+
+    test('restore reads values JSON cannot write, or cannot tell apart (BigInt, -0)', async (t) => {
+      const store = await open(t);
+      const doc = new Y.Doc();
+      const updates: Uint8Array[] = [];
+      doc.on('update', (u: Uint8Array) => updates.push(u));
+      const map = doc.getMap('meta');
+      map.set('count', 10n);
+      map.set('zero', 0);
+      for (const u of updates.splice(0)) await store.append('doc', u, meta);
+      const restorePoint = (await store.info('doc'))!.seq;
+      map.set('zero', -0);
+      for (const u of updates.splice(0)) await store.append('doc', u, meta);
+      const restore = await computeRestoreUpdate(store, 'doc', restorePoint);
+      assert.ok(restore !== null, '-0 is not the 0 the document had');
+      Y.applyUpdate(doc, restore);
+      assert.equal(Object.is(map.get('zero'), 0), true);
+      assert.equal(map.get('count'), 10n);
+    });
   });
 }
 

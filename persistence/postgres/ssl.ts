@@ -28,7 +28,7 @@ export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-f
 export type SslMode = (typeof SSL_MODES)[number];
 
 /** The URL parameters this module reads (and takes out of the URL node-postgres sees). */
-const SSL_PARAMETERS = ['sslmode', 'ssl', 'sslrootcert', 'sslcert', 'sslkey', 'uselibpqcompat'];
+const SSL_PARAMETERS = ['sslmode', 'ssl', 'sslrootcert', 'sslcert', 'sslkey', 'uselibpqcompat', 'sslnegotiation'];
 
 export interface SslRequest {
   /** The mode in force; `require` with an sslrootcert is reported as `verify-ca`. */
@@ -67,6 +67,10 @@ export function splitSsl(data: string): { url: string; ssl: SslRequest | null } 
   if (mode === 'no-verify') mode = 'require';
   if (mode !== null && !(SSL_MODES as readonly string[]).includes(mode)) {
     throw new Error(`${source} is not one of ${SSL_MODES.join(', ')} (no-verify is taken as require)`);
+  }
+  if (read('sslnegotiation') !== null && read('sslnegotiation') !== 'postgres') {
+    // node-postgres would take it as ssl=true and drop the settings made here.
+    throw new Error(`sslnegotiation=${read('sslnegotiation')} is not supported: leave it out (the default, sslnegotiation=postgres)`);
   }
   const rootCert = read('sslrootcert');
   if (rootCert === 'system' && mode !== null && mode !== 'verify-full') {
@@ -148,6 +152,8 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 class PreferSslSocket extends Duplex {
   private readonly raw = new Socket();
   private inner: Socket | TLSSocket | null = null;
+  /** The TLS socket while its handshake runs. */
+  private handshake: TLSSocket | null = null;
 
   constructor(private readonly tlsOptions: ConnectionOptions) {
     super();
@@ -180,6 +186,10 @@ class PreferSslSocket extends Duplex {
       this.raw.connect(String(port), () => this.attach(this.raw));
       return this;
     }
+    // Closed by the other side before the connection is handed over (a proxy with no server behind it): say so at once.
+    this.raw.once('close', () => {
+      if (this.inner === null) this.destroy(new Error('the server closed the connection before answering the request for SSL'));
+    });
     this.raw.connect(Number(port), host, () => {
       this.raw.write(SSL_REQUEST);
       this.raw.once('data', (answer: Buffer) => {
@@ -187,6 +197,7 @@ class PreferSslSocket extends Duplex {
         if (answer.length === 1 && answer[0] === 0x4e) return this.attach(this.raw); // 'N': plain
         if (answer.length !== 1 || answer[0] !== 0x53) return this.destroy(new Error('There was an error establishing an SSL connection'));
         const secure = tlsConnect({ ...this.tlsOptions, socket: this.raw, host, servername: isIP(host) === 0 ? host : undefined });
+        this.handshake = secure;
         secure.on('error', (error) => this.destroy(error));
         secure.once('secureConnect', () => this.attach(secure));
       });
@@ -223,6 +234,7 @@ class PreferSslSocket extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.inner?.destroy();
+    this.handshake?.destroy();
     this.raw.destroy();
     callback(error);
   }
