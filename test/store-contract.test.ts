@@ -107,6 +107,16 @@ function editor() {
   return { doc, text: doc.getText('text'), updates };
 }
 
+/** Two editors of one text: `a` typed 'a' then 'aa' (two updates), `b` typed 'b'. */
+function twoEditors() {
+  const a = editor();
+  const b = editor();
+  a.text.insert(0, 'a');
+  b.text.insert(0, 'b');
+  a.text.insert(1, 'aa');
+  return { a, b };
+}
+
 for (const [name, backend] of Object.entries(backends)) {
   const open = opener(backend);
   describe(`event store contract (${name})`, () => {
@@ -446,11 +456,7 @@ for (const [name, backend] of Object.entries(backends)) {
     test('changesSince names the documents whose log grew after a cursor, whichever handle wrote them', async (t) => {
       const first = await open(t);
       const second = await open(t, { path: first.path });
-      const a = editor();
-      const b = editor();
-      a.text.insert(0, 'a');
-      b.text.insert(0, 'b');
-      a.text.insert(1, 'aa');
+      const { a, b } = twoEditors();
       await first.append('doc-a', a.updates[0], meta);
       const start = await second.changesSince(null);
       assert.deepEqual(start.changes, [], 'a new cursor reports nothing');
@@ -466,11 +472,7 @@ for (const [name, backend] of Object.entries(backends)) {
     test('feed gives every document\'s entries in commit order, resumes after any cursor, and sees the other handle\'s', async (t) => {
       const first = await open(t);
       const second = await open(t, { path: first.path });
-      const a = editor();
-      const b = editor();
-      a.text.insert(0, 'a');
-      b.text.insert(0, 'b');
-      a.text.insert(1, 'aa');
+      const { a, b } = twoEditors();
       assert.deepEqual(await first.feed(null), { entries: [], cursor: null });
       await first.append('doc-a', a.updates[0], meta);
       await second.append('doc-b', b.updates[0], { instanceId: 'other', user: null });
@@ -494,11 +496,7 @@ for (const [name, backend] of Object.entries(backends)) {
       const form = name === 'sqlite' ? /whole numbers from 1/ : /<transaction id>\.<seq>\.<document name in base64url>/;
       // Nothing handed out yet: no cursor can be one of this feed's.
       assert.notEqual(await store.feedCursorProblem('1'), null);
-      const a = editor();
-      const b = editor();
-      a.text.insert(0, 'a');
-      b.text.insert(0, 'b');
-      a.text.insert(1, 'aa');
+      const { a, b } = twoEditors();
       await store.append('doc-a', a.updates[0], meta);
       await store.append('doc/b', b.updates[0], meta);
       await store.append('doc-a', a.updates[1], meta);
