@@ -204,9 +204,8 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       // Client updates were appended in beforeSync; Redis updates by the instance that received them.
       const source = (transactionOrigin as { source?: string } | null | undefined)?.source;
       if (transactionOrigin === FROM_LOG || source === 'connection' || source === 'redis') return;
-      // Logged entries are counted by the store the server hands out (observed-store.ts), whatever wrote them.
+      // Appends are counted by the store the server hands out (observed-store.ts), whatever wrote them.
       const appended = store.append(documentName, update, { instanceId, user: null }).then(() => undefined, (error: Error) => {
-        metrics.appendFailures.inc();
         logger.error({ doc: documentName, err: error.message }, 'could not log a change the server made to the document; repairing');
         throw error;
       });
@@ -270,13 +269,11 @@ export function createDurableLog(options: DurableLogOptions): DurableLog {
       const alreadyDeleted = deletedBefore(document, decoded, taintedDocuments);
       const started = performance.now();
       const appended = store.append(documentName, payload,
-        { instanceId, user, displayName: announcedName(document, connection, context as ConnectionContext | undefined) }, { alreadyDeleted }).then((result) => {
+        { instanceId, user, displayName: announcedName(document, connection, context as ConnectionContext | undefined) }, { alreadyDeleted }).then(() => {
         metrics.appendSeconds.observe((performance.now() - started) / 1000);
-        // A logged entry is counted where every append passes (observed-store.ts).
-        if (result.seq === null) metrics.appendsSkipped.inc();
+        // Appends are counted (logged, skipped, failed) where every append passes (observed-store.ts).
       }, (error: Error) => {
         if (error instanceof MalformedUpdateError) throw refuseMalformed(error, fields, null);
-        metrics.appendFailures.inc();
         logger.error({ ...fields, err: error.message }, 'append failed; the sender is closed without an ack and resends, the document is repaired');
         throw new ConnectionRefusal(CloseCodes.StorageUnavailable, error.message);
       });

@@ -89,11 +89,15 @@ export function createCollabServer(options: CollabServerOptions): CollabServer {
   const metrics = options.metrics ?? createMetrics(config.instanceId);
   const changeFeed = createChangeFeed(options.store, { logger, pollMs: options.feedPollMs });
   // Everything appends through this store (WebSocket clients, REST writes, restores, the server's own changes, repairs):
-  // each logged entry is counted once and wakes the change feed as it commits.
-  const store = observeAppends(options.store, (doc, result) => {
-    metrics.appendsLogged.inc();
-    metrics.bytesLogged.inc(result.size);
-    changeFeed.committed(doc);
+  // each append is counted once, and a logged entry wakes the change feed as it commits.
+  const store = observeAppends(options.store, {
+    logged(doc, result) {
+      metrics.appendsLogged.inc();
+      metrics.bytesLogged.inc(result.size);
+      changeFeed.committed(doc);
+    },
+    skipped: () => metrics.appendsSkipped.inc(),
+    failed: () => metrics.appendFailures.inc(),
   });
   const webhooks = config.webhooks.urls.length === 0 ? null
     : createWebhooks({ store, config: config.webhooks, instanceId: config.instanceId, logger, registry: metrics.registry });

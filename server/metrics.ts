@@ -21,8 +21,16 @@ export function createMetrics(instanceId: string) {
       help: 'Entries appended to the log, whatever wrote them (WebSocket clients, REST writes and restores, the server\'s own changes and repairs)',
       registers: [registry],
     }),
-    appendsSkipped: new Counter({ name: 'palimpsest_appends_skipped_total', help: 'Client updates the log already held (resends, repeated sync step 2)', registers: [registry] }),
-    appendFailures: new Counter({ name: 'palimpsest_append_failures_total', help: 'Appends that could not be written', registers: [registry] }),
+    appendsSkipped: new Counter({
+      name: 'palimpsest_appends_skipped_total',
+      help: 'Updates the log already held, whatever sent them (resends, repeated sync step 2, empty updates, REST writes of what is there)',
+      registers: [registry],
+    }),
+    appendFailures: new Counter({
+      name: 'palimpsest_append_failures_total',
+      help: 'Appends that could not be written, whatever wrote them (WebSocket clients, REST writes and restores, the server\'s own changes and repairs)',
+      registers: [registry],
+    }),
     bytesLogged: new Counter({ name: 'palimpsest_bytes_logged_total', help: 'Bytes of the entries appended to the log (their size), whatever wrote them', registers: [registry] }),
     compactions: new Counter({
       name: 'palimpsest_compactions_total',

@@ -402,7 +402,7 @@ test('metrics use the standard process names and count every compaction, automat
   assert.ok(server.logs.some((line) => line.msg === 'snapshot written' && line.via === 'api' && line.seq === 4), 'logged like the automatic ones');
 });
 
-test('the appends and bytes logged count every entry, written over REST (updates, content, restore) or a WebSocket, each once', async (t) => {
+test('the appends and bytes logged count every entry, written over REST (updates, content, restore) or a WebSocket, each once; a repeat counts as skipped', async (t) => {
   const server = await startServerProcess(t, ['--data', join(tempDir(t), 'counted-writes.db')]);
   const counters = async () => {
     const text = await (await fetch(`${server.http}/metrics`)).text();
@@ -452,6 +452,14 @@ test('the appends and bytes logged count every entry, written over REST (updates
   await waitFor(async () => JSON.stringify(await counters()) === JSON.stringify(await logged(['counted/rest', 'counted/socket'])),
     { message: 'the counters equal every entry logged' });
   assert.equal((await logged(['counted/socket'])).entries, 2);
+  assert.deepEqual(await counters(), await logged(['counted/rest', 'counted/socket']));
+
+  // An update the log already holds, posted again over REST: counted as skipped, and only that.
+  const skipped = async () => Number(/^palimpsest_appends_skipped_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`${server.http}/metrics`)).text())?.[1]);
+  const skippedBefore = await skipped();
+  const again = await fetch(`${rest}/updates`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Y.encodeStateAsUpdate(source) });
+  assert.equal(again.status, 200, await again.text());
+  assert.equal(await skipped(), skippedBefore + 1);
   assert.deepEqual(await counters(), await logged(['counted/rest', 'counted/socket']));
 });
 
