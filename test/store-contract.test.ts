@@ -573,9 +573,7 @@ for (const [name, backend] of Object.entries(backends)) {
 
     test('restore reads values JSON cannot write, or cannot tell apart (BigInt, -0)', async (t) => {
       const store = await open(t);
-      const doc = new Y.Doc();
-      const updates: Uint8Array[] = [];
-      doc.on('update', (u: Uint8Array) => updates.push(u));
+      const { doc, updates } = editor();
       const map = doc.getMap('meta');
       map.set('count', 10n);
       map.set('zero', 0);
