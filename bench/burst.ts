@@ -61,24 +61,35 @@ function open(url: string): Promise<WebSocket> {
 }
 
 /**
- * A Hocuspocus-framed observer of `doc`: how many characters of the burst it
- * holds. It applies what it is sent, since servers may merge several updates
- * into one broadcast.
+ * An observer of `doc`: how many characters of the burst it holds. It applies
+ * what it is sent, since servers may merge several updates into one
+ * broadcast. Hocuspocus framing on the server's root, or y-websocket framing
+ * on the document's own path (`/yjs/<doc>`; the reference server reads the
+ * whole path as the name, which the burst's writer uses too).
  */
-async function observer(url: string, doc: string): Promise<{ received(): number; close(): void }> {
-  const ws = await open(url);
+async function observer(url: string, doc: string, framing: 'hocuspocus' | 'y-websocket'): Promise<{ received(): number; close(): void }> {
+  const hocuspocus = framing === 'hocuspocus';
+  const ws = await open(hocuspocus ? url : `${url}/yjs/${encodeURIComponent(doc)}`);
   const replica = new Y.Doc();
   ws.on('message', (data: Buffer) => {
     const decoder = decoding.createDecoder(new Uint8Array(data));
-    decoding.readVarString(decoder);
+    if (hocuspocus) decoding.readVarString(decoder);
     const type = decoding.readVarUint(decoder);
-    if (type !== MessageType.Sync && type !== MessageType.SyncReply) return;
+    if (type !== MessageType.Sync && !(hocuspocus && type === MessageType.SyncReply)) return;
     if (decoding.readVarUint(decoder) === 0) return;
     Y.applyUpdate(replica, decoding.readVarUint8Array(decoder));
   });
   const received = () => replica.getText('t').length;
-  ws.send(authFrame(doc));
-  ws.send(step1Frame(doc));
+  if (hocuspocus) {
+    ws.send(authFrame(doc));
+    ws.send(step1Frame(doc));
+  } else {
+    const encoder = encoding.createEncoder();
+    encoding.writeVarUint(encoder, MessageType.Sync);
+    encoding.writeVarUint(encoder, 0);
+    encoding.writeVarUint8Array(encoder, Y.encodeStateVector(new Y.Doc()));
+    ws.send(encoding.toUint8Array(encoder));
+  }
   return { received, close: () => ws.terminate() };
 }
 
@@ -86,7 +97,11 @@ export interface BurstResult {
   server: string;
   client: 'hocuspocus' | 'y-websocket';
   updates: number;
-  seconds: number;
+  /** Until the last update was acknowledged (Hocuspocus framing; null for y-websocket framing, which has no acks). */
+  ackedSeconds: number | null;
+  /** Until the observer on the same document held every update. */
+  deliveredSeconds: number;
+  /** Updates per second by the later of the two: all acknowledged and all delivered. */
   updatesPerSecond: number;
   /** Connections the burst needed (more than one means it was closed and had to reconnect). */
   closedWith: number | null;
@@ -101,12 +116,14 @@ async function until(check: () => boolean, timeoutMs: number): Promise<boolean> 
   return true;
 }
 
-/** One connection sends every update at once; resolves when all are acknowledged (or delivered, for y-websocket). */
+/** One connection sends every update at once; resolves when all are acknowledged (Hocuspocus framing) and have reached an observer. */
 export async function runBurst(options: {
   server: BenchServer; serverName: string; client: 'hocuspocus' | 'y-websocket'; updates: Uint8Array[]; doc: string; timeoutMs: number;
+  /** The observer's framing (default Hocuspocus'; the y-websocket reference server speaks only y-websocket's). */
+  observerFraming?: 'hocuspocus' | 'y-websocket';
 }): Promise<BurstResult> {
   const { server, updates, doc } = options;
-  const watcher = await observer(server.url, doc);
+  const watcher = await observer(server.url, doc, options.observerFraming ?? 'hocuspocus');
   let acks = 0;
   let closedWith: number | null = null;
   const started = performance.now();
@@ -132,14 +149,26 @@ export async function runBurst(options: {
       ws.send(encoding.toUint8Array(encoder));
     }
   }
-  const done = options.client === 'hocuspocus' ? () => acks >= updates.length : () => watcher.received() >= updates.length;
-  await until(() => done() || closedWith !== null, options.timeoutMs);
-  const seconds = (performance.now() - started) / 1000;
+  // Acknowledged and delivered are timed apart: a server may acknowledge
+  // updates long before it has passed them on (stock Hocuspocus acks each
+  // update as it applies it, and merges what it broadcasts afterwards).
+  let ackedSeconds: number | null = null;
+  let deliveredSeconds: number | null = null;
+  const acked = () => options.client !== 'hocuspocus' || acks >= updates.length;
+  const delivered = () => watcher.received() >= updates.length;
+  const elapsed = () => (performance.now() - started) / 1000;
+  await until(() => {
+    if (ackedSeconds === null && options.client === 'hocuspocus' && acked()) ackedSeconds = elapsed();
+    if (deliveredSeconds === null && delivered()) deliveredSeconds = elapsed();
+    return (acked() && delivered()) || closedWith !== null;
+  }, options.timeoutMs);
+  const seconds = elapsed();
   ws.terminate();
   watcher.close();
-  const finished = done();
+  const finished = acked() && delivered();
   return {
-    server: options.serverName, client: options.client, updates: updates.length, seconds,
+    server: options.serverName, client: options.client, updates: updates.length,
+    ackedSeconds, deliveredSeconds: deliveredSeconds ?? seconds,
     updatesPerSecond: finished ? updates.length / seconds : Number.NaN, closedWith,
   };
 }

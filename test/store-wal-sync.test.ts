@@ -97,7 +97,7 @@ test('what is committed but not yet on disk is not handed out: entries() and fee
   assert.deepEqual(fed, [1, 2]);
 });
 
-test('with two syncs running, appends gather into one commit, and every append resolves in order', async (t) => {
+test('while a commit\'s sync runs, appends gather into one commit; syncs settle in the order they began', async (t) => {
   const { syncs, store } = heldStore(t, 'group.db');
   const updates = edits(10);
   const order: number[] = [];
@@ -106,26 +106,33 @@ test('with two syncs running, appends gather into one commit, and every append r
     appends.push(store.append('doc', update, meta).then((result) => order.push(result.seq!)));
     await afterFlush(); // one event-loop turn each
   }
-  assert.equal(syncs.held.length, 2, 'two commits, each with its sync; the other eight wait');
-  assert.equal((await store.info('doc'))?.seq, 2);
-  // The second sync ends first: the second commit still settles after the first.
+  assert.equal(syncs.held.length, 1, 'one commit with its sync; the other nine wait for it');
+  assert.equal((await store.info('doc'))?.seq, 1);
+  // A write other than an append syncs beside it; ending first, it still settles after the first sync.
+  let written = false;
+  const write = store.writeState([{ key: 'k', value: 'v' }]).then(() => { written = true; });
+  await waitFor(() => syncs.held.length === 2, { message: 'the write\'s own sync' });
   await syncs.release(1);
   await afterFlush();
-  assert.deepEqual(order, [], 'the second commit waits for the first one\'s sync');
+  assert.equal(written, false, 'the write waits for the earlier sync');
+  assert.deepEqual(order, []);
   await syncs.release(0);
-  await waitFor(() => syncs.held.length === 1, { message: 'the eight gathered appends are committed together' });
+  await write;
+  await waitFor(() => syncs.held.length === 1, { message: 'the nine gathered appends are committed together' });
   assert.equal((await store.info('doc'))?.seq, 10);
+  assert.deepEqual(order, [1]);
   syncs.releaseAll();
   await Promise.all(appends);
   assert.deepEqual(order, updates.map((_, i) => i + 1));
 });
 
-test('a failed WAL sync fails its append and one that ran beside it, every later one and health, and tells the owner once', async (t) => {
+test('a failed WAL sync fails its append and a write that synced beside it, every later one and health, and tells the owner once', async (t) => {
   const failures: Error[] = [];
   const { syncs, store } = heldStore(t, 'eio.db', { onSyncFailure: (error) => failures.push(error) });
   const [first, second, third] = edits(3);
   const one = store.append('doc', first, meta);
-  await afterFlush();
+  await waitFor(() => syncs.held.length === 1, { message: 'the append\'s sync' });
+  const write = store.writeState([{ key: 'k', value: 'v' }]);
   const two = store.append('doc', second, meta);
   await waitFor(() => syncs.held.length === 2, { message: 'two syncs running' });
   assert.equal(store.healthy(), true);
@@ -133,8 +140,8 @@ test('a failed WAL sync fails its append and one that ran beside it, every later
   await syncs.release(1);
   await afterFlush();
   await syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
-  for (const append of [one, two]) {
-    await assert.rejects(append, (error: unknown) => {
+  for (const settled of [one, write, two]) {
+    await assert.rejects(settled, (error: unknown) => {
       assert.ok(error instanceof StoreError);
       assert.equal(error.code, 'STORE_WRITE_FAILED');
       assert.match(error.message, /eio\.db-wal.*EIO/);
@@ -179,10 +186,10 @@ test('a write other than an append resolves after its own sync; reads meanwhile 
 
 test('a read that waits for a sync is not answered when an earlier sync fails after it', async (t) => {
   const { syncs, store } = heldStore(t, 'read-eio.db', { onSyncFailure: () => undefined });
-  const [first, second] = edits(2);
+  const [first] = edits(1);
   const one = store.append('doc', first, meta);
-  await afterFlush();
-  const two = store.append('doc', second, meta);
+  await waitFor(() => syncs.held.length === 1, { message: 'the append\'s sync' });
+  const write = store.writeState([{ key: 'k', value: 'v' }]);
   await waitFor(() => syncs.held.length === 2, { message: 'two syncs running' });
   const read = store.entries('doc');
   await afterFlush();
@@ -193,7 +200,7 @@ test('a read that waits for a sync is not answered when an earlier sync fails af
   await syncs.release(0, Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
   await assert.rejects(read, { code: 'STORE_WRITE_FAILED' }, 'entries that may not be on disk are not handed out');
   await assert.rejects(one, { code: 'STORE_WRITE_FAILED' });
-  await assert.rejects(two, { code: 'STORE_WRITE_FAILED' });
+  await assert.rejects(write, { code: 'STORE_WRITE_FAILED' });
 });
 
 test('reads after close are refused with STORE_CLOSED', async (t) => {
