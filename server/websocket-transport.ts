@@ -78,13 +78,13 @@ const KEEP_ALIVE_SLICES = 16;
 
 export function attachWebSocketTransport(options: TransportOptions): Transport {
   const { httpServer, hocuspocus, logger, metrics } = options;
-  // allowSynchronousEvents off: ws hands over one message of a socket per
-  // event-loop turn instead of every frame of a read chunk at once (64 KiB
-  // can hold a thousand small updates), so one connection's burst cannot hold
-  // the other sockets' turns; the frames it has not handed over yet stay in
-  // its buffer, and TCP pushes back on the sender. Frames already read are
-  // handed over until the server closes the socket itself (ServerSocket):
-  // after a peer's FIN they still count, as they did when delivered at once.
+  // ws hands over FRAMES_PER_TURN messages of a socket per event-loop turn
+  // (paceFrames) instead of every frame of a read chunk at once (64 KiB can
+  // hold a thousand small updates), so one connection's burst cannot hold the
+  // other sockets' turns; the frames it has not handed over yet stay in its
+  // buffer, and TCP pushes back on the sender. Frames already read are handed
+  // over until the server closes the socket itself (ServerSocket): after a
+  // peer's FIN they still count, as they did when delivered at once.
   const wss = new WebSocketServer({
     noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false, allowSynchronousEvents: false, WebSocket: ServerSocket,
   });
@@ -140,6 +140,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     // A shared handler: a closure here would keep the request (and its headers) as long as the socket.
     socket.on('error', socketOnUpgradeError);
     wss.handleUpgrade(request, socket, head, (ws) => {
+      paceFrames(ws);
       const refusal = options.admit?.(request, ws) ?? null;
       if (refusal !== null) {
         // admit() has logged and counted its refusal.
@@ -350,6 +351,50 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 /** Why a socket is not read (bits: several may hold at once). */
 const Hold = { Rate: 1, Backlog: 2, Opening: 4 } as const;
 type Hold = typeof Hold[keyof typeof Hold];
+
+/**
+ * Messages of one socket handed over per event-loop turn. One a turn kept a
+ * flooding connection from delaying the others, but cost a fast connection
+ * half its rate and left the server behind past its ceiling: every update
+ * then went out on its own (Hocuspocus merges the updates a document gets
+ * in one turn into one broadcast), in its own commit group and its own
+ * write of each recipient's socket. Eight a turn: a turn's share of one
+ * socket stays under a millisecond of work, and those costs are shared by
+ * eight (bench/README: "Frames per turn").
+ */
+const FRAMES_PER_TURN = 8;
+
+/** ws' receiver, as far as paceFrames reads it (ws 8: whether it emits a message at once or at the next setImmediate). */
+interface PacedReceiver {
+  _allowSynchronousEvents: boolean;
+  /** Messages emitted at once since the receiver last waited for a turn. */
+  pacedCount?: number;
+}
+
+/**
+ * ws offers one message per turn (allowSynchronousEvents false, the
+ * server's option) or all of them; its receiver reads the option as it
+ * finishes each message, so answering "at once" for all but every
+ * FRAMES_PER_TURN-th gives that many per turn. ws is pinned to the version
+ * this reads; should the field be gone, the socket keeps ws' own one per turn.
+ */
+function paceFrames(ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: PacedReceiver })._receiver;
+  if (receiver === undefined || typeof receiver._allowSynchronousEvents !== 'boolean') return;
+  Object.defineProperty(receiver, '_allowSynchronousEvents', pacedDescriptor);
+}
+
+/** One descriptor for every receiver: an idle socket holds no closure of its own. */
+const pacedDescriptor: PropertyDescriptor = {
+  get(this: PacedReceiver): boolean {
+    const count = (this.pacedCount ?? 0) + 1;
+    this.pacedCount = count < FRAMES_PER_TURN ? count : 0;
+    return count < FRAMES_PER_TURN;
+  },
+  set() {
+    // ws sets it only in its constructor.
+  },
+};
 
 /** A ws socket that knows whether this server started closing it (its frames are then dropped). */
 class ServerSocket extends WebSocket {

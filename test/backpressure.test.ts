@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import * as decoding from 'lib0/decoding';
 import * as Y from 'yjs';
 import { runCli } from './helpers/cli.js';
 import { hocuspocusClient, yWebsocketClient } from './helpers/clients.js';
@@ -148,4 +149,62 @@ test('a stock y-websocket client typing faster than the rate limit keeps every e
   });
   assert.deepEqual(closes, [], 'the y-websocket client was never closed');
   await waitFor(async () => replayText(await history(data, 'burst/yws'), 'text') === expected, { message: 'the log holds every edit' });
+});
+
+test('a burst is handed over a few frames a turn: another client\'s update is served within it, and the burst reaches readers merged', async (t) => {
+  const data = join(tempDir(t), 'pace.db');
+  const server = await startServerProcess(t, ['--data', data, '--max-messages-per-second', '0']);
+  // A reader of the document that counts the update frames it is sent.
+  const reader = rawSocket(t, server.url);
+  await reader.opened;
+  reader.ws.send(frames.auth('pace/doc', ''));
+  reader.ws.send(frames.syncStep1('pace/doc'));
+  const replica = new Y.Doc();
+  let updateFrames = 0;
+  reader.ws.on('message', (data: Buffer) => {
+    const decoder = decoding.createDecoder(new Uint8Array(data));
+    decoding.readVarString(decoder);
+    if (decoding.readVarUint(decoder) !== 0) return; // Sync
+    const step = decoding.readVarUint(decoder);
+    if (step === 0) return;
+    if (step === 2) updateFrames += 1;
+    Y.applyUpdate(replica, decoding.readVarUint8Array(decoder));
+  });
+  await waitFor(() => reader.received.length > 0, { message: 'the reader is answered' });
+
+  const burster = rawSocket(t, server.url);
+  const other = rawSocket(t, server.url);
+  await Promise.all([burster.opened, other.opened]);
+  burster.ws.send(frames.auth('pace/doc', ''));
+  other.ws.send(frames.auth('pace/doc', ''));
+  const source = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => updates.push(update));
+  const count = 2000;
+  for (let i = 0; i < count; i++) source.getText('t').insert(i, 'b');
+  const otherDoc = new Y.Doc();
+  const otherUpdates: Uint8Array[] = [];
+  otherDoc.on('update', (update: Uint8Array) => otherUpdates.push(update));
+  otherDoc.getText('t').insert(0, 'X');
+
+  // The burst goes out in one go, about 60 KiB (one read of the server's);
+  // the other client's update is written right after it.
+  for (const update of updates) burster.ws.send(frames.update('pace/doc', update));
+  other.ws.send(frames.update('pace/doc', otherUpdates[0]));
+  let burstBeforeOther: number | null = null;
+  replica.on('update', () => {
+    if (burstBeforeOther === null && replica.getText('t').toString().includes('X')) {
+      burstBeforeOther = replica.getText('t').toString().split('').filter((c) => c === 'b').length;
+    }
+  });
+  await waitFor(() => replica.getText('t').length === count + 1, {
+    timeoutMs: 60_000, message: `the reader holds the burst and the other update (has ${replica.getText('t').length})`,
+  });
+  assert.notEqual(burstBeforeOther, null);
+  t.diagnostic(`burst updates applied before the other client's: ${burstBeforeOther}; update frames the reader got for ${count + 1} updates: ${updateFrames}`);
+  // All at once, the whole read (about 2,000 frames) would go before the other client's frame.
+  assert.ok(burstBeforeOther! < count / 10, `the other client's update waited for ${burstBeforeOther} of the burst's`);
+  // One a turn, every update would reach the reader on its own.
+  assert.ok(updateFrames <= count / 3, `${updateFrames} update frames for ${count + 1} updates: the burst was not merged`);
+  assert.equal((await history(data, 'pace/doc')).length, count + 1, 'one log entry per update');
 });
