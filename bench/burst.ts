@@ -11,6 +11,7 @@ import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
+import { startFlooder } from './flooder.js';
 import type { BenchServer } from './server-process.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
 
@@ -191,42 +192,14 @@ export async function runFloodImpact(options: {
     mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs: options.warmupMs, durationMs: options.durationMs,
   });
   const quiet = await load('quiet');
-  // The flooder keeps 2,000 updates unacknowledged for the whole run: it writes more as soon as the
-  // server takes them, so it floods as fast as the server lets it without queueing without bound
-  // in a server that has no backpressure of its own.
-  const flooder = await open(options.server.url);
-  const floodDoc = `${options.prefix}flood`;
-  let acked = 0;
-  flooder.on('message', (data: Buffer) => {
-    const decoder = decoding.createDecoder(new Uint8Array(data));
-    decoding.readVarString(decoder);
-    if (decoding.readVarUint(decoder) === MessageType.SyncStatus) acked += 1;
-  });
-  flooder.on('error', () => undefined);
-  flooder.send(authFrame(floodDoc));
-  const source = new Y.Doc();
-  const text = source.getText('t');
-  let pending: Uint8Array[] = [];
-  source.on('update', (update: Uint8Array) => pending.push(update));
-  let flooding = true;
-  let sent = 0;
-  const refill = setInterval(() => {
-    if (!flooding || flooder.readyState !== flooder.OPEN) return;
-    const room = 2000 - (sent - acked);
-    for (let i = 0; i < room; i++) text.insert(text.length, 'x');
-    for (const update of pending) flooder.send(updateFrame(floodDoc, update));
-    sent += pending.length;
-    pending = [];
-  }, 2);
-  const ackedBefore = acked;
+  const flooder = await startFlooder(options.server.url, `${options.prefix}flood`);
+  const ackedBefore = flooder.acked();
   let flooded: TypingLoadResult;
+  let acked: number;
   try {
     flooded = await load('flooded');
   } finally {
-    flooding = false;
-    clearInterval(refill);
-    flooder.terminate();
-    source.destroy();
+    acked = await flooder.stop();
   }
   return { server: options.serverName, quiet, flooded, flooderAcked: acked - ackedBefore };
 }

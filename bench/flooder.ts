@@ -1,0 +1,108 @@
+// One connection flooding a document of its own, on a worker thread: the
+// updates it makes (a Yjs transaction each) and the acks it reads would
+// otherwise run on the event loop of the clients whose delivery latency is
+// being measured, and that work would be counted as the server's delay.
+// It keeps 2,000 updates unacknowledged for the whole run: it writes more as
+// soon as the server takes them, so it floods as fast as the server lets it
+// without queueing without bound in a server that has no backpressure of its own.
+
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
+import WebSocket from 'ws';
+import * as Y from 'yjs';
+
+const MessageType = { Sync: 0, Auth: 2, SyncStatus: 8 } as const;
+const UNACKNOWLEDGED = 2000;
+
+export interface Flooder {
+  /** Updates the server has acknowledged so far (as last reported by the worker, at most 20 ms old). */
+  acked(): number;
+  /** Stops flooding and closes the connection; resolves with the final count of acknowledged updates. */
+  stop(): Promise<number>;
+}
+
+export async function startFlooder(url: string, doc: string): Promise<Flooder> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { url, doc } });
+  let acked = 0;
+  let stopped: ((count: number) => void) | null = null;
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.on('message', (message: { acked: number; open?: true; stopped?: true }) => {
+      acked = message.acked;
+      if (message.open === true) resolve();
+      if (message.stopped === true) stopped?.(message.acked);
+    });
+    worker.once('error', reject);
+  });
+  await ready;
+  return {
+    acked: () => acked,
+    stop: async () => {
+      const final = new Promise<number>((resolve) => { stopped = resolve; });
+      worker.postMessage('stop');
+      const count = await final;
+      await worker.terminate();
+      return count;
+    },
+  };
+}
+
+function frame(doc: string, write: (encoder: encoding.Encoder) => void): Uint8Array {
+  const encoder = encoding.createEncoder();
+  encoding.writeVarString(encoder, doc);
+  write(encoder);
+  return encoding.toUint8Array(encoder);
+}
+
+function flood(url: string, doc: string): void {
+  const port = parentPort!;
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  let acked = 0;
+  ws.on('message', (data: Buffer) => {
+    const decoder = decoding.createDecoder(new Uint8Array(data));
+    decoding.readVarString(decoder);
+    if (decoding.readVarUint(decoder) === MessageType.SyncStatus) acked += 1;
+  });
+  ws.on('error', () => undefined);
+  const source = new Y.Doc();
+  const text = source.getText('t');
+  let pending: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => pending.push(update));
+  let sent = 0;
+  let refill: NodeJS.Timeout | null = null;
+  const report = setInterval(() => port.postMessage({ acked }), 20);
+  ws.once('open', () => {
+    ws.send(frame(doc, (e) => {
+      encoding.writeVarUint(e, MessageType.Auth);
+      encoding.writeVarUint(e, 0);
+      encoding.writeVarString(e, '');
+    }));
+    refill = setInterval(() => {
+      if (ws.readyState !== ws.OPEN) return;
+      const room = UNACKNOWLEDGED - (sent - acked);
+      for (let i = 0; i < room; i++) text.insert(text.length, 'x');
+      for (const update of pending) {
+        ws.send(frame(doc, (e) => {
+          encoding.writeVarUint(e, MessageType.Sync);
+          encoding.writeVarUint(e, 2);
+          encoding.writeVarUint8Array(e, update);
+        }));
+      }
+      sent += pending.length;
+      pending = [];
+    }, 2);
+    port.postMessage({ acked, open: true });
+  });
+  port.on('message', () => {
+    if (refill !== null) clearInterval(refill);
+    clearInterval(report);
+    ws.terminate();
+    source.destroy();
+    port.postMessage({ acked, stopped: true });
+  });
+}
+
+if (!isMainThread && (workerData as { url?: string } | null)?.url !== undefined) {
+  const { url, doc } = workerData as { url: string; doc: string };
+  flood(url, doc);
+}
