@@ -54,8 +54,9 @@ Sections (default: all that can run):
   ack     typing load and saturation: acked updates/s, ack and delivery latency,
           Hocuspocus without persistence vs Palimpsest (synchronous=full, normal)
   cold    cold load of a long history vs one full-state blob; trace replay rate
-  burst   one connection writing 20,000 updates at once (both client framings), and
-          other clients' delivery latency while one connection floods
+  burst   one connection writing 20,000 updates at once (both client framings; until all
+          acknowledged and delivered), Palimpsest vs stock Hocuspocus vs the y-websocket
+          reference server, and other clients' delivery latency while one connection floods
   steady  50 documents x 4 clients: delivery latency at 1,000 and 2,000 updates/s in all,
           and the same shape offered 16,000 updates/s (throughput, latency, losses)
   yws     stock clients (y-websocket, @hocuspocus/provider): delivery latency
