@@ -100,8 +100,8 @@ export interface BurstResult {
   updates: number;
   /** Until the last update was acknowledged (Hocuspocus framing; null for y-websocket framing, which has no acks). */
   ackedSeconds: number | null;
-  /** Until the observer on the same document held every update. */
-  deliveredSeconds: number;
+  /** Until the observer on the same document held every update (null: it never did, within the time-out). */
+  deliveredSeconds: number | null;
   /** Updates per second by the later of the two: all acknowledged and all delivered. */
   updatesPerSecond: number;
   /** Connections the burst needed (more than one means it was closed and had to reconnect). */
@@ -169,7 +169,7 @@ export async function runBurst(options: {
   const finished = acked() && delivered();
   return {
     server: options.serverName, client: options.client, updates: updates.length,
-    ackedSeconds, deliveredSeconds: deliveredSeconds ?? seconds,
+    ackedSeconds, deliveredSeconds,
     updatesPerSecond: finished ? updates.length / seconds : Number.NaN, closedWith,
   };
 }

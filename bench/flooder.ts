@@ -26,19 +26,32 @@ export async function startFlooder(url: string, doc: string): Promise<Flooder> {
   const worker = new Worker(new URL(import.meta.url), { workerData: { url, doc } });
   let acked = 0;
   let stopped: ((count: number) => void) | null = null;
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   const ready = new Promise<void>((resolve, reject) => {
-    worker.on('message', (message: { acked: number; open?: true; stopped?: true }) => {
+    worker.on('message', (message: { acked: number; open?: true; stopped?: true; failed?: string }) => {
       acked = message.acked;
+      if (message.failed !== undefined) reject(new Error(`the flooding connection failed: ${message.failed}`));
       if (message.open === true) resolve();
       if (message.stopped === true) stopped?.(message.acked);
     });
-    worker.once('error', reject);
+    worker.on('error', reject);
+    void exited.then(() => reject(new Error('the flooder thread exited before its connection opened')));
   });
-  await ready;
+  try {
+    await ready;
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  }
   return {
     acked: () => acked,
     stop: async () => {
-      const final = new Promise<number>((resolve) => { stopped = resolve; });
+      // The last count the worker reported stands if it has ended (or ends) without answering.
+      const final = new Promise<number>((resolve) => {
+        stopped = resolve;
+        void exited.then(() => resolve(acked));
+        setTimeout(() => resolve(acked), 5000).unref();
+      });
       worker.postMessage('stop');
       const count = await final;
       await worker.terminate();
@@ -58,19 +71,26 @@ function flood(url: string, doc: string): void {
   const port = parentPort!;
   const ws = new WebSocket(url, { perMessageDeflate: false });
   let acked = 0;
+  let refill: NodeJS.Timeout | null = null;
+  const report = setInterval(() => port.postMessage({ acked }), 20);
   ws.on('message', (data: Buffer) => {
     const decoder = decoding.createDecoder(new Uint8Array(data));
     decoding.readVarString(decoder);
     if (decoding.readVarUint(decoder) === MessageType.SyncStatus) acked += 1;
   });
-  ws.on('error', () => undefined);
+  ws.on('error', (error) => {
+    // Before it opened: the run cannot go on (after, the close below ends the flood).
+    if (refill === null) port.postMessage({ acked, failed: error.message });
+  });
+  ws.on('close', () => {
+    clearInterval(report);
+    if (refill !== null) clearInterval(refill);
+  });
   const source = new Y.Doc();
   const text = source.getText('t');
   let pending: Uint8Array[] = [];
   source.on('update', (update: Uint8Array) => pending.push(update));
   let sent = 0;
-  let refill: NodeJS.Timeout | null = null;
-  const report = setInterval(() => port.postMessage({ acked }), 20);
   ws.once('open', () => {
     ws.send(frame(doc, (e) => {
       encoding.writeVarUint(e, MessageType.Auth);

@@ -696,7 +696,7 @@ function burstTables(bursts: BurstResult[], floods: FloodImpact[]): string {
   return [
     table(`One connection writing ${format(bursts[0]?.updates ?? 0)} updates at once (default flags unless named)`,
       ['server', 'client framing', 'all acked, s', 'all delivered, s', 'updates/s (both done)', 'closed with'],
-      bursts.map((b) => [b.server, b.client, b.ackedSeconds ?? '-', b.deliveredSeconds, b.updatesPerSecond,
+      bursts.map((b) => [b.server, b.client, b.ackedSeconds ?? '-', b.deliveredSeconds ?? 'never', b.updatesPerSecond,
         b.closedWith === null ? 'never' : String(b.closedWith)])),
     table('Delivery to other clients (40 clients, 20 documents, 5 updates/s each) without and with one flooding connection',
       ['server', 'quiet p50 ms', 'quiet p99 ms', 'flooded p50 ms', 'flooded p99 ms', 'p99 ratio', 'flooder acked/s'],

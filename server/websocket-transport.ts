@@ -367,7 +367,7 @@ const FRAMES_PER_TURN = 8;
 /** ws' receiver, as far as paceFrames reads it (ws 8: whether it emits a message at once or at the next setImmediate). */
 interface PacedReceiver {
   _allowSynchronousEvents: boolean;
-  /** Messages emitted at once since the receiver last waited for a turn. */
+  /** Messages emitted at once since the receiver last deferred one to the next turn. */
   pacedCount?: number;
 }
 

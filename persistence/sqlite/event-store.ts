@@ -304,7 +304,7 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   }
 
   private scheduleFlush(): void {
-    // While the syncs run, the end of one schedules the next flush.
+    // While a commit's sync runs, its end schedules the next flush.
     if (this.flushScheduled || this.syncsRunning >= MAX_SYNCS_RUNNING) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
