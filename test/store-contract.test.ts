@@ -181,6 +181,20 @@ for (const [name, backend] of Object.entries(backends)) {
       assert.deepEqual(await store.authorshipBlocks('facts', 0), []);
     });
 
+    test('an entry after another store pruned the log\'s end begins a group of its own', async (t) => {
+      const location = await backend.location(t);
+      const writer = await open(t, { path: location });
+      const pruner = await open(t, { path: location, retention: 'snapshot' });
+      const ada = editor();
+      for (const word of ['one ', 'two ', 'three ']) ada.text.insert(ada.text.length, word);
+      for (const update of ada.updates.slice(0, 2)) await writer.append('pruned', update, { ...meta, displayName: 'Ada' });
+      assert.deepEqual((await writer.summaries('pruned', {})).map((s) => s.group?.start), [1, 1]);
+      // The other store snapshots the document and drops entries 1 and 2, the writer's last among them.
+      assert.equal((await pruner.compact('pruned'))?.pruned, 2);
+      await writer.append('pruned', ada.updates[2], { ...meta, displayName: 'Ada' });
+      assert.deepEqual((await writer.summaries('pruned', {})).map((s) => [s.seq, s.group?.start]), [[3, 3]]);
+    });
+
     test('appends get gap-free seqs from 1 per document, with their metadata', async (t) => {
       const store = await open(t);
       const a = editor();

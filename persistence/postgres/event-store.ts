@@ -431,7 +431,7 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       if (this.fastPathFits(docs)) {
         const written = await this.writeInOneStatement(client, batch, touched);
         if (written !== null) return written;
-        // Another instance appended meanwhile: nothing was written; the locking transaction catches up.
+        // Another instance appended or pruned meanwhile: nothing was written; the locking transaction catches up.
         touched.clear();
       }
       await client.query('BEGIN');
@@ -471,7 +471,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       });
       if (rows.length > 0) {
         const changed = docs.filter((doc) => touched.get(doc)!.lastSeq !== seqBefore.get(doc));
-        const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })), knownLinks(touched));
+        // The links are read from the log here: another instance's compaction
+        // may have pruned the entry a cached link describes (its last seq unchanged).
+        const { columns: facts, links } = await factColumns(client, rows.map((r) => ({ ...r, receivedAt: Date.parse(r.receivedAt) })));
         for (const [doc, link] of links) touched.get(doc)!.link = link;
         // One statement: the entries, the documents' last seqs, and the
         // notification other instances receive once this commits.
@@ -522,7 +524,9 @@ export class PostgresEventStore implements EventStore, LogTransfer {
    * moves the last seqs and notifies. The coverage check ran against those
    * cursors, so it saw the log as it is under the lock, as on the locking
    * path. Returns null, having written nothing, when a last seq differs
-   * (another instance appended): the cursors are left as they were.
+   * (another instance appended) or the entry a cursor's group link
+   * describes is gone (another instance's compaction pruned it): the
+   * cursors are left as they were.
    */
   private async writeInOneStatement(client: pg.PoolClient, batch: PendingAppend[], touched: Map<string, LogCursor>):
   Promise<Array<AppendResult | MalformedUpdateError> | null> {
@@ -569,7 +573,10 @@ export class PostgresEventStore implements EventStore, LogTransfer {
       `WITH locked AS MATERIALIZED (
          SELECT doc, last_seq FROM documents WHERE doc = ANY($8::text[]) ORDER BY doc FOR UPDATE
        ), checked AS MATERIALIZED (
-         SELECT count(*) = cardinality($8::text[]) AND coalesce(bool_and(locked.last_seq = wanted.seq), false) AS ok
+         SELECT count(*) = cardinality($8::text[]) AND coalesce(bool_and(locked.last_seq = wanted.seq), false)
+           -- The entry each cached group link describes is still there (a compaction elsewhere may have pruned it).
+           AND NOT EXISTS (SELECT 1 FROM unnest($8::text[], $13::bigint[]) AS kept (doc, seq)
+                           WHERE kept.seq > 0 AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.doc = kept.doc AND u.seq = kept.seq)) AS ok
          FROM locked JOIN unnest($8::text[], $13::bigint[]) AS wanted (doc, seq) ON locked.doc = wanted.doc
        ), logged AS (
          INSERT INTO updates (doc, seq, received_at, instance_id, "user", size, update_bytes, display_name, ${FACT_COLUMN_NAMES})
