@@ -12,10 +12,10 @@ import * as encoding from 'lib0/encoding';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 import { startFlooder } from './flooder.js';
+import { authFrame, MessageType, step1Frame, updateFrame } from './hocuspocus-frames.js';
 import type { BenchServer } from './server-process.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
 
-const MessageType = { Sync: 0, Auth: 2, SyncReply: 4, SyncStatus: 8 } as const;
 const SyncUpdate = 2;
 
 /** N single-character inserts of one Y.Doc, one Yjs update each. */
@@ -28,29 +28,6 @@ export function burstUpdates(count: number): Uint8Array[] {
   doc.destroy();
   return updates;
 }
-
-function hocuspocusFrame(doc: string, write: (encoder: encoding.Encoder) => void): Uint8Array {
-  const encoder = encoding.createEncoder();
-  encoding.writeVarString(encoder, doc);
-  write(encoder);
-  return encoding.toUint8Array(encoder);
-}
-
-const authFrame = (doc: string) => hocuspocusFrame(doc, (e) => {
-  encoding.writeVarUint(e, MessageType.Auth);
-  encoding.writeVarUint(e, 0);
-  encoding.writeVarString(e, '');
-});
-const updateFrame = (doc: string, update: Uint8Array) => hocuspocusFrame(doc, (e) => {
-  encoding.writeVarUint(e, MessageType.Sync);
-  encoding.writeVarUint(e, SyncUpdate);
-  encoding.writeVarUint8Array(e, update);
-});
-const step1Frame = (doc: string) => hocuspocusFrame(doc, (e) => {
-  encoding.writeVarUint(e, MessageType.Sync);
-  encoding.writeVarUint(e, 0);
-  encoding.writeVarUint8Array(e, Y.encodeStateVector(new Y.Doc()));
-});
 
 function open(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {

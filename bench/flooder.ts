@@ -8,11 +8,10 @@
 
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import * as decoding from 'lib0/decoding';
-import * as encoding from 'lib0/encoding';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
+import { authFrame, MessageType, updateFrame } from './hocuspocus-frames.js';
 
-const MessageType = { Sync: 0, Auth: 2, SyncStatus: 8 } as const;
 const UNACKNOWLEDGED = 2000;
 
 export interface Flooder {
@@ -60,13 +59,6 @@ export async function startFlooder(url: string, doc: string): Promise<Flooder> {
   };
 }
 
-function frame(doc: string, write: (encoder: encoding.Encoder) => void): Uint8Array {
-  const encoder = encoding.createEncoder();
-  encoding.writeVarString(encoder, doc);
-  write(encoder);
-  return encoding.toUint8Array(encoder);
-}
-
 function flood(url: string, doc: string): void {
   const port = parentPort!;
   const ws = new WebSocket(url, { perMessageDeflate: false });
@@ -92,22 +84,12 @@ function flood(url: string, doc: string): void {
   source.on('update', (update: Uint8Array) => pending.push(update));
   let sent = 0;
   ws.once('open', () => {
-    ws.send(frame(doc, (e) => {
-      encoding.writeVarUint(e, MessageType.Auth);
-      encoding.writeVarUint(e, 0);
-      encoding.writeVarString(e, '');
-    }));
+    ws.send(authFrame(doc));
     refill = setInterval(() => {
       if (ws.readyState !== ws.OPEN) return;
       const room = UNACKNOWLEDGED - (sent - acked);
       for (let i = 0; i < room; i++) text.insert(text.length, 'x');
-      for (const update of pending) {
-        ws.send(frame(doc, (e) => {
-          encoding.writeVarUint(e, MessageType.Sync);
-          encoding.writeVarUint(e, 2);
-          encoding.writeVarUint8Array(e, update);
-        }));
-      }
+      for (const update of pending) ws.send(updateFrame(doc, update));
       sent += pending.length;
       pending = [];
     }, 2);
