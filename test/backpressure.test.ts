@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as decoding from 'lib0/decoding';
-import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { runCli } from './helpers/cli.js';
 import { hocuspocusClient, yWebsocketClient } from './helpers/clients.js';
@@ -211,29 +210,4 @@ test('a burst is handed over a few frames a turn: another client\'s update is se
   // One a turn, every update would reach the reader on its own.
   assert.ok(updateFrames <= count / 3, `${updateFrames} update frames for ${count + 1} updates: the burst was not merged`);
   assert.equal((await history(data, 'pace/doc')).length, count + 1, 'one log entry per update');
-});
-
-test('a y-websocket client that writes 3,000 updates the moment it connects, before its document is open, keeps every one', async (t) => {
-  const data = join(tempDir(t), 'opening.db');
-  const server = await startServerProcess(t, ['--data', data, '--max-messages-per-second', '0']);
-  const source = new Y.Doc();
-  const updates: Uint8Array[] = [];
-  source.on('update', (update: Uint8Array) => updates.push(update));
-  for (let i = 0; i < 3000; i++) source.getText('t').insert(i, 'o');
-  const socket = rawSocket(t, `${server.url}/yjs/opening%2Fdoc`);
-  let closedWith: number | null = null;
-  void socket.closed.then(({ code }) => { closedWith = code; });
-  await socket.opened;
-  for (const update of updates) {
-    const encoder = encoding.createEncoder();
-    encoding.writeVarUint(encoder, 0); // sync
-    encoding.writeVarUint(encoder, 2); // update
-    encoding.writeVarUint8Array(encoder, update);
-    socket.ws.send(encoding.toUint8Array(encoder));
-  }
-  await waitFor(async () => closedWith !== null || (await history(data, 'opening/doc')).length === updates.length, {
-    timeoutMs: 60_000, message: 'every update logged',
-  });
-  assert.equal(closedWith, null, `the client was closed with ${closedWith}`);
-  assert.equal(replayText(await history(data, 'opening/doc'), 't'), source.getText('t').toString());
 });
