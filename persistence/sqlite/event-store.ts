@@ -21,7 +21,7 @@ import type {
   AlreadyDeleted, AppendMeta, AppendOptions, AuthorshipBlockRecord, AppendResult, ChangesSince, CompactionResult, DocumentInfo, DocumentState, EventStore,
   EntrySummary, FeedEntry, FeedPage, LoadedDocument, SummaryQuery, LogEntry, LogTransfer, SnapshotRecord, StateRecord, VerifyProblem, VerifyReport, VersionName,
 } from '../event-store.js';
-import { factsOf, nextGroup, type GroupLink } from '../entry-facts.js';
+import { factsOf, nextGroup } from '../entry-facts.js';
 import { replay } from '../replay.js';
 import { LogVerifier } from '../verify.js';
 import { compactDocument, writeSnapshot } from './compaction.js';
@@ -93,13 +93,6 @@ interface LogCursor {
   entriesSinceSnapshot: number;
   bytesSinceSnapshot: number;
   checkedAt: number;
-  /**
-   * The last entry's group link, kept from this connection's own write of it
-   * (saves reading it back for the next entry); undefined: read it from the
-   * log. Dropped whenever another connection committed (which may have
-   * appended or pruned) and after a compaction.
-   */
-  link?: GroupLink;
 }
 
 /** A document touched by the batch being written, and its last seq before the batch. */
@@ -472,9 +465,9 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     }
     if (part === null) return { seq: null, size: 0 };
     const seq = cursor.lastSeq + 1;
-    cursor.link = this.insertEntry(cursor.docId, {
+    this.insertEntry(cursor.docId, {
       seq, receivedAt: Date.now(), instanceId: item.meta.instanceId, user: item.meta.user, displayName: item.meta.displayName ?? null, update: part,
-    }, cursor.link);
+    });
     cursor.lastSeq = seq;
     foldInto(cursor.coverage, item.update);
     cursor.entriesSinceSnapshot += 1;
@@ -482,34 +475,24 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     return { seq, size: part.length };
   }
 
-  /**
-   * Logs one entry with its facts (entry-facts.ts); inside a write
-   * transaction. `known`: the previous entry's link, if the caller has it
-   * (used only when it is the link of seq - 1). Returns the entry's own link.
-   */
+  /** Logs one entry with its facts (entry-facts.ts); inside a write transaction. */
   private insertEntry(docId: number, entry: {
     seq: number; receivedAt: number; instanceId: string; user: string | null; displayName: string | null; update: Uint8Array;
-  }, known?: GroupLink): GroupLink {
+  }): void {
     const { statements } = this.open;
     const facts = factsOf(entry.update);
-    let previous: GroupLink | null;
-    if (known !== undefined && known.seq === entry.seq - 1) previous = known;
-    else {
-      const row = statements.groupLink.get(docId, entry.seq - 1);
-      previous = row === undefined ? null : {
-        seq: row.seq, receivedAt: row.received_at,
-        group: row.group_start === null ? null : {
-          start: row.group_start, user: row.group_user, displayName: row.group_name,
-          added: row.group_added ?? 0, removed: row.group_removed ?? 0,
-        },
-      };
-    }
-    const group = nextGroup(previous, { ...entry, added: facts.added, removed: facts.removed });
+    const previous = statements.groupLink.get(docId, entry.seq - 1);
+    const group = nextGroup(previous === undefined ? null : {
+      seq: previous.seq, receivedAt: previous.received_at,
+      group: previous.group_start === null ? null : {
+        start: previous.group_start, user: previous.group_user, displayName: previous.group_name,
+        added: previous.group_added ?? 0, removed: previous.group_removed ?? 0,
+      },
+    }, { ...entry, added: facts.added, removed: facts.removed });
     statements.insertUpdate.run(
       docId, entry.seq, entry.receivedAt, entry.instanceId, entry.user, entry.update.length, entry.update, entry.displayName,
       facts.added, facts.removed, facts.created,
       group?.start ?? null, group?.user ?? null, group?.displayName ?? null, group?.added ?? null, group?.removed ?? null);
-    return { seq: entry.seq, receivedAt: entry.receivedAt, group };
   }
 
   /**
@@ -525,7 +508,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     // Out of the cache while it is brought up to date: should anything below
     // throw, the next write starts again from the file.
     this.cursors.delete(doc);
-    if (cached !== undefined) cached.link = undefined;
     let row = statements.documentByName.get(doc);
     if (row === undefined) {
       statements.insertDocument.run(doc, Date.now());
@@ -829,16 +811,15 @@ export class SqliteEventStore implements EventStore, LogTransfer {
       const row = statements.documentByName.get(doc)!;
       let seq = row.last_seq;
       const logEmpty = statements.firstRetained.get(docId)?.seq === null;
-      let link: GroupLink | undefined;
       for (const entry of entries) {
         if (entry.seq <= seq) continue;
         if (entry.seq !== seq + 1 && !(logEmpty && seq === row.last_seq)) {
           throw new StoreError('STORE_WRITE_FAILED', `${doc}: entry ${entry.seq} does not follow seq ${seq}`);
         }
-        link = this.insertEntry(docId, {
+        this.insertEntry(docId, {
           seq: entry.seq, receivedAt: entry.receivedAt.getTime(), instanceId: entry.instanceId, user: entry.user,
           displayName: entry.displayName ?? null, update: entry.update,
-        }, link);
+        });
         seq = entry.seq;
       }
       const target = Math.max(seq, lastSeq);
@@ -880,8 +861,6 @@ export class SqliteEventStore implements EventStore, LogTransfer {
   private afterCompaction(doc: string, result: CompactionResult): void {
     const cursor = this.cursors.get(doc);
     if (cursor === undefined) return;
-    // Retention may have pruned the entry the link describes; the next write reads it from the log.
-    cursor.link = undefined;
     // Counts restart from the new snapshot; entries logged meanwhile stay counted.
     const after = this.open.statements.countAfter.get(cursor.docId, result.seq);
     cursor.entriesSinceSnapshot = after?.n ?? 0;
