@@ -35,6 +35,8 @@ export interface DurableAcksOptions {
   onFailure(error: Error): void;
   /** Called when the number of updates waiting for their commit changes. */
   onBacklog?(waiting: number): void;
+  /** Runs `send` calls so that their frames reach the socket in one write. */
+  corked?(run: () => void): void;
 }
 
 /** One document address: updates in order; the first `acked` of them have their SyncStatus frame. */
@@ -48,6 +50,8 @@ export class DurableAcks implements WebSocketLike {
   private queues: Map<string, AddressQueue> | null = null;
   private waiting = 0;
   private failed = false;
+  /** Addresses with acks that became releasable in this tick; released together at its end. */
+  private releasing: Set<string> | null = null;
 
   constructor(private readonly inner: WebSocketLike, private readonly options: DurableAcksOptions) {}
 
@@ -78,7 +82,7 @@ export class DurableAcks implements WebSocketLike {
     commit.then(() => {
       expected.durable = true;
       this.setWaiting(this.waiting - 1);
-      this.release(address);
+      this.releaseSoon(address);
     }, (error: Error) => {
       this.setWaiting(this.waiting - 1);
       if (this.failed) return;
@@ -95,8 +99,16 @@ export class DurableAcks implements WebSocketLike {
     }
     const frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const decoder = decoding.createDecoder(frame);
-    const address = decoding.readVarString(decoder);
+    // Most frames are broadcasts (Sync, Awareness) that pass as they are: the
+    // address is skipped, not decoded, to reach the type.
+    const addressLength = decoding.readVarUint(decoder);
+    decoder.pos += addressLength;
     const type = decoding.readVarUint(decoder);
+    if (type !== MessageType.SyncStatus && type !== MessageType.Close && type !== MessageType.Auth) {
+      this.inner.send(data);
+      return;
+    }
+    const address = decoding.readVarString(decoding.createDecoder(frame));
     if (type === MessageType.SyncStatus) {
       // After a failed append nothing more may look acknowledged.
       if (this.failed) return;
@@ -121,6 +133,29 @@ export class DurableAcks implements WebSocketLike {
 
   close(code?: number, reason?: string): void {
     this.inner.close(code, reason);
+  }
+
+  /**
+   * The updates of one commit settle together, each in its own microtask:
+   * their acks go out at the end of the tick, in one write to the socket
+   * instead of one each (a write is a system call, and on a fast connection
+   * those writes were a fifth of the server's time).
+   */
+  private releaseSoon(address: string): void {
+    if (this.releasing !== null) {
+      this.releasing.add(address);
+      return;
+    }
+    this.releasing = new Set([address]);
+    process.nextTick(() => {
+      const addresses = this.releasing!;
+      this.releasing = null;
+      const run = () => {
+        for (const one of addresses) this.release(one);
+      };
+      if (this.options.corked === undefined) run();
+      else this.options.corked(run);
+    });
   }
 
   /** Sends, in order, the acks at the head of `address`'s queue whose updates are durable. */

@@ -183,6 +183,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
         refuse(ws, refusal);
       },
       onBacklog: (waiting) => flow.backlog(waiting),
+      corked: (run) => (ws as ServerSocket).corked(run),
     });
   }
 
@@ -400,6 +401,21 @@ const pacedDescriptor: PropertyDescriptor = {
 class ServerSocket extends WebSocket {
   closedHere = false;
 
+  /** Runs `send` calls so that their frames reach the TCP socket in one write (ws keeps it as `_socket`). */
+  corked(run: () => void): void {
+    const socket = (this as unknown as { _socket?: Duplex })._socket;
+    if (socket === undefined || typeof socket.cork !== 'function') {
+      run();
+      return;
+    }
+    socket.cork();
+    try {
+      run();
+    } finally {
+      socket.uncork();
+    }
+  }
+
   override close(code?: number, reason?: string | Buffer): void {
     this.closedHere = true;
     super.close(code, reason);
@@ -482,17 +498,18 @@ function copyFrame(data: RawData): Uint8Array {
   return new Uint8Array(data);
 }
 
+/**
+ * The request as Hocuspocus reads it: its headers (in hook payloads) and its
+ * URL, whose query it parses again for every message a connection sends. The
+ * URL is kept as path and query, which Hocuspocus reads with URLSearchParams
+ * alone: an absolute URL cost a full URL parse per message.
+ */
 function toWebRequest(request: IncomingMessage): Request {
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
     if (value === undefined) continue;
     for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
   }
-  let url: URL;
-  try {
-    url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`);
-  } catch {
-    url = new URL('http://localhost/');
-  }
-  return new Request(url, { headers });
+  const read: Pick<Request, 'url' | 'headers'> = { url: request.url ?? '/', headers };
+  return read as Request;
 }
