@@ -161,7 +161,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
 
   function serveHocuspocus(ws: WebSocket, request: IncomingMessage) {
     metrics.connections.inc({ protocol: 'hocuspocus' });
-    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED);
+    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED, handleFrame);
     const acks = durableAcks(ws, ws as unknown as WebSocketLike, flow);
     const client = hocuspocus.handleConnection(acks, toWebRequest(request), { ...contextFor(request, ws), acks });
     wireSocket(ws, request, 'hocuspocus', flow, (frame) => {
@@ -196,7 +196,7 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       documentName = encodedName;
     }
     const problem = documentNameProblem(documentName);
-    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED);
+    const flow = new FlowControl(ws, options.maxUnconfirmedUpdates ?? DEFAULT_MAX_UNCONFIRMED, handleFrame);
     if (problem !== null) {
       wireSocket(ws, request, 'y-websocket', flow, () => undefined, () => undefined);
       refuse(ws, new ConnectionRefusal(CloseCodes.InvalidDocumentName, problem));
@@ -279,9 +279,18 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
   function socketOnMessage(this: WebSocket, data: RawData, isBinary: boolean) {
     const link = links.get(this);
     if (link === undefined || (this as ServerSocket).closedHere || this.readyState === this.CLOSED) return;
+    // Over its rate, what ws had already read of the socket waits for the budget too.
+    if (link.flow.keep(data, isBinary)) return;
+    handleFrame(this, data, isBinary);
+  }
+
+  /** One frame of a socket, in order; taking from its rate budget, and holding the socket when that is spent. */
+  function handleFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
+    const link = links.get(ws);
+    if (link === undefined || (ws as ServerSocket).closedHere) return;
     try {
       if (!isBinary) throw new ConnectionRefusal(CloseCodes.MalformedFrame, 'text frames are not part of the protocol');
-      const waitMs = options.onFrame?.(this) ?? 0;
+      const waitMs = options.onFrame?.(ws) ?? 0;
       link.onMessage(copyFrame(data));
       if (waitMs > 0) {
         metrics.throttled.inc({ reason: 'rate' });
@@ -289,12 +298,12 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
       }
     } catch (error) {
       if (error instanceof ConnectionRefusal) {
-        refuse(this, error);
+        refuse(ws, error);
         return;
       }
       // Not the client's fault: say so, and keep the stack for us.
       logger.error({ err: (error as Error).message, stack: (error as Error).stack, protocol: link.protocol }, 'internal error while handling a frame');
-      refuse(this, new ConnectionRefusal(CloseCodes.InternalError, (error as Error).message));
+      refuse(ws, new ConnectionRefusal(CloseCodes.InternalError, (error as Error).message));
     }
   }
 
@@ -312,6 +321,8 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     sockets.delete(this);
     const link = links.get(this);
     if (link === undefined) return;
+    // Frames the rate held are the client's all the same (ws hands over what it read before a close).
+    link.flow.releaseAll();
     links.delete(this);
     link.flow.dispose();
     metrics.connections.dec({ protocol: link.protocol });
@@ -437,34 +448,85 @@ interface SocketLink {
   onClose(code: number, reason: string): void;
 }
 
+/** A frame as ws delivered it. */
+type HeldFrame = [data: RawData, isBinary: boolean];
+
 /**
  * Stops reading a socket while any reason holds: the sender's rate budget is
  * in debt (for the time it takes to repay), too many of its updates wait for
  * their commit (until half of them are confirmed), or its document is still
  * opening and it has sent many frames already (a y-websocket client writes
  * before the server has authenticated it and loaded the document, where
- * Hocuspocus would queue, and past 1,000 frames drop, what it sends). Frames ws has already parsed are still
- * delivered while paused; they are kept, and only make the next pause longer.
+ * Hocuspocus would queue, and past 1,000 frames drop, what it sends).
+ *
+ * Pausing the socket stops its reads, but ws still delivers the frames of
+ * what it read already: up to 64 KiB, thousands of small updates. While the
+ * rate holds, those wait here and are handled as the budget refills, a few
+ * at a time (FRAMES_PER_TURN, each taken from the budget); handled at once,
+ * they made a flooding connection's every pause end in a burst at full speed
+ * that held up every other client. Frames delivered during the other holds
+ * are handled as they come.
  */
 class FlowControl {
   private rateTimer: NodeJS.Timeout | null = null;
   /** The reasons that hold, as bits of Hold (a number rather than a Set: one per socket). */
   private holds = 0;
   private rateUntil = 0;
+  /** Frames ws delivered while the rate held, in order; null when none wait (and the rate does not hold). */
+  private held: HeldFrame[] | null = null;
   paused = false;
 
-  constructor(private readonly ws: WebSocket, private readonly maxUnconfirmed: number) {}
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly maxUnconfirmed: number,
+    private readonly handle: (ws: WebSocket, data: RawData, isBinary: boolean) => void,
+  ) {}
+
+  /** Keeps a frame ws delivered while the rate holds (or others still wait); false: handle it now. */
+  keep(data: RawData, isBinary: boolean): boolean {
+    if (this.held === null) return false;
+    this.held.push([data, isBinary]);
+    return true;
+  }
 
   holdFor(ms: number): void {
+    this.held ??= [];
     const until = performance.now() + ms;
     if (this.rateTimer !== null && until <= this.rateUntil) return;
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
     this.rateUntil = until;
     this.rateTimer = setTimeout(() => {
       this.rateTimer = null;
-      this.set(Hold.Rate, false);
+      this.releaseSome();
     }, Math.ceil(ms));
     this.set(Hold.Rate, true);
+  }
+
+  /** The budget has refilled: a few held frames, then the next hold (or the next turn), or reading again. */
+  private releaseSome(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    let next = 0;
+    // Each frame takes from the budget; one that puts it in debt holds again (this.held is set then).
+    while (next < held.length && next < FRAMES_PER_TURN) {
+      const [data, isBinary] = held[next++];
+      this.handle(this.ws, data, isBinary);
+    }
+    if (next < held.length) {
+      const rest = held.slice(next);
+      this.held = this.held === null ? rest : rest.concat(this.held);
+      if (this.rateTimer === null) setImmediate(() => this.releaseSome());
+      return;
+    }
+    if (this.held === null) this.set(Hold.Rate, false);
+  }
+
+  /** Handles every held frame now (the socket is closing: they are not read later). */
+  releaseAll(): void {
+    const held = this.held;
+    this.held = null;
+    if (held === null) return;
+    for (const [data, isBinary] of held) this.handle(this.ws, data, isBinary);
   }
 
   backlog(waiting: number): void {
@@ -479,6 +541,7 @@ class FlowControl {
   dispose(): void {
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
     this.rateTimer = null;
+    this.held = null;
   }
 
   private set(reason: Hold, on: boolean): void {

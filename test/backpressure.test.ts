@@ -90,6 +90,42 @@ test('a flooding connection is slowed, not closed: all its updates are logged in
   assert.equal(a.provider.configuration.websocketProvider.status, 'connected');
 });
 
+test('a paused connection\'s frames already read are handed over at its rate too, not at full speed when the pause ends', async (t) => {
+  // ws reads up to 64 KiB at a time (about 1,800 of these frames) and hands over all of it even while the
+  // socket is paused; handled at once, a flooder's every pause ended in a burst at full speed.
+  const data = join(tempDir(t), 'paced.db');
+  const rate = 1000;
+  const burst = 100;
+  const server = await startServerProcess(t, ['--data', data, '--max-messages-per-second', String(rate), '--message-burst', String(burst)]);
+  const flooder = rawSocket(t, server.url);
+  await flooder.opened;
+  const ackTimes: number[] = [];
+  flooder.ws.on('message', (frame: Buffer) => {
+    if (frame[frame[0] + 1] === 8) ackTimes.push(performance.now());
+  });
+  flooder.ws.send(frames.auth('paced/doc', ''));
+  const source = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => updates.push(update));
+  for (let i = 0; i < 3000; i++) source.getText('text').insert(source.getText('text').length, `${i % 10}`);
+  for (const update of updates) flooder.ws.send(frames.update('paced/doc', update));
+  await waitFor(() => ackTimes.length >= updates.length, { timeoutMs: 60_000, message: `all ${updates.length} updates acknowledged` });
+
+  // The most acks in any half second: the rate's share plus the burst allowance, and some slack.
+  const windowMs = 500;
+  let most = 0;
+  for (let first = 0, last = 0; last < ackTimes.length; last++) {
+    while (ackTimes[last] - ackTimes[first] > windowMs) first++;
+    most = Math.max(most, last - first + 1);
+  }
+  const allowed = (rate * windowMs) / 1000 + burst + 300;
+  t.diagnostic(`most acks in ${windowMs} ms: ${most} (allowed ${allowed}); all ${updates.length} in ${(ackTimes[ackTimes.length - 1] - ackTimes[0]).toFixed(0)} ms`);
+  assert.ok(most <= allowed, `${most} acks in ${windowMs} ms at ${rate} messages/s`);
+  const entries = await history(data, 'paced/doc');
+  assert.equal(entries.length, updates.length, 'one log entry per update');
+  assert.equal(replayText(entries, 'text'), source.getText('text').toString(), 'the log replays to what was sent, in order');
+});
+
 test('a stock provider replaying a real trace at full speed against default flags gets every update acknowledged, one entry each', async (t) => {
   const data = join(tempDir(t), 'replay.db');
   const server = await startServerProcess(t, ['--data', data]);
