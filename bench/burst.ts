@@ -154,29 +154,48 @@ export async function runBurst(options: {
 export interface FloodImpact {
   server: string;
   quiet: TypingLoadResult;
-  flooded: TypingLoadResult;
-  /** Updates the flooder got acknowledged during the flooded window. */
-  flooderAcked: number;
+  /** From the flood's start: its burst allowance is taken at full speed, then its rate applies. */
+  floodStart: TypingLoadResult;
+  /** Once the burst allowance is spent: the flood at its sustained rate. */
+  sustained: TypingLoadResult;
+  /** Updates the flooder got acknowledged per second during the sustained window. */
+  flooderAckedPerSecond: number;
 }
 
-/** Delivery latency of a typing load on its own, then with one connection flooding a document of its own. */
+/**
+ * Delivery latency of a typing load on its own, then with one connection
+ * flooding a document of its own: from the flood's start (which includes the
+ * server's burst allowance for it, `burstAllowance` messages taken at full
+ * speed), and once the flooder has been acknowledged that many (its rate applies).
+ */
 export async function runFloodImpact(options: {
   server: BenchServer; serverName: string; clients: number; documents: number; updatesPerSecond: number;
-  warmupMs: number; durationMs: number; prefix: string;
+  warmupMs: number; durationMs: number; prefix: string; burstAllowance: number;
 }): Promise<FloodImpact> {
-  const load = (suffix: string) => runTypingLoad({
+  const load = (suffix: string, warmupMs: number) => runTypingLoad({
     url: options.server.url, clients: options.clients, documents: options.documents, documentPrefix: `${options.prefix}${suffix}-`,
-    mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs: options.warmupMs, durationMs: options.durationMs,
+    mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs, durationMs: options.durationMs,
   });
-  const quiet = await load('quiet');
+  const quiet = await load('quiet', options.warmupMs);
+  // The clients of the flooded windows connect and sync before the flood starts (no warm-up in its window).
+  const started = load('start', 0);
   const flooder = await startFlooder(options.server.url, `${options.prefix}flood`);
-  const ackedBefore = flooder.acked();
-  let flooded: TypingLoadResult;
+  let floodStart: TypingLoadResult;
+  let sustained: TypingLoadResult;
   let acked: number;
+  let ackedBefore: number;
   try {
-    flooded = await load('flooded');
+    floodStart = await started;
+    const deadline = performance.now() + 60_000;
+    while (flooder.acked() < options.burstAllowance) {
+      if (performance.now() > deadline) throw new Error(`the flooder was acknowledged ${flooder.acked()} of its ${options.burstAllowance}-message burst allowance in 60 s`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    ackedBefore = flooder.acked();
+    sustained = await load('sustained', options.warmupMs);
   } finally {
     acked = await flooder.stop();
   }
-  return { server: options.serverName, quiet, flooded, flooderAcked: acked - ackedBefore };
+  const seconds = (options.warmupMs + sustained.windowMs) / 1000;
+  return { server: options.serverName, quiet, floodStart, sustained, flooderAckedPerSecond: (acked - ackedBefore) / seconds };
 }

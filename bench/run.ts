@@ -639,6 +639,8 @@ async function runRedisSection(dir: string): Promise<RedisRow[]> {
 
 /** Flood rows that could not be measured (a server that closed the typing clients), said under the table. */
 const floodFailures: string[] = [];
+/** The server's --message-burst default: a flooder's first messages, taken at full speed. */
+const DEFAULT_MESSAGE_BURST = 5000;
 
 const burstUnlimited: ServerVariant = {
   name: 'palimpsest synchronous=full, --max-messages-per-second 0',
@@ -679,7 +681,7 @@ async function runBurstSection(dir: string, nodeFlags: string[]): Promise<{ burs
       try {
         floods.push(await runFloodImpact({
           server, serverName: variant.name, clients: 40, documents: 20, updatesPerSecond: 5,
-          warmupMs: settings.warmupMs, durationMs: settings.durationMs, prefix: 'flood-',
+          warmupMs: settings.warmupMs, durationMs: settings.durationMs, prefix: 'flood-', burstAllowance: DEFAULT_MESSAGE_BURST,
         }));
       } catch (error) {
         floodFailures.push(`${variant.name}: the flood row failed (${(error as Error).message})`);
@@ -698,10 +700,11 @@ function burstTables(bursts: BurstResult[], floods: FloodImpact[]): string {
       ['server', 'client framing', 'all acked, s', 'all delivered, s', 'updates/s (both done)', 'closed with'],
       bursts.map((b) => [b.server, b.client, b.ackedSeconds ?? '-', b.deliveredSeconds ?? 'never', b.updatesPerSecond,
         b.closedWith === null ? 'never' : String(b.closedWith)])),
-    table('Delivery to other clients (40 clients, 20 documents, 5 updates/s each) without and with one flooding connection',
-      ['server', 'quiet p50 ms', 'quiet p99 ms', 'flooded p50 ms', 'flooded p99 ms', 'p99 ratio', 'flooder acked/s'],
-      floods.map((f) => [f.server, f.quiet.deliveryMs.p50, f.quiet.deliveryMs.p99, f.flooded.deliveryMs.p50, f.flooded.deliveryMs.p99,
-        f.flooded.deliveryMs.p99 / f.quiet.deliveryMs.p99, f.flooderAcked / ((settings.warmupMs + f.flooded.windowMs) / 1000)])),
+    table('Delivery to other clients (40 clients, 20 documents, 5 updates/s each) without and with one flooding connection: ' +
+      `from the flood's start (its burst allowance, ${format(DEFAULT_MESSAGE_BURST)} messages, taken at full speed) and once that is spent`,
+      ['server', 'quiet p50 ms', 'quiet p99 ms', 'flood start p50 ms', 'flood start p99 ms', 'sustained p50 ms', 'sustained p99 ms', 'flooder acked/s'],
+      floods.map((f) => [f.server, f.quiet.deliveryMs.p50, f.quiet.deliveryMs.p99, f.floodStart.deliveryMs.p50, f.floodStart.deliveryMs.p99,
+        f.sustained.deliveryMs.p50, f.sustained.deliveryMs.p99, f.flooderAckedPerSecond])),
     ...floodFailures.map((line) => `${line}\n`),
   ].join('\n');
 }
@@ -727,8 +730,11 @@ function burstGoals(bursts: BurstResult[], floods: FloodImpact[]): GoalLine[] {
     });
   }
   for (const flood of floods.filter((f) => f.server === serverVariants[1].name)) {
-    const ratio = flood.flooded.deliveryMs.p99 / flood.quiet.deliveryMs.p99;
-    goals.push({ goal: 'other clients\' delivery p99 while one connection floods: under 2x', met: ratio < 2, detail: `${format(ratio)}x` });
+    for (const [phase, result] of [['from its start (burst allowance at full speed)', flood.floodStart], ['at its sustained rate', flood.sustained]] as const) {
+      const ratio = result.deliveryMs.p99 / flood.quiet.deliveryMs.p99;
+      goals.push({ goal: `other clients' delivery p99 while one connection floods, ${phase}: under 2x`, met: ratio < 2,
+        detail: `${format(result.deliveryMs.p99)} vs ${format(flood.quiet.deliveryMs.p99)} ms (${format(ratio)}x)` });
+    }
   }
   return goals;
 }
