@@ -11,7 +11,7 @@ import * as decoding from 'lib0/decoding';
 import * as encoding from 'lib0/encoding';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
-import { startFlooder } from './flooder.js';
+import { startFlooder, type Flooder } from './flooder.js';
 import { authFrame, MessageType, step1Frame, updateFrame } from './hocuspocus-frames.js';
 import type { BenchServer } from './server-process.js';
 import { runTypingLoad, type TypingLoadResult } from './typing-load.js';
@@ -158,7 +158,7 @@ export interface FloodImpact {
   floodStart: TypingLoadResult;
   /** Once the burst allowance is spent: the flood at its sustained rate. */
   sustained: TypingLoadResult;
-  /** Updates the flooder got acknowledged per second during the sustained window. */
+  /** Updates the flooder got acknowledged per second in the sustained window. */
   flooderAckedPerSecond: number;
 }
 
@@ -172,30 +172,37 @@ export async function runFloodImpact(options: {
   server: BenchServer; serverName: string; clients: number; documents: number; updatesPerSecond: number;
   warmupMs: number; durationMs: number; prefix: string; burstAllowance: number;
 }): Promise<FloodImpact> {
-  const load = (suffix: string, warmupMs: number) => runTypingLoad({
+  const load = (suffix: string, warmupMs: number, onWindow?: (edge: 'start' | 'end') => void) => runTypingLoad({
     url: options.server.url, clients: options.clients, documents: options.documents, documentPrefix: `${options.prefix}${suffix}-`,
-    mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs, durationMs: options.durationMs,
+    mode: 'open', updatesPerSecond: options.updatesPerSecond, warmupMs, durationMs: options.durationMs, onWindow,
   });
   const quiet = await load('quiet', options.warmupMs);
-  // The clients of the flooded windows connect and sync before the flood starts (no warm-up in its window).
-  const started = load('start', 0);
-  const flooder = await startFlooder(options.server.url, `${options.prefix}flood`);
-  let floodStart: TypingLoadResult;
-  let sustained: TypingLoadResult;
-  let acked: number;
-  let ackedBefore: number;
+  // The flood starts with the window (the load's clients have connected and synced by then).
+  let flooding: Promise<Flooder> | null = null;
   try {
-    floodStart = await started;
+    const floodStart = await load('start', 0, (edge) => {
+      if (edge !== 'start') return;
+      flooding = startFlooder(options.server.url, `${options.prefix}flood`);
+      flooding.catch(() => undefined); // awaited below; a failure to start fails the row there
+    });
+    if (flooding === null) throw new Error('the flood-start window never began');
+    const flooder: Flooder = await flooding;
     const deadline = performance.now() + 60_000;
     while (flooder.acked() < options.burstAllowance) {
       if (performance.now() > deadline) throw new Error(`the flooder was acknowledged ${flooder.acked()} of its ${options.burstAllowance}-message burst allowance in 60 s`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    ackedBefore = flooder.acked();
-    sustained = await load('sustained', options.warmupMs);
+    let ackedAtStart = 0;
+    let ackedAtEnd = 0;
+    const sustained = await load('sustained', options.warmupMs, (edge) => {
+      if (edge === 'start') ackedAtStart = flooder.acked();
+      else ackedAtEnd = flooder.acked();
+    });
+    return {
+      server: options.serverName, quiet, floodStart, sustained,
+      flooderAckedPerSecond: (ackedAtEnd - ackedAtStart) / (sustained.windowMs / 1000),
+    };
   } finally {
-    acked = await flooder.stop();
+    if (flooding !== null) await (flooding as Promise<Flooder>).then((flooder) => flooder.stop(), () => undefined);
   }
-  const seconds = (options.warmupMs + sustained.windowMs) / 1000;
-  return { server: options.serverName, quiet, floodStart, sustained, flooderAckedPerSecond: (acked - ackedBefore) / seconds };
 }

@@ -321,12 +321,14 @@ export function attachWebSocketTransport(options: TransportOptions): Transport {
     sockets.delete(this);
     const link = links.get(this);
     if (link === undefined) return;
-    // Frames the rate held are the client's all the same (ws hands over what it read before a close).
-    link.flow.releaseAll();
-    links.delete(this);
-    link.flow.dispose();
-    metrics.connections.dec({ protocol: link.protocol });
-    link.onClose(code, reason.toString());
+    // Frames the rate held are the client's all the same (ws hands over what it read before a
+    // close): they go first, a few a turn, then the close.
+    link.flow.drain(() => {
+      links.delete(this);
+      link.flow.dispose();
+      metrics.connections.dec({ protocol: link.protocol });
+      link.onClose(code, reason.toString());
+    });
   }
 
   function socketOnUpgradeError(error: Error) {
@@ -428,7 +430,10 @@ class ServerSocket extends WebSocket {
   }
 
   override close(code?: number, reason?: string | Buffer): void {
-    this.closedHere = true;
+    // ws answers a peer's close frame through close() too (having set `_closeFrameReceived`):
+    // that close is the peer's, and the frames it sent before it (some perhaps held for its
+    // rate) are still handled.
+    if ((this as unknown as { _closeFrameReceived?: boolean })._closeFrameReceived !== true) this.closedHere = true;
     super.close(code, reason);
   }
 
@@ -472,8 +477,11 @@ class FlowControl {
   /** The reasons that hold, as bits of Hold (a number rather than a Set: one per socket). */
   private holds = 0;
   private rateUntil = 0;
-  /** Frames ws delivered while the rate held, in order; null when none wait (and the rate does not hold). */
+  /** Frames ws delivered while the rate held, in order, from `heldFrom`; null when none wait (and the rate does not hold). */
   private held: HeldFrame[] | null = null;
+  private heldFrom = 0;
+  /** The socket has closed: what is held is handed over regardless of the rate. */
+  private closing = false;
   paused = false;
 
   constructor(
@@ -490,6 +498,7 @@ class FlowControl {
   }
 
   holdFor(ms: number): void {
+    if (this.closing) return;
     this.held ??= [];
     const until = performance.now() + ms;
     if (this.rateTimer !== null && until <= this.rateUntil) return;
@@ -502,31 +511,45 @@ class FlowControl {
     this.set(Hold.Rate, true);
   }
 
-  /** The budget has refilled: a few held frames, then the next hold (or the next turn), or reading again. */
+  /**
+   * The budget has refilled: a few held frames (each taken from the budget;
+   * one that puts it in debt starts the next hold), then the next few at the
+   * next turn if the budget allows, or reading again once none wait.
+   */
   private releaseSome(): void {
-    const held = this.held ?? [];
-    this.held = null;
-    let next = 0;
-    // Each frame takes from the budget; one that puts it in debt holds again (this.held is set then).
-    while (next < held.length && next < FRAMES_PER_TURN) {
-      const [data, isBinary] = held[next++];
-      this.handle(this.ws, data, isBinary);
-    }
-    if (next < held.length) {
-      const rest = held.slice(next);
-      this.held = this.held === null ? rest : rest.concat(this.held);
+    if (this.closing) return;
+    for (let handled = 0; handled < FRAMES_PER_TURN && this.takeHeld(); handled++);
+    if (this.held !== null && this.heldFrom < this.held.length) {
       if (this.rateTimer === null) setImmediate(() => this.releaseSome());
       return;
     }
-    if (this.held === null) this.set(Hold.Rate, false);
+    if (this.rateTimer !== null) return; // in debt again: the timer releases the next
+    this.held = null;
+    this.heldFrom = 0;
+    this.set(Hold.Rate, false);
   }
 
-  /** Handles every held frame now (the socket is closing: they are not read later). */
-  releaseAll(): void {
+  /** Hands over the next held frame; false when none is left. */
+  private takeHeld(): boolean {
     const held = this.held;
-    this.held = null;
-    if (held === null) return;
-    for (const [data, isBinary] of held) this.handle(this.ws, data, isBinary);
+    if (held === null || this.heldFrom >= held.length) return false;
+    const [data, isBinary] = held[this.heldFrom];
+    held[this.heldFrom++] = undefined as unknown as HeldFrame; // not kept alive by the array
+    this.handle(this.ws, data, isBinary);
+    return true;
+  }
+
+  /** The socket closed: hands over what is held, a few a turn regardless of the rate, then calls `done`. */
+  drain(done: () => void): void {
+    this.closing = true;
+    if (this.rateTimer !== null) clearTimeout(this.rateTimer);
+    this.rateTimer = null;
+    const step = () => {
+      for (let handled = 0; handled < FRAMES_PER_TURN && this.takeHeld(); handled++);
+      if (this.held !== null && this.heldFrom < this.held.length) setImmediate(step);
+      else done();
+    };
+    step();
   }
 
   backlog(waiting: number): void {
@@ -539,6 +562,7 @@ class FlowControl {
   }
 
   dispose(): void {
+    this.closing = true;
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
     this.rateTimer = null;
     this.held = null;
@@ -561,6 +585,14 @@ function copyFrame(data: RawData): Uint8Array {
   return new Uint8Array(data);
 }
 
+function absoluteUrl(request: IncomingMessage): string {
+  try {
+    return new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`).href;
+  } catch {
+    return 'http://localhost/';
+  }
+}
+
 /**
  * The request as Hocuspocus reads it: its headers (in hook payloads) and its
  * URL, whose query it parses again for every message a connection sends. The
@@ -573,6 +605,8 @@ function toWebRequest(request: IncomingMessage): Request {
     if (value === undefined) continue;
     for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
   }
-  const read: Pick<Request, 'url' | 'headers'> = { url: request.url ?? '/', headers };
+  const url = request.url ?? '/';
+  // Hocuspocus parses a URL holding "://" (a y-websocket client's document name may) as an absolute one.
+  const read: Pick<Request, 'url' | 'headers'> = { url: url.includes('://') ? absoluteUrl(request) : url, headers };
   return read as Request;
 }

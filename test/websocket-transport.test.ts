@@ -106,6 +106,22 @@ test('with no message hooks, awareness is applied directly: providers and y-webs
   assert.equal(statesOf(provider).get(ids.first)?.name, 'first, moved');
 });
 
+test('a y-websocket client whose document name holds "://", unencoded in its URL as stock y-websocket sends it, edits with a provider', async (t) => {
+  const data = join(tempDir(t), 'url-name.db');
+  const server = await startServerProcess(t, ['--data', data]);
+  const documentName = 'pages/https://example.com/page';
+  const yws = yWebsocketClient(t, server.url, documentName, { disableBc: true, unencodedName: true });
+  const provider = hocuspocusClient(t, server.url, documentName);
+  await waitFor(() => yws.provider.synced && provider.provider.isSynced, { message: 'both synced' });
+  yws.doc.getText('t').insert(0, 'from y-websocket;');
+  provider.doc.getText('t').insert(0, 'from provider;');
+  const both = (text: string) => text.includes('from y-websocket;') && text.includes('from provider;');
+  await waitFor(() => both(yws.doc.getText('t').toString()) && both(provider.doc.getText('t').toString()), {
+    message: 'both clients hold both edits',
+  });
+  assert.equal(yws.provider.wsconnected, true, 'the y-websocket client stayed connected');
+});
+
 test('a peer that stops answering pings is dropped within two keep-alive intervals; one that answers stays', async (t) => {
   const keepAliveMs = 300;
   const server = await startServerProcess(t, ['--data', join(tempDir(t), 'keep-alive.db'), '--keep-alive-ms', String(keepAliveMs)]);

@@ -72,10 +72,11 @@ export function hocuspocusClient(
 export function yWebsocketClient(
   t: Pick<TestContext, 'after'>, url: string, documentName: string,
   /** `disableBc`: no BroadcastChannel, over which clients of one document in one process would otherwise reach each other without the server. */
-  options: { token?: string; doc?: Y.Doc; disableBc?: boolean } = {},
+  /** `unencodedName`: the name in the URL as it is, as stock y-websocket puts it there (":" and "/" included). */
+  options: { token?: string; doc?: Y.Doc; disableBc?: boolean; unencodedName?: boolean } = {},
 ): TestClient & { provider: WebsocketProvider } {
   const doc = options.doc ?? new Y.Doc();
-  const provider = new WebsocketProvider(`${url}/yjs`, encodeURIComponent(documentName), doc, {
+  const provider = new WebsocketProvider(`${url}/yjs`, options.unencodedName === true ? documentName : encodeURIComponent(documentName), doc, {
     WebSocketPolyfill: TestWebSocket as unknown as typeof globalThis.WebSocket,
     params: options.token === undefined ? {} : { token: options.token },
     maxBackoffTime: 500,
