@@ -37,6 +37,15 @@ async function metric(http: string, name: string): Promise<number> {
   return total;
 }
 
+/** `count` one-character edits typed at the end of a new document's text "text", one update each. */
+function typedUpdates(count: number): { source: Y.Doc; updates: Uint8Array[] } {
+  const source = new Y.Doc();
+  const updates: Uint8Array[] = [];
+  source.on('update', (update: Uint8Array) => updates.push(update));
+  for (let i = 0; i < count; i++) source.getText('text').insert(source.getText('text').length, `${i % 10}`);
+  return { source, updates };
+}
+
 /** Delivery time of one edit from `from` to `to`, from `to`'s update event. */
 function deliveryMs(from: Y.Doc, to: Y.Doc, marker: string): Promise<number> {
   const started = performance.now();
@@ -62,10 +71,7 @@ test('a flooding connection is slowed, not closed: all its updates are logged in
   const flooder = rawSocket(t, server.url);
   await flooder.opened;
   flooder.ws.send(frames.auth('flood/doc', ''));
-  const source = new Y.Doc();
-  const updates: Uint8Array[] = [];
-  source.on('update', (update: Uint8Array) => updates.push(update));
-  for (let i = 0; i < 3000; i++) source.getText('text').insert(source.getText('text').length, `${i % 10}`);
+  const { source, updates } = typedUpdates(3000);
   for (const update of updates) flooder.ws.send(frames.update('flood/doc', update));
   let closedWith: number | null = null;
   void flooder.closed.then(({ code }) => { closedWith = code; });
@@ -104,10 +110,7 @@ test('a paused connection\'s frames already read are handed over at its rate too
     if (frame[frame[0] + 1] === 8) ackTimes.push(performance.now());
   });
   flooder.ws.send(frames.auth('paced/doc', ''));
-  const source = new Y.Doc();
-  const updates: Uint8Array[] = [];
-  source.on('update', (update: Uint8Array) => updates.push(update));
-  for (let i = 0; i < 3000; i++) source.getText('text').insert(source.getText('text').length, `${i % 10}`);
+  const { source, updates } = typedUpdates(3000);
   for (const update of updates) flooder.ws.send(frames.update('paced/doc', update));
   await waitFor(() => ackTimes.length >= updates.length, { timeoutMs: 60_000, message: `all ${updates.length} updates acknowledged` });
 
