@@ -138,8 +138,9 @@ export class DurableAcks implements WebSocketLike {
   /**
    * The updates of one commit settle together, each in its own microtask:
    * their acks go out at the end of the tick, in one write to the socket
-   * instead of one each (a write is a system call, and on a fast connection
-   * those writes were a fifth of the server's time).
+   * instead of one each (a write is a system call: with one connection
+   * flooding at 2,000 updates/s, its acks' writes took 0.29 s of the
+   * server's 5.2 s of busy time).
    */
   private releaseSoon(address: string): void {
     if (this.releasing !== null) {
