@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
+import { serveFlags } from '../server/config.js';
 import { burstUpdates, runBurst, runFloodImpact, type BurstResult, type FloodImpact } from './burst.js';
 import { runColdLoad, type ColdLoadResult } from './cold-load.js';
 import { runFeedBench, type FeedRow } from './feed.js';
@@ -640,7 +641,7 @@ async function runRedisSection(dir: string): Promise<RedisRow[]> {
 /** Flood rows that could not be measured (a server that closed the typing clients), said under the table. */
 const floodFailures: string[] = [];
 /** The server's --message-burst default: a flooder's first messages, taken at full speed. */
-const DEFAULT_MESSAGE_BURST = 5000;
+const DEFAULT_MESSAGE_BURST = Number(serveFlags['message-burst'].default);
 
 const burstUnlimited: ServerVariant = {
   name: 'palimpsest synchronous=full, --max-messages-per-second 0',

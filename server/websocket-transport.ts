@@ -518,8 +518,7 @@ class FlowControl {
    */
   private releaseSome(): void {
     if (this.closing) return;
-    for (let handled = 0; handled < FRAMES_PER_TURN && this.takeHeld(); handled++);
-    if (this.held !== null && this.heldFrom < this.held.length) {
+    if (this.handOverSome()) {
       if (this.rateTimer === null) setImmediate(() => this.releaseSome());
       return;
     }
@@ -529,14 +528,14 @@ class FlowControl {
     this.set(Hold.Rate, false);
   }
 
-  /** Hands over the next held frame; false when none is left. */
-  private takeHeld(): boolean {
-    const held = this.held;
-    if (held === null || this.heldFrom >= held.length) return false;
-    const [data, isBinary] = held[this.heldFrom];
-    held[this.heldFrom++] = undefined as unknown as HeldFrame; // not kept alive by the array
-    this.handle(this.ws, data, isBinary);
-    return true;
+  /** Hands over up to FRAMES_PER_TURN held frames, in order; true while more are held. */
+  private handOverSome(): boolean {
+    for (let handled = 0; handled < FRAMES_PER_TURN && this.held !== null && this.heldFrom < this.held.length; handled++) {
+      const [data, isBinary] = this.held[this.heldFrom];
+      this.held[this.heldFrom++] = undefined as unknown as HeldFrame; // not kept alive by the array
+      this.handle(this.ws, data, isBinary);
+    }
+    return this.held !== null && this.heldFrom < this.held.length;
   }
 
   /** The socket closed: hands over what is held, a few a turn regardless of the rate, then calls `done`. */
@@ -545,8 +544,7 @@ class FlowControl {
     if (this.rateTimer !== null) clearTimeout(this.rateTimer);
     this.rateTimer = null;
     const step = () => {
-      for (let handled = 0; handled < FRAMES_PER_TURN && this.takeHeld(); handled++);
-      if (this.held !== null && this.heldFrom < this.held.length) setImmediate(step);
+      if (this.handOverSome()) setImmediate(step);
       else done();
     };
     step();
