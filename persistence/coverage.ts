@@ -63,8 +63,11 @@ export function cloneCoverage(coverage: Coverage): Coverage {
  * let through must not stop the document from being written again.
  */
 export function decodeUpdate(bytes: Uint8Array, strict = true): DecodedUpdate {
-  const cached = strict ? checkedUpdates.get(bytes) : undefined;
-  if (cached !== undefined) return cached;
+  if (strict && lastChecked !== null && lastChecked.bytes === bytes) {
+    const cached = lastChecked;
+    lastChecked = null;
+    return cached;
+  }
   let decoded: ReturnType<typeof Y.decodeUpdate>;
   try {
     decoded = Y.decodeUpdate(bytes);
@@ -94,16 +97,21 @@ export function decodeUpdate(bytes: Uint8Array, strict = true): DecodedUpdate {
     }
   }
   const result = { bytes, structs, ds, dsInOrder };
-  if (strict) checkedUpdates.set(bytes, result);
+  if (strict) lastChecked = result;
   return result;
 }
 
 /**
- * Updates already decoded and checked, by their bytes: the server checks an
- * update before Hocuspocus applies it and then appends the same bytes, which
- * are decoded once. Weak: an entry lives only as long as its bytes.
+ * The update checked last, handed to the next decode of the same bytes (and
+ * then let go): the server checks an update before Hocuspocus applies it and
+ * appends the same bytes right after, in the same call, so they are decoded
+ * once. It was a WeakMap by bytes, with an entry per update: V8 clears such
+ * entries only in a full collection, so the table grew between them and
+ * made them both more frequent and longer (its entries are processed in the
+ * collection's pause). bench/README.md: "One decoded update kept, not a
+ * weak table of them".
  */
-const checkedUpdates = new WeakMap<Uint8Array, DecodedUpdate>();
+let lastChecked: DecodedUpdate | null = null;
 
 /** Decodes and checks a client update; throws MalformedUpdateError for one Yjs could not replay. */
 export function checkUpdate(bytes: Uint8Array): DecodedUpdate {

@@ -10,7 +10,8 @@ import Database from 'better-sqlite3';
 import * as encoding from 'lib0/encoding';
 import * as prng from 'lib0/prng';
 import * as Y from 'yjs';
-import { openEventStore, StoreError } from '../persistence/index.js';
+import { checkUpdate, openEventStore, StoreError } from '../persistence/index.js';
+import { decodeUpdate } from '../persistence/coverage.js';
 import { tempDir } from './helpers/temp.js';
 
 const meta = { instanceId: 'test', user: null };
@@ -220,4 +221,23 @@ test('an entry an earlier version logged that the checks now refuse does not sto
   ]);
   assert.equal(legacyResult.seq, 3);
   assert.equal(otherResult.seq, 1);
+});
+
+test('an update checked before its append is decoded once: the check hands its result to the next decode of those bytes only', () => {
+  const { text, updates } = editor();
+  text.insert(0, 'checked once');
+  text.insert(0, 'another ');
+  const [first, second] = updates;
+  const checked = checkUpdate(first);
+  // The same bytes (the append that follows the check) get the checked result, once.
+  assert.equal(decodeUpdate(first), checked);
+  const again = decodeUpdate(first);
+  assert.notEqual(again, checked);
+  assert.deepEqual(again.structs, checked.structs);
+  // Equal bytes in another array, or other bytes checked in between, are decoded afresh.
+  const checkedAgain = checkUpdate(first);
+  assert.notEqual(decodeUpdate(new Uint8Array(first)), checkedAgain);
+  const firstChecked = checkUpdate(first);
+  checkUpdate(second);
+  assert.notEqual(decodeUpdate(first), firstChecked);
 });
