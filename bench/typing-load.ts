@@ -235,6 +235,9 @@ export function percentiles(samples: number[]): Percentiles {
   return { count: sorted.length, p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: sorted[sorted.length - 1] };
 }
 
+/** How long the clients of a run may take to connect and sync before the run fails. */
+const SYNC_TIMEOUT_MS = 60_000;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function runTypingLoad(options: TypingLoadOptions): Promise<TypingLoadResult> {
@@ -246,7 +249,24 @@ export async function runTypingLoad(options: TypingLoadOptions): Promise<TypingL
   for (let i = 0; i < options.clients; i++) {
     clients.push(new TypingClient(options.url, `${options.documentPrefix}${i % options.documents}`, run));
   }
-  await Promise.all(clients.map((c) => c.whenSynced()));
+  // A server that cannot answer (stock Hocuspocus still working through a flood it took in at
+  // once, say) fails the run after a bound instead of holding the whole bench.
+  let syncTimer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(clients.map((c) => c.whenSynced())),
+      new Promise<never>((_, reject) => {
+        syncTimer = setTimeout(() => reject(new Error(
+          `${clients.filter((c) => !c.synced).length} of ${clients.length} clients were not synced ${SYNC_TIMEOUT_MS / 1000} s after connecting`)), SYNC_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (error) {
+    run.stopping = true;
+    for (const client of clients) client.close();
+    throw error;
+  } finally {
+    clearTimeout(syncTimer);
+  }
 
   sending = true;
   const timers: NodeJS.Timeout[] = [];
