@@ -11,7 +11,6 @@ import * as encoding from 'lib0/encoding';
 import * as prng from 'lib0/prng';
 import * as Y from 'yjs';
 import { checkUpdate, openEventStore, StoreError } from '../persistence/index.js';
-import { decodeUpdate } from '../persistence/coverage.js';
 import { tempDir } from './helpers/temp.js';
 
 const meta = { instanceId: 'test', user: null };
@@ -223,21 +222,28 @@ test('an entry an earlier version logged that the checks now refuse does not sto
   assert.equal(otherResult.seq, 1);
 });
 
-test('an update checked before its append is decoded once: the check hands its result to the next decode of those bytes only', () => {
+test('an update checked before its append is decoded once: the check hands its result to the next decode of those bytes only', async (t) => {
   const { text, updates } = editor();
   text.insert(0, 'checked once');
   text.insert(0, 'another ');
   const [first, second] = updates;
+  // The same bytes, decoded next (as the append that follows the check does), get the checked result, once.
   const checked = checkUpdate(first);
-  // The same bytes (the append that follows the check) get the checked result, once.
-  assert.equal(decodeUpdate(first), checked);
-  const again = decodeUpdate(first);
+  assert.equal(checkUpdate(first), checked);
+  const again = checkUpdate(first);
   assert.notEqual(again, checked);
   assert.deepEqual(again.structs, checked.structs);
-  // Equal bytes in another array, or other bytes checked in between, are decoded afresh.
+  // Equal bytes in another array, or other bytes decoded in between, are decoded afresh.
   const checkedAgain = checkUpdate(first);
-  assert.notEqual(decodeUpdate(new Uint8Array(first)), checkedAgain);
+  assert.notEqual(checkUpdate(new Uint8Array(first)), checkedAgain);
   const firstChecked = checkUpdate(first);
   checkUpdate(second);
-  assert.notEqual(decodeUpdate(first), firstChecked);
+  assert.notEqual(checkUpdate(first), firstChecked);
+  // A checked update's append logs it as sent.
+  const store = openStore(t, join(tempDir(t), 'checked.db'));
+  checkUpdate(first);
+  assert.equal((await store.append('doc', first, meta)).seq, 1);
+  checkUpdate(second);
+  assert.equal((await store.append('doc', second, meta)).seq, 2);
+  assert.deepEqual((await store.entries('doc')).map((entry) => Buffer.from(entry.update)), [Buffer.from(first), Buffer.from(second)]);
 });
