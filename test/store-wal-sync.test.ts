@@ -26,8 +26,11 @@ function edits(count: number): Uint8Array[] {
   return updates;
 }
 
-/** Resolves in the same check phase as the store's flush (scheduled earlier), before any thread-pool callback can run. */
-const afterFlush = () => new Promise<void>((resolve) => setImmediate(resolve));
+/**
+ * Resolves in the same check phase as the store's flush (scheduled earlier), before any thread-pool callback can run:
+ * the store flushes at the end of the turn after an append's, so this waits the same two turns.
+ */
+const afterFlush = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
 
 /** A WAL fsync the test releases by hand (the real one, run when released), or fails. */
 function heldSyncs() {

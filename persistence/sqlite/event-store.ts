@@ -307,7 +307,13 @@ export class SqliteEventStore implements EventStore, LogTransfer {
     // While a commit's sync runs, its end schedules the next flush.
     if (this.flushScheduled || this.syncsRunning >= MAX_SYNCS_RUNNING) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    // At the next turn's end, not this one's: the appends of a turn are made
+    // before Hocuspocus applies their updates, so a flush at this turn's end
+    // would run its inserts before Hocuspocus' broadcast of those updates
+    // (also at this turn's end) and every delivery would wait for them. The
+    // acks wait one turn more, and that turn's appends join the batch
+    // (bench/README.md: "Deliveries before the commit's inserts").
+    setImmediate(() => setImmediate(() => this.flush()));
   }
 
   /** Writes every pending append in one transaction. */
