@@ -4,8 +4,9 @@
 // what other processes logged, so each update is logged once.
 //
 // Appends are grouped: every append that arrives in one event-loop turn (and
-// the next, see scheduleFlush) is written by one IMMEDIATE transaction, and each caller's promise settles when
-// that transaction has committed and is on disk. In the server (background)
+// the next, see scheduleFlush) is written by one IMMEDIATE transaction, and
+// each caller's promise settles when that transaction has committed and is on
+// disk. In the server (background)
 // under `full`, the fsync runs on the thread pool, not in the commit
 // (wal-sync.ts): one fsync covers every commit made while the one before ran.
 
