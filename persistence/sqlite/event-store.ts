@@ -6,9 +6,9 @@
 // Appends are grouped: every append that arrives in one event-loop turn (and
 // the next, see scheduleFlush) is written by one IMMEDIATE transaction, and
 // each caller's promise settles when that transaction has committed and is on
-// disk. In the server (background)
-// under `full`, the fsync runs on the thread pool, not in the commit
-// (wal-sync.ts): one fsync covers every commit made while the one before ran.
+// disk. In the server (background) under `full`, the fsync runs on the thread
+// pool, not in the commit (wal-sync.ts): one fsync covers every commit made
+// while the one before ran.
 
 import { Worker } from 'node:worker_threads';
 import type { Statement } from 'better-sqlite3';
